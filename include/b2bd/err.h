@@ -1,0 +1,50 @@
+/* err: errors carried as values, with the contract's codes. */
+#ifndef B2BD_ERR_H
+#define B2BD_ERR_H
+
+enum b2bd_code {
+    B2BD_OK = 0,
+    /* Contract error codes: a command with one of these gets a `rejected` result. */
+    B2BD_INVALID,
+    B2BD_NOT_FOUND,
+    B2BD_LIMIT_REACHED,
+    B2BD_NOT_A_CONTACT,
+    B2BD_NO_LOCATION_ACCESS,
+    B2BD_ALREADY_MIGRATED,
+    B2BD_UNKNOWN_TYPE,
+    B2BD_WRONG_TOPIC,
+    B2BD_IDEMPOTENCY_KEY_REUSED,
+    B2BD_CONFLICT,
+    /* Dead-letter codes: the message is not a command at all. */
+    B2BD_NOT_JSON,
+    B2BD_NOT_A_COMMAND,
+    B2BD_TOO_LARGE,
+    /* Internal: not the command's fault. */
+    B2BD_ERR_DB,       /* retriable: connection lost, serialization failure, deadlock */
+    B2BD_ERR_INTERNAL  /* a bug or resource exhaustion */
+};
+
+struct b2bd_err {
+    enum b2bd_code code;
+    char msg[256];
+    char field[128];
+};
+
+/* The contract's name of a code, e.g. "NOT_FOUND". Never NULL. */
+const char *b2bd_code_name(enum b2bd_code code);
+
+/* True for codes that give a `rejected` result (INVALID .. CONFLICT). */
+int b2bd_code_is_rejection(enum b2bd_code code);
+
+/* True for the dead-letter codes (NOT_JSON, NOT_A_COMMAND, TOO_LARGE). */
+int b2bd_code_is_dead_letter(enum b2bd_code code);
+
+/* Sets *e (field may be NULL) and returns code, so that callers can
+ * `return b2bd_err_set(e, B2BD_INVALID, "payload.x", "...")`. */
+enum b2bd_code b2bd_err_set(struct b2bd_err *e, enum b2bd_code code,
+                            const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+void b2bd_err_clear(struct b2bd_err *e);
+
+#endif
