@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build, the demo and the tests need.
+# Idempotent: does nothing (and needs no network) when everything is present.
+# Run as root (or through sudo when it is available).
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  gcc make cmake pkg-config libc6-dev git
+  librdkafka-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
+  # local environment, demo and integration tests
+  postgresql python3 python3-aiosmtpd python3-confluent-kafka python3-psycopg2
+  python3-jsonschema procps curl iproute2 ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [ "$status" != "installed" ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "deps: missing packages and not root: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
