@@ -9,6 +9,9 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Sets the lowest level written (default LOG_INFO) and the stream (default stderr). */
 void log_init(enum log_level min, FILE *out);
 
+/* True if a line at lvl would be written (to skip costly argument preparation). */
+int log_enabled(enum log_level lvl);
+
 /* Parses "debug", "info", "warn", "error"; returns -1 if none. */
 int log_level_parse(const char *s);
 
