@@ -1,0 +1,18 @@
+# Writes OUT, a C file that holds every sql/migrations/NNNN_name.sql as a string,
+# in version order, so that the daemon carries its own schema.
+file(GLOB files ${SQL_DIR}/[0-9][0-9][0-9][0-9]_*.sql)
+list(SORT files)
+set(body "/* Generated from sql/migrations by cmake/embed_sql.cmake: do not edit. */\n#include \"b2bd/migrations.h\"\n\nconst struct b2bd_migration b2bd_migrations[] = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME_WE)
+  string(SUBSTRING ${name} 0 4 version)
+  math(EXPR version "${version}")
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
+  string(APPEND body "  {${version}, \"${name}\",\n    \"${sql}\"},\n")
+endforeach()
+string(APPEND body "};\nconst int b2bd_migrations_count = sizeof b2bd_migrations / sizeof b2bd_migrations[0];\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

@@ -1,0 +1,45 @@
+/* apply: applies batches of consumed messages to PostgreSQL, exactly once each. */
+#ifndef B2BD_APPLY_H
+#define B2BD_APPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "b2bd/config.h"
+#include "b2bd/db.h"
+#include "b2bd/decode.h"
+
+/* One consumed message, as the consumer hands it over (all borrowed). */
+struct b2bd_msg {
+    enum b2bd_topic topic;
+    const char *topic_name;
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+};
+
+struct apply_stats {
+    unsigned long applied;      /* commands applied now */
+    unsigned long rejected;     /* commands that got a `rejected` result */
+    unsigned long duplicates;   /* repeats of applied commands (stored result sent again) */
+    unsigned long dead_letters; /* messages sent to the dead-letter topic */
+    unsigned long skipped;      /* messages already applied before (redelivered) */
+};
+
+struct b2bd_applier {
+    struct b2bd_db *db;
+    const struct b2bd_config *cfg;
+};
+
+/* Applies msgs in one transaction: each command on its own is all or nothing (a
+ * savepoint each) and gets its result; dead letters and results go to the outbox; the
+ * consumed positions advance in the same transaction, so a message redelivered after a
+ * crash is recognised and skipped. Returns 0 once committed, or -1 with err when
+ * nothing was committed (B2BD_ERR_DB: reconnect and apply the same batch again). */
+int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
+                struct apply_stats *st, struct b2bd_err *err);
+
+#endif

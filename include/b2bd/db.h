@@ -1,0 +1,52 @@
+/* db: one PostgreSQL connection: connect, migrate, run prepared statements. */
+#ifndef B2BD_DB_H
+#define B2BD_DB_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "b2bd/err.h"
+
+#define DB_MAX_PREPARED 96
+
+struct b2bd_db {
+    PGconn *conn;
+    char *dsn;                  /* owned copy; may hold a password: never log it */
+    char *password;             /* owned copy or NULL */
+    const char *prepared[DB_MAX_PREPARED]; /* statement texts prepared on conn, by identity */
+    int n_prepared;
+    char sqlstate[6];           /* of the last failed statement, "" if none */
+    unsigned long reconnects;
+};
+
+/* Copies dsn and password (may be NULL); does not connect. */
+void db_init(struct b2bd_db *db, const char *dsn, const char *password);
+void db_free(struct b2bd_db *db);
+
+/* (Re)connects if not connected. Returns 0, or -1 with err (B2BD_ERR_DB). */
+int db_connect(struct b2bd_db *db, struct b2bd_err *err);
+void db_disconnect(struct b2bd_db *db);
+bool db_connected(const struct b2bd_db *db);
+
+/* Applies the embedded migrations not applied yet, in one transaction per version,
+ * under an advisory lock so that several instances may start at once. */
+int db_migrate(struct b2bd_db *db, struct b2bd_err *err);
+
+/* Runs sql (a static string: it is prepared once per connection, keyed by its
+ * address) with n text parameters (NULL entries are SQL NULL). lengths and formats
+ * may be NULL (all text); a format of 1 marks a binary parameter of the given length.
+ * Returns the result (caller PQclear()s) or NULL with err: B2BD_ERR_DB, and
+ * db->sqlstate set. */
+PGresult *db_query(struct b2bd_db *db, const char *sql, int n, const char *const *values,
+                   const int *lengths, const int *formats, struct b2bd_err *err);
+
+/* Runs sql without parameters and without preparing (BEGIN, SAVEPOINT ...).
+ * Returns 0 or -1 with err. */
+int db_exec(struct b2bd_db *db, const char *sql, struct b2bd_err *err);
+
+/* True when the last failure is worth retrying the transaction for: connection lost,
+ * serialization failure, deadlock, unique violation from a race. */
+bool db_retriable(const struct b2bd_db *db);
+bool db_sqlstate_is(const struct b2bd_db *db, const char *state);
+
+#endif

@@ -1,0 +1,39 @@
+/* kafka: the Kafka clients: the command consumer and the producer, from the config. */
+#ifndef B2BD_KAFKA_H
+#define B2BD_KAFKA_H
+
+#include <stddef.h>
+#include <librdkafka/rdkafka.h>
+
+#include "b2bd/config.h"
+#include "b2bd/err.h"
+
+/* A new producer: idempotent, with the kafka.* settings passed through. dr_cb may be
+ * NULL. Returns NULL with err on a bad setting. */
+rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
+                               void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                               struct b2bd_err *err);
+
+struct kafka_in;
+
+/* A consumer in the configured group, subscribed to the five command topics, with
+ * offsets committed only by kafka_in_commit(). */
+struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *err);
+
+/* Waits up to wait_ms for a first message, then takes more until max messages or
+ * linger_ms have passed. Returns how many were put in out (the caller destroys them
+ * with rd_kafka_message_destroy); error events are logged and not returned. */
+size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
+                     int linger_ms);
+
+/* Commits, for each partition in msgs, the offset after its last message (async
+ * unless sync). */
+void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t n, int sync);
+
+/* True once the consumer holds at least one partition. */
+int kafka_in_assigned(const struct kafka_in *k);
+
+/* Leaves the group (committing nothing more) and frees. */
+void kafka_in_close(struct kafka_in *k);
+
+#endif

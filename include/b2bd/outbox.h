@@ -1,0 +1,28 @@
+/* outbox: the messages to publish, written in the transaction that caused them. */
+#ifndef B2BD_OUTBOX_H
+#define B2BD_OUTBOX_H
+
+#include <stddef.h>
+
+#include "b2bd/db.h"
+
+/* Output topics, by the part of their name after the prefix. */
+#define OUTBOX_RESULTS "results"
+#define OUTBOX_ACCESS "events.access"
+#define OUTBOX_NOTIFICATIONS "events.notifications"
+#define OUTBOX_DLQ "dlq"
+
+/* Appends one message to the outbox in the open transaction. key and value are bytes
+ * (key may be NULL: no key); headers is a JSON array text of [name, value] pairs or
+ * NULL. Returns 0 or -1 with err. */
+int outbox_append(struct b2bd_db *db, const char *topic, const void *key, size_t key_len,
+                  const void *value, size_t value_len, const char *headers,
+                  struct b2bd_err *err);
+
+/* Wakes the relays once the open transaction commits (NOTIFY). */
+int outbox_wake(struct b2bd_db *db, struct b2bd_err *err);
+
+/* The channel outbox_wake notifies. */
+#define OUTBOX_CHANNEL "b2bd_outbox"
+
+#endif

@@ -1,0 +1,524 @@
+/* apply: applies batches of consumed messages to PostgreSQL, exactly once each. */
+#include "b2bd/apply.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apply_internal.h"
+#include "b2bd/log.h"
+#include "b2bd/outbox.h"
+#include "b2bd/util.h"
+
+/* A command that hits a race (deadlock, unique violation) is tried again this often
+ * within its batch before the whole batch is rolled back and retried. */
+#define APPLY_COMMAND_TRIES 3
+
+static const char SQL_OFFSET_ENSURE[] =
+    "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+    " VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING";
+static const char SQL_OFFSET_LOCK[] =
+    "SELECT next_offset FROM consumer_offsets"
+    " WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE";
+static const char SQL_OFFSET_SET[] =
+    "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
+    " WHERE group_id = $1 AND topic = $2 AND partition = $3";
+static const char SQL_INBOX_GET[] =
+    "SELECT payload_hash = $2, result FROM commands WHERE command_id = $1";
+static const char SQL_INBOX_PUT[] =
+    "INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
+    " VALUES ($1, $2, $3, $4, $5, $6)";
+static const char SQL_ACCESS_BUMP[] =
+    "UPDATE customers SET access_version = access_version + 1, updated_at = now()"
+    " WHERE shop_id = $1 AND customer_id = $2 RETURNING access_version, email";
+static const char SQL_ACCESS_ROWS[] =
+    "SELECT c.company_id, r.location_id, r.role FROM contacts c"
+    " LEFT JOIN roles r ON r.shop_id = c.shop_id AND r.company_id = c.company_id"
+    "  AND r.customer_id = c.customer_id"
+    " WHERE c.shop_id = $1 AND c.customer_id = $2 ORDER BY c.company_id, r.location_id";
+
+PGresult *apply_q(struct apply_cmd *c, const char *sql, int n, const char *const *v,
+                  struct b2bd_err *err)
+{
+    return db_query(c->db, sql, n, v, NULL, NULL, err);
+}
+
+json_t *apply_jstr(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+void apply_touch(struct apply_cmd *c, const char *customer_id)
+{
+    for (size_t i = 0; i < c->n_touched; i++)
+        if (strcmp(c->touched[i], customer_id) == 0)
+            return;
+    if (c->n_touched == c->cap_touched) {
+        c->cap_touched = c->cap_touched ? c->cap_touched * 2 : 4;
+        c->touched = realloc(c->touched, c->cap_touched * sizeof *c->touched);
+        if (!c->touched)
+            abort();
+    }
+    c->touched[c->n_touched++] = strdup(customer_id);
+}
+
+static void apply_cmd_reset(struct apply_cmd *c)
+{
+    for (size_t i = 0; i < c->n_touched; i++)
+        free(c->touched[i]);
+    c->n_touched = 0;
+    json_decref(c->result);
+    c->result = NULL;
+}
+
+static enum b2bd_code apply_unsupported(struct apply_cmd *c, struct b2bd_err *err)
+{
+    return b2bd_err_set(err, B2BD_INVALID, "type", "%s is not supported by this version of b2bd",
+                        decode_type_name(c->cmd->type));
+}
+
+static apply_fn apply_fn_for(enum b2bd_cmd_type t)
+{
+    switch (t) {
+    case CMD_SHOP_UPSERT: return apply_shop_upsert;
+    case CMD_COMPANY_UPSERT: return apply_company_upsert;
+    case CMD_CUSTOMER_UPSERT: return apply_customer_upsert;
+    case CMD_ORDER_UPSERT: return apply_order_upsert;
+    case CMD_ASSIGN: return apply_assign;
+    default: return apply_unsupported;
+    }
+}
+
+/* Serialises j compactly (keys in insertion order); caller frees. */
+static char *apply_dump(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (!s)
+        abort();
+    return s;
+}
+
+/* Builds the result message of a command; takes a reference to result. */
+static char *apply_result_message(const struct b2bd_command *cmd, const char *status,
+                                  json_t *result, const struct b2bd_err *e)
+{
+    char event_id[37], now[32];
+    util_uuid_v4(event_id);
+    util_now_rfc3339(now);
+    json_t *m = json_object();
+    json_object_set_new(m, "event_id", json_string(event_id));
+    json_object_set_new(m, "command_id", json_string(cmd->command_id));
+    json_object_set_new(m, "type", apply_jstr(cmd->type_name));
+    json_object_set_new(m, "shop_id", apply_jstr(cmd->shop_id));
+    json_object_set_new(m, "import_id", apply_jstr(cmd->import_id));
+    json_object_set_new(m, "status", json_string(status));
+    json_object_set_new(m, "result", result ? result : json_null());
+    if (e) {
+        json_t *err = json_object();
+        json_object_set_new(err, "code", json_string(b2bd_code_name(e->code)));
+        json_object_set_new(err, "message", json_string(e->msg));
+        json_object_set_new(err, "field", e->field[0] ? json_string(e->field) : json_null());
+        json_object_set_new(m, "error", err);
+    } else {
+        json_object_set_new(m, "error", json_null());
+    }
+    json_object_set_new(m, "processed_at", json_string(now));
+    char *s = apply_dump(m);
+    json_decref(m);
+    return s;
+}
+
+static int apply_emit_result(struct b2bd_db *db, const struct b2bd_msg *msg, const char *text,
+                             struct b2bd_err *err)
+{
+    return outbox_append(db, OUTBOX_RESULTS, msg->key, msg->key_len, text, strlen(text), NULL,
+                         err);
+}
+
+static int apply_emit_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
+                               const struct b2bd_command *cmd, const struct b2bd_err *why,
+                               struct b2bd_err *err)
+{
+    char *text = apply_result_message(cmd, "rejected", NULL, why);
+    int rc = apply_emit_result(db, msg, text, err);
+    free(text);
+    return rc;
+}
+
+static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg,
+                                  const struct b2bd_err *why, struct b2bd_err *err)
+{
+    char partition[16], offset[24];
+    snprintf(partition, sizeof partition, "%d", (int)msg->partition);
+    snprintf(offset, sizeof offset, "%lld", (long long)msg->offset);
+    json_t *h = json_pack("[[ss][ss][ss][ss][ss]]", "error.code", b2bd_code_name(why->code),
+                          "error.message", why->msg, "source.topic", msg->topic_name,
+                          "source.partition", partition, "source.offset", offset);
+    char *headers = apply_dump(h);
+    json_decref(h);
+    int rc = outbox_append(db, OUTBOX_DLQ, msg->key, msg->key_len, msg->value, msg->value_len,
+                           headers, err);
+    free(headers);
+    return rc;
+}
+
+/* Publishes the whole access of one customer, with its next version. */
+static int apply_emit_access(struct apply_cmd *c, const char *customer_id,
+                             struct b2bd_err *err)
+{
+    const char *shop = c->cmd->shop_id;
+    const char *v[] = {shop, customer_id};
+    PGresult *res = apply_q(c, SQL_ACCESS_BUMP, 2, v, err);
+    if (!res)
+        return -1;
+    if (PQntuples(res) != 1) { /* the customer must exist: it was just touched */
+        PQclear(res);
+        b2bd_err_set(err, B2BD_ERR_INTERNAL, NULL, "customer vanished while applying");
+        return -1;
+    }
+    json_int_t version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    json_t *email = PQgetisnull(res, 0, 1) ? json_null() : json_string(PQgetvalue(res, 0, 1));
+    PQclear(res);
+
+    if (!(res = apply_q(c, SQL_ACCESS_ROWS, 2, v, err))) {
+        json_decref(email);
+        return -1;
+    }
+    json_t *companies = json_array();
+    json_t *company = NULL, *locations = NULL;
+    int any_role = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *cid = PQgetvalue(res, i, 0);
+        if (!company || strcmp(json_string_value(json_object_get(company, "company_id")), cid)) {
+            company = json_object();
+            locations = json_array();
+            json_object_set_new(company, "company_id", json_string(cid));
+            json_object_set_new(company, "access", json_string("no_access"));
+            json_object_set_new(company, "locations", locations);
+            json_array_append_new(companies, company);
+        }
+        if (!PQgetisnull(res, i, 1)) {
+            json_array_append_new(locations, json_pack("{ssss}", "location_id",
+                                                       PQgetvalue(res, i, 1), "role",
+                                                       PQgetvalue(res, i, 2)));
+            json_object_set_new(company, "access", json_string("locations"));
+            any_role = 1;
+        }
+    }
+    PQclear(res);
+
+    char event_id[37], now[32];
+    util_uuid_v4(event_id);
+    util_now_rfc3339(now);
+    json_t *m = json_object();
+    json_object_set_new(m, "event_id", json_string(event_id));
+    json_object_set_new(m, "shop_id", json_string(shop));
+    json_object_set_new(m, "customer_id", json_string(customer_id));
+    json_object_set_new(m, "email", email);
+    json_object_set_new(m, "experience", json_string(any_role ? "b2b" : "d2c"));
+    json_object_set_new(m, "companies", companies);
+    json_object_set_new(m, "version", json_integer(version));
+    json_object_set_new(m, "caused_by", json_string(c->cmd->command_id));
+    json_object_set_new(m, "occurred_at", json_string(now));
+    char *text = apply_dump(m);
+    json_decref(m);
+
+    struct sbuf key = {0};
+    sbuf_addf(&key, "%s/%s", shop, customer_id);
+    int rc = outbox_append(c->db, OUTBOX_ACCESS, key.s, key.len, text, strlen(text), NULL, err);
+    sbuf_free(&key);
+    free(text);
+    return rc;
+}
+
+/* Applies a decoded, valid command after the idempotency check: its business rows,
+ * its inbox row, its result and its events. Runs inside the command's savepoint. */
+static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *msg,
+                                  struct b2bd_err *err)
+{
+    enum b2bd_code code = apply_fn_for(c->cmd->type)(c, err);
+    if (code != B2BD_OK)
+        return code;
+    for (size_t i = 0; i < c->n_touched; i++)
+        if (apply_emit_access(c, c->touched[i], err) < 0)
+            return err->code;
+
+    char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
+    const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name,
+                       (const char *)c->cmd->hash, c->cmd->import_id, text};
+    int len[] = {0, 0, 0, 32, 0, 0};
+    int fmt[] = {0, 0, 0, 1, 0, 0};
+    PGresult *res = db_query(c->db, SQL_INBOX_PUT, 6, v, len, fmt, err);
+    if (!res) {
+        free(text);
+        return B2BD_ERR_DB;
+    }
+    PQclear(res);
+    int rc = apply_emit_result(c->db, msg, text, err);
+    free(text);
+    return rc < 0 ? B2BD_ERR_DB : B2BD_OK;
+}
+
+enum cmd_outcome { OUT_APPLIED, OUT_REJECTED, OUT_DUPLICATE };
+
+/* One attempt at a command inside its savepoint. Returns 0 with *out set, or -1 with a
+ * database error (the savepoint is then rolled back by the caller). */
+static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg,
+                         enum cmd_outcome *out, struct b2bd_err *err)
+{
+    const struct b2bd_command *cmd = c->cmd;
+    const char *v[] = {cmd->command_id, (const char *)cmd->hash};
+    int len[] = {0, 32};
+    int fmt[] = {0, 1};
+    PGresult *res = db_query(c->db, SQL_INBOX_GET, 2, v, len, fmt, err);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 1) {
+        int same = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        int rc;
+        if (same) {
+            /* the stored result again, unchanged */
+            const char *stored = PQgetvalue(res, 0, 1);
+            rc = apply_emit_result(c->db, msg, stored, err);
+            *out = OUT_DUPLICATE;
+        } else {
+            struct b2bd_err why;
+            b2bd_err_set(&why, B2BD_IDEMPOTENCY_KEY_REUSED, "command_id",
+                         "command_id was already used by a command with another type, "
+                         "shop_id or payload");
+            rc = apply_emit_rejected(c->db, msg, cmd, &why, err);
+            *out = OUT_REJECTED;
+        }
+        PQclear(res);
+        return rc;
+    }
+    PQclear(res);
+
+    struct b2bd_err why;
+    b2bd_err_clear(&why);
+    enum b2bd_code code = apply_fresh(c, msg, &why);
+    if (code == B2BD_OK) {
+        *out = OUT_APPLIED;
+        return 0;
+    }
+    if (!b2bd_code_is_rejection(code)) {
+        *err = why;
+        return -1;
+    }
+    /* rejected: undo its changes, keep only the result */
+    if (db_exec(c->db, "ROLLBACK TO SAVEPOINT cmd", err) < 0)
+        return -1;
+    *out = OUT_REJECTED;
+    return apply_emit_rejected(c->db, msg, cmd, &why, err);
+}
+
+static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
+                              const char *event, const struct b2bd_err *why)
+{
+    char type[64];
+    log_quote(type, sizeof type, cmd->type_name ? cmd->type_name : "");
+    if (why)
+        log_info("apply", event, "cmd_id=%s type=%s topic=%s partition=%d offset=%lld code=%s field=%s",
+                 cmd->command_id, type, msg->topic_name, (int)msg->partition,
+                 (long long)msg->offset, b2bd_code_name(why->code), why->field[0] ? why->field : "-");
+    else
+        log_debug("apply", event, "cmd_id=%s type=%s topic=%s partition=%d offset=%lld",
+                  cmd->command_id, type, msg->topic_name, (int)msg->partition,
+                  (long long)msg->offset);
+}
+
+/* True when a statement failed because of the values it was given (a date out of
+ * range, a number too large, a constraint), not because of the database. */
+static bool apply_is_bad_data(const struct b2bd_db *db)
+{
+    return db_connected(db) &&
+           (strncmp(db->sqlstate, "22", 2) == 0 || strncmp(db->sqlstate, "23", 2) == 0);
+}
+
+static int apply_reject_bad_data(struct b2bd_db *db, const struct b2bd_msg *msg,
+                                 const struct b2bd_command *cmd, struct b2bd_err *err)
+{
+    struct b2bd_err why;
+    int conflict = db_sqlstate_is(db, "23505");
+    b2bd_err_set(&why, conflict ? B2BD_CONFLICT : B2BD_INVALID, NULL, "%s",
+                 conflict ? "a concurrent command changed the same rows; send it again"
+                          : err->msg);
+    log_warn("apply", "bad_data", "cmd_id=%s sqlstate=%s", cmd->command_id, db->sqlstate);
+    if (db_exec(db, "ROLLBACK TO SAVEPOINT cmd", err) < 0 ||
+        apply_emit_rejected(db, msg, cmd, &why, err) < 0 ||
+        db_exec(db, "RELEASE SAVEPOINT cmd", err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Applies one message inside the batch's transaction. Returns 0 or -1 (database error:
+ * the batch must be rolled back). */
+static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
+                         struct apply_stats *st, struct b2bd_err *err)
+{
+    struct b2bd_command cmd;
+    struct b2bd_err why;
+    b2bd_err_clear(&why);
+    enum decode_outcome dec = decode_command(msg->value, msg->value_len,
+                                             (size_t)a->cfg->max_message_bytes, msg->topic,
+                                             &cmd, &why);
+    int rc = 0;
+    if (dec == DECODE_DEAD_LETTER) {
+        rc = apply_emit_dead_letter(a->db, msg, &why, err);
+        st->dead_letters++;
+        log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",
+                 msg->topic_name, (int)msg->partition, (long long)msg->offset,
+                 b2bd_code_name(why.code));
+    } else if (dec == DECODE_REJECTED) {
+        rc = apply_emit_rejected(a->db, msg, &cmd, &why, err);
+        st->rejected++;
+        apply_log_outcome(msg, &cmd, "rejected", &why);
+    } else {
+        struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = &cmd};
+        enum cmd_outcome out = OUT_APPLIED;
+        rc = -1;
+        for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
+            if (db_exec(a->db, "SAVEPOINT cmd", err) < 0)
+                break;
+            c.result = json_object();
+            rc = apply_attempt(&c, msg, &out, err);
+            apply_cmd_reset(&c);
+            if (rc == 0) {
+                rc = db_exec(a->db, "RELEASE SAVEPOINT cmd", err);
+                break;
+            }
+            if (!db_connected(a->db) || !db_retriable(a->db) || attempt == APPLY_COMMAND_TRIES)
+                break;
+            log_info("apply", "retry_command", "cmd_id=%s sqlstate=%s attempt=%d",
+                     cmd.command_id, a->db->sqlstate, attempt);
+            struct b2bd_err ignored;
+            if (db_exec(a->db, "ROLLBACK TO SAVEPOINT cmd", &ignored) < 0)
+                break;
+        }
+        free(c.touched);
+        if (rc < 0 && apply_is_bad_data(a->db)) {
+            /* the data, not the database, is at fault: reject the command, go on */
+            rc = apply_reject_bad_data(a->db, msg, &cmd, err);
+            out = OUT_REJECTED;
+        }
+        if (rc == 0) {
+            if (out == OUT_APPLIED) {
+                st->applied++;
+                apply_log_outcome(msg, &cmd, "applied", NULL);
+            } else if (out == OUT_DUPLICATE) {
+                st->duplicates++;
+                apply_log_outcome(msg, &cmd, "duplicate", NULL);
+            } else {
+                st->rejected++;
+            }
+        }
+    }
+    decode_free(&cmd);
+    return rc;
+}
+
+struct part_pos {
+    const char *topic;
+    int32_t partition;
+    int64_t next;  /* next offset to apply, from the database */
+    int64_t upto;  /* next offset after this batch */
+};
+
+static struct part_pos *apply_find_pos(struct part_pos *p, size_t n, const struct b2bd_msg *m)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i].partition == m->partition && strcmp(p[i].topic, m->topic_name) == 0)
+            return &p[i];
+    return NULL;
+}
+
+/* Locks the consumed-position rows of the batch's partitions and reads them. */
+static int apply_lock_positions(struct b2bd_applier *a, struct part_pos *pos, size_t n,
+                                struct b2bd_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        char part[16];
+        snprintf(part, sizeof part, "%d", (int)pos[i].partition);
+        const char *v[] = {a->cfg->group_id, pos[i].topic, part};
+        PGresult *res = db_query(a->db, SQL_OFFSET_ENSURE, 3, v, NULL, NULL, err);
+        if (!res)
+            return -1;
+        PQclear(res);
+        if (!(res = db_query(a->db, SQL_OFFSET_LOCK, 3, v, NULL, NULL, err)))
+            return -1;
+        pos[i].next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        pos[i].upto = pos[i].next;
+        PQclear(res);
+    }
+    return 0;
+}
+
+static int apply_save_positions(struct b2bd_applier *a, const struct part_pos *pos, size_t n,
+                                struct b2bd_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (pos[i].upto == pos[i].next)
+            continue;
+        char part[16], next[24];
+        snprintf(part, sizeof part, "%d", (int)pos[i].partition);
+        snprintf(next, sizeof next, "%lld", (long long)pos[i].upto);
+        const char *v[] = {a->cfg->group_id, pos[i].topic, part, next};
+        PGresult *res = db_query(a->db, SQL_OFFSET_SET, 4, v, NULL, NULL, err);
+        if (!res)
+            return -1;
+        PQclear(res);
+    }
+    return 0;
+}
+
+int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
+                struct apply_stats *st, struct b2bd_err *err)
+{
+    struct apply_stats local = {0};
+    struct part_pos *pos = calloc(n ? n : 1, sizeof *pos);
+    size_t n_pos = 0;
+    if (!pos)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        if (!apply_find_pos(pos, n_pos, &msgs[i])) {
+            pos[n_pos].topic = msgs[i].topic_name;
+            pos[n_pos].partition = msgs[i].partition;
+            n_pos++;
+        }
+    }
+
+    if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0)
+        goto fail;
+    if (apply_lock_positions(a, pos, n_pos, err) < 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        struct part_pos *p = apply_find_pos(pos, n_pos, &msgs[i]);
+        if (msgs[i].offset < p->upto) {
+            local.skipped++; /* applied before: redelivered after a crash or rebalance */
+            continue;
+        }
+        if (apply_message(a, &msgs[i], &local, err) < 0)
+            goto fail;
+        p->upto = msgs[i].offset + 1;
+    }
+    if (apply_save_positions(a, pos, n_pos, err) < 0 || outbox_wake(a->db, err) < 0 ||
+        db_exec(a->db, "COMMIT", err) < 0)
+        goto fail;
+    free(pos);
+    st->applied += local.applied;
+    st->rejected += local.rejected;
+    st->duplicates += local.duplicates;
+    st->dead_letters += local.dead_letters;
+    st->skipped += local.skipped;
+    return 0;
+fail:
+    if (db_connected(a->db)) {
+        struct b2bd_err ignored;
+        db_exec(a->db, "ROLLBACK", &ignored);
+    }
+    free(pos);
+    if (err->code != B2BD_ERR_DB && err->code != B2BD_ERR_INTERNAL)
+        err->code = B2BD_ERR_DB;
+    return -1;
+}

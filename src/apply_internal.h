@@ -1,0 +1,44 @@
+/* apply_internal: what the apply_<command> modules share with the dispatcher. */
+#ifndef B2BD_APPLY_INTERNAL_H
+#define B2BD_APPLY_INTERNAL_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "b2bd/config.h"
+#include "b2bd/db.h"
+#include "b2bd/decode.h"
+#include "b2bd/err.h"
+
+/* The state of one command being applied. */
+struct apply_cmd {
+    struct b2bd_db *db;
+    const struct b2bd_config *cfg;
+    const struct b2bd_command *cmd;
+    json_t *result;   /* the `result` object; the apply function fills it */
+    char **touched;   /* customers whose contacts or roles changed (owned) */
+    size_t n_touched, cap_touched;
+};
+
+/* An apply function returns B2BD_OK, a rejection code (with err set: the command's
+ * changes are rolled back), or B2BD_ERR_DB (err set). */
+typedef enum b2bd_code (*apply_fn)(struct apply_cmd *c, struct b2bd_err *err);
+
+enum b2bd_code apply_shop_upsert(struct apply_cmd *c, struct b2bd_err *err);
+enum b2bd_code apply_company_upsert(struct apply_cmd *c, struct b2bd_err *err);
+enum b2bd_code apply_customer_upsert(struct apply_cmd *c, struct b2bd_err *err);
+enum b2bd_code apply_order_upsert(struct apply_cmd *c, struct b2bd_err *err);
+enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err);
+
+/* Marks a customer's access as changed: an access event is published for it when the
+ * command succeeds. */
+void apply_touch(struct apply_cmd *c, const char *customer_id);
+
+/* Runs a prepared statement with n text parameters (NULL = SQL NULL). */
+PGresult *apply_q(struct apply_cmd *c, const char *sql, int n, const char *const *v,
+                  struct b2bd_err *err);
+
+/* json_string(s), or json_null() for NULL. */
+json_t *apply_jstr(const char *s);
+
+#endif

@@ -1,0 +1,242 @@
+/* kafka: the Kafka clients: the command consumer and the producer, from the config. */
+#include "b2bd/kafka.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b2bd/decode.h"
+#include "b2bd/log.h"
+#include "b2bd/util.h"
+
+struct kafka_in {
+    rd_kafka_t *rk;
+    atomic_int assigned;
+};
+
+static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *val,
+                     struct b2bd_err *err)
+{
+    char why[256];
+    if (rd_kafka_conf_set(conf, key, val, why, sizeof why) != RD_KAFKA_CONF_OK) {
+        char field[128];
+        snprintf(field, sizeof field, "kafka.%s", key);
+        b2bd_err_set(err, B2BD_INVALID, field, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    char msg[512], facility[64];
+    log_quote(msg, sizeof msg, buf);
+    log_quote(facility, sizeof facility, fac);
+    log_write(level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG,
+              "kafka", "client_log", "facility=%s msg=%s", facility, msg);
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    (void)opaque;
+    char msg[512];
+    log_quote(msg, sizeof msg, reason);
+    if (code == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[512];
+        rd_kafka_resp_err_t real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+        log_quote(msg, sizeof msg, fatal);
+        log_error("kafka", "fatal", "code=%s msg=%s", rd_kafka_err2name(real), msg);
+        return;
+    }
+    log_warn("kafka", "client_error", "code=%s msg=%s",
+             rd_kafka_err2name((rd_kafka_resp_err_t)code), msg);
+}
+
+/* The common settings: bootstrap, logging, then the kafka.* pass-through. */
+static rd_kafka_conf_t *kafka_conf(const struct b2bd_config *cfg, const char *const *defaults,
+                                   struct b2bd_err *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kafka_set(conf, "bootstrap.servers", cfg->kafka_bootstrap, err) < 0)
+        goto fail;
+    for (size_t i = 0; defaults[i]; i += 2)
+        if (kafka_set(conf, defaults[i], defaults[i + 1], err) < 0)
+            goto fail;
+    for (size_t i = 0; i < cfg->n_kafka; i++)
+        if (kafka_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err) < 0)
+            goto fail;
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
+                               void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                               struct b2bd_err *err)
+{
+    /* murmur2 places keys as the Java clients do, so topics can be co-partitioned */
+    static const char *const defaults[] = {
+        "enable.idempotence", "true", "linger.ms", "5", "message.timeout.ms", "30000",
+        "partitioner", "murmur2_random", "client.id", "b2bd", NULL};
+    rd_kafka_conf_t *conf = kafka_conf(cfg, defaults, err);
+    if (!conf)
+        return NULL;
+    if (dr_cb)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot create the Kafka producer: %s", why);
+        return NULL;
+    }
+    return rk; /* rd_kafka_new took ownership of conf */
+}
+
+static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                               rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct kafka_in *k = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_info("kafka", "assigned", "partitions=%d", parts->cnt);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e)
+                rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+        atomic_store(&k->assigned, 1);
+    } else {
+        log_info("kafka", "revoked", "partitions=%d", parts->cnt);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e)
+                rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, NULL);
+            atomic_store(&k->assigned, 0);
+        }
+    }
+}
+
+struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *err)
+{
+    static const char *const defaults[] = {
+        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "client.id", "b2bd",
+        "enable.partition.eof", "false", NULL};
+    struct kafka_in *k = calloc(1, sizeof *k);
+    if (!k)
+        abort();
+    rd_kafka_conf_t *conf = kafka_conf(cfg, defaults, err);
+    if (!conf || kafka_set(conf, "group.id", cfg->group_id, err) < 0) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        free(k);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, kafka_rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, k);
+    char why[256];
+    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!k->rk) {
+        rd_kafka_conf_destroy(conf);
+        free(k);
+        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot create the Kafka consumer: %s", why);
+        return NULL;
+    }
+    conf = NULL; /* owned by k->rk now */
+    rd_kafka_poll_set_consumer(k->rk);
+
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(TOPIC_COUNT);
+    for (int t = 0; t < TOPIC_COUNT; t++) {
+        char *name = config_topic(cfg, decode_topic_suffix((enum b2bd_topic)t));
+        rd_kafka_topic_partition_list_add(topics, name, RD_KAFKA_PARTITION_UA);
+        free(name);
+    }
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot subscribe: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(k->rk);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
+                     int linger_ms)
+{
+    size_t n = 0;
+    int64_t deadline = 0;
+    while (n < max) {
+        int timeout = wait_ms;
+        if (n > 0) {
+            int64_t left = deadline - util_now_ms();
+            if (left <= 0)
+                break;
+            timeout = (int)left;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, timeout);
+        if (!m) {
+            if (n == 0)
+                break;
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn("kafka", "consume_error", "code=%s topic=%s",
+                         rd_kafka_err2name(m->err), m->rkt ? rd_kafka_topic_name(m->rkt) : "-");
+            rd_kafka_message_destroy(m);
+            if (n == 0)
+                break;
+            continue;
+        }
+        if (n == 0)
+            deadline = util_now_ms() + linger_ms;
+        out[n++] = m;
+    }
+    return n;
+}
+
+void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t n, int sync)
+{
+    if (n == 0)
+        return;
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(offs, topic, msgs[i]->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(offs, topic, msgs[i]->partition);
+        if (msgs[i]->offset + 1 > p->offset)
+            p->offset = msgs[i]->offset + 1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, offs, !sync);
+    if (e)
+        log_warn("kafka", "commit_failed", "code=%s", rd_kafka_err2name(e));
+    rd_kafka_topic_partition_list_destroy(offs);
+}
+
+int kafka_in_assigned(const struct kafka_in *k)
+{
+    return atomic_load(&k->assigned);
+}
+
+void kafka_in_close(struct kafka_in *k)
+{
+    if (!k)
+        return;
+    rd_kafka_consumer_close(k->rk);
+    rd_kafka_destroy(k->rk);
+    free(k);
+}

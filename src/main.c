@@ -1,0 +1,205 @@
+/* main: the b2bd daemon: consume commands, apply them, publish what changed. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "b2bd/apply.h"
+#include "b2bd/config.h"
+#include "b2bd/db.h"
+#include "b2bd/kafka.h"
+#include "b2bd/log.h"
+#include "b2bd/relay.h"
+#include "b2bd/util.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: b2bd [--config FILE] [--check-config] [--version]\n"
+            "  Consumes b2b commands from Kafka, applies them in PostgreSQL and publishes\n"
+            "  results and access events. Settings come from FILE and the environment\n"
+            "  (B2BD_*; see config/b2bd.conf and the README).\n"
+            "  --check-config  load the configuration, print it (secrets hidden), exit\n");
+}
+
+/* Connects and migrates, retrying with backoff until it works or a stop is asked. */
+static int startup_database(struct b2bd_db *db)
+{
+    long backoff = 200;
+    for (;;) {
+        struct b2bd_err err;
+        b2bd_err_clear(&err);
+        if (db_migrate(db, &err) == 0)
+            return 0;
+        char msg[300];
+        log_quote(msg, sizeof msg, err.msg);
+        log_warn("main", "database_unavailable", "error=%s retry_ms=%ld", msg, backoff);
+        if (stop_requested)
+            return -1;
+        util_sleep_ms(backoff);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+}
+
+/* Applies one batch, retrying (with backoff, reconnecting) while the database is away.
+ * Returns 0 once committed, -1 if a stop came first (nothing committed). */
+static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
+                            struct apply_stats *st)
+{
+    long backoff = 100;
+    for (;;) {
+        struct b2bd_err err;
+        b2bd_err_clear(&err);
+        if (apply_batch(ap, msgs, n, st, &err) == 0)
+            return 0;
+        char msg[300];
+        log_quote(msg, sizeof msg, err.msg);
+        log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, backoff);
+        if (stop_requested)
+            return -1;
+        util_sleep_ms(backoff);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+}
+
+static int run(const struct b2bd_config *cfg)
+{
+    struct b2bd_db db;
+    struct b2bd_err err;
+    b2bd_err_clear(&err);
+    db_init(&db, cfg->pg_dsn, cfg->pg_password);
+    if (startup_database(&db) < 0) {
+        db_free(&db);
+        return 0;
+    }
+    struct b2bd_relay *relay = relay_start(cfg, &err);
+    if (!relay) {
+        log_error("main", "relay_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        db_free(&db);
+        return 1;
+    }
+    struct kafka_in *in = kafka_in_new(cfg, &err);
+    if (!in) {
+        log_error("main", "consumer_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        relay_stop(relay, 0);
+        db_free(&db);
+        return 1;
+    }
+    log_info("main", "ready", "group=%s prefix=%s batch_max=%ld linger_ms=%ld", cfg->group_id,
+             cfg->topic_prefix, cfg->batch_max, cfg->batch_linger_ms);
+
+    struct b2bd_applier ap = {.db = &db, .cfg = cfg};
+    struct apply_stats st = {0};
+    size_t max = (size_t)cfg->batch_max;
+    rd_kafka_message_t **batch = calloc(max, sizeof *batch);
+    struct b2bd_msg *msgs = calloc(max, sizeof *msgs);
+    if (!batch || !msgs)
+        abort();
+    int64_t next_report = util_now_ms() + 10000;
+    int rc = 0;
+    while (!stop_requested) {
+        size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
+        for (size_t i = 0; i < n; i++) {
+            const char *topic = rd_kafka_topic_name(batch[i]->rkt);
+            msgs[i] = (struct b2bd_msg){
+                .topic = (enum b2bd_topic)decode_topic_from_name(cfg->topic_prefix, topic),
+                .topic_name = topic,
+                .partition = batch[i]->partition,
+                .offset = batch[i]->offset,
+                .key = batch[i]->key,
+                .key_len = batch[i]->key_len,
+                .value = batch[i]->payload,
+                .value_len = batch[i]->len,
+            };
+        }
+        if (n > 0) {
+            if (apply_with_retry(&ap, msgs, n, &st) == 0)
+                kafka_in_commit(in, batch, n, stop_requested);
+            else
+                log_warn("main", "batch_abandoned",
+                         "messages=%zu note=\"not committed: applied after the restart\"", n);
+        }
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(batch[i]);
+        if (util_now_ms() >= next_report) {
+            log_info("main", "progress",
+                     "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu skipped=%lu published=%lu",
+                     st.applied, st.rejected, st.duplicates, st.dead_letters, st.skipped,
+                     relay_published(relay));
+            next_report = util_now_ms() + 10000;
+        }
+    }
+    log_info("main", "stopping", "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu",
+             st.applied, st.rejected, st.duplicates, st.dead_letters);
+    kafka_in_close(in);
+    relay_stop(relay, 10000);
+    free(batch);
+    free(msgs);
+    db_free(&db);
+    log_info("main", "stopped", "pid=%d", (int)getpid());
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check-config", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int check = 0, o;
+    while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': path = optarg; break;
+        case 'k': check = 1; break;
+        case 'V': printf("b2bd 0.1.0\n"); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    struct b2bd_config cfg;
+    struct b2bd_err err;
+    b2bd_err_clear(&err);
+    if (config_load(path, environ, &cfg, &err) < 0) {
+        fprintf(stderr, "b2bd: configuration: %s%s%s\n", err.field[0] ? err.field : "",
+                err.field[0] ? ": " : "", err.msg);
+        return 2;
+    }
+    if (check) {
+        config_dump(&cfg, stdout);
+        config_free(&cfg);
+        return 0;
+    }
+    log_init(cfg.log_level, stderr);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char *dsn = config_redact(cfg.pg_dsn);
+    log_info("main", "starting", "version=0.1.0 pid=%d bootstrap=%s pg=\"%s\"", (int)getpid(),
+             cfg.kafka_bootstrap, dsn);
+    free(dsn);
+    int rc = run(&cfg);
+    config_free(&cfg);
+    return rc;
+}

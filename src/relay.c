@@ -1,0 +1,274 @@
+/* relay: publishes the outbox to Kafka in commit order, then deletes what was delivered. */
+#include "b2bd/relay.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "b2bd/db.h"
+#include "b2bd/kafka.h"
+#include "b2bd/log.h"
+#include "b2bd/outbox.h"
+#include "b2bd/util.h"
+
+#define RELAY_BATCH 1000
+/* Key of the advisory lock the publishing relay holds ("b2bd" in ASCII, then 2). */
+#define RELAY_LOCK "422036108290"
+
+struct b2bd_relay {
+    const struct b2bd_config *cfg;
+    struct b2bd_db db;
+    rd_kafka_t *producer;
+    pthread_t thread;
+    atomic_int stopping;
+    atomic_long drain_deadline; /* util_now_ms() after which a stopping relay gives up */
+    atomic_ulong published;
+    int leader;
+};
+
+/* Delivery status of one row of the round, set by the delivery report callback. */
+enum { DR_PENDING, DR_OK, DR_FAILED };
+
+static void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    int *status = m->_private;
+    *status = m->err ? DR_FAILED : DR_OK;
+    if (m->err)
+        log_warn("relay", "delivery_failed", "topic=%s code=%s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2name(m->err));
+}
+
+static const char SQL_LOCK[] = "SELECT pg_try_advisory_lock(" RELAY_LOCK ")";
+static const char SQL_FETCH[] =
+    "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT " "1000";
+/* By id, not by range: a transaction that commits late can hold a lower id that this
+ * round has not seen. */
+static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY ($1::bigint[])";
+
+static bool relay_give_up(struct b2bd_relay *r)
+{
+    return atomic_load(&r->stopping) && util_now_ms() >= atomic_load(&r->drain_deadline);
+}
+
+/* Connects, listens for wake-ups and takes the publishing lock when free. */
+static int relay_connect(struct b2bd_relay *r)
+{
+    struct b2bd_err err;
+    if (db_connected(&r->db) && r->leader)
+        return 0;
+    if (!db_connected(&r->db)) {
+        r->leader = 0;
+        if (db_connect(&r->db, &err) < 0)
+            return -1;
+        if (db_exec(&r->db, "LISTEN " OUTBOX_CHANNEL, &err) < 0)
+            return -1;
+    }
+    PGresult *res = db_query(&r->db, SQL_LOCK, 0, NULL, NULL, NULL, &err);
+    if (!res)
+        return -1;
+    r->leader = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (r->leader)
+        log_info("relay", "leading", "note=\"this instance publishes the outbox\"");
+    return r->leader ? 0 : -1;
+}
+
+/* Waits for a NOTIFY on the outbox channel, or timeout_ms. */
+static void relay_wait(struct b2bd_relay *r, int timeout_ms)
+{
+    if (!db_connected(&r->db)) {
+        util_sleep_ms(timeout_ms);
+        return;
+    }
+    struct pollfd pfd = {.fd = PQsocket(r->db.conn), .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) > 0)
+        PQconsumeInput(r->db.conn);
+    PGnotify *n;
+    while ((n = PQnotifies(r->db.conn)) != NULL)
+        PQfreemem(n);
+}
+
+static rd_kafka_headers_t *relay_headers(const char *text)
+{
+    json_t *h = json_loads(text, 0, NULL);
+    if (!json_is_array(h)) {
+        json_decref(h);
+        return NULL;
+    }
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(json_array_size(h));
+    size_t i;
+    json_t *pair;
+    json_array_foreach(h, i, pair) {
+        const char *name = json_string_value(json_array_get(pair, 0));
+        const char *value = json_string_value(json_array_get(pair, 1));
+        if (name && value)
+            rd_kafka_header_add(hdrs, name, -1, value, -1);
+    }
+    json_decref(h);
+    return hdrs;
+}
+
+/* Produces one fetched row; returns 0 or -1 (not queued: try again next round). */
+static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, int *status)
+{
+    size_t key_len = 0, value_len = 0;
+    unsigned char *key = NULL, *value = NULL;
+    if (!PQgetisnull(res, row, 2))
+        key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 2), &key_len);
+    if (!PQgetisnull(res, row, 3))
+        value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &value_len);
+    rd_kafka_headers_t *hdrs = PQgetisnull(res, row, 4) ? NULL : relay_headers(PQgetvalue(res, row, 4));
+    char *topic = config_topic(r->cfg, PQgetvalue(res, row, 1));
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, value_len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_OPAQUE(status),
+                              hdrs ? RD_KAFKA_V_HEADERS(hdrs) : RD_KAFKA_V_END, RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || relay_give_up(r))
+            break;
+        rd_kafka_poll(r->producer, 100);
+    }
+    if (e) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs); /* producev owns them only on success */
+        log_warn("relay", "produce_failed", "topic=%s code=%s", topic, rd_kafka_err2name(e));
+    }
+    free(topic);
+    PQfreemem(key);
+    PQfreemem(value);
+    return e ? -1 : 0;
+}
+
+/* One round: publish up to RELAY_BATCH rows in id order, wait for their delivery, delete
+ * the delivered prefix. Returns rows published, 0 if none waited, -1 on error. */
+static int relay_round(struct b2bd_relay *r)
+{
+    struct b2bd_err err;
+    PGresult *res = db_query(&r->db, SQL_FETCH, 0, NULL, NULL, NULL, &err);
+    if (!res) {
+        log_warn("relay", "fetch_failed", "error=\"%s\"", err.msg);
+        return -1;
+    }
+    int n = PQntuples(res);
+    if (n == 0) {
+        PQclear(res);
+        return 0;
+    }
+    int *status = calloc((size_t)n, sizeof *status);
+    if (!status)
+        abort();
+    int queued = 0;
+    for (; queued < n; queued++)
+        if (relay_produce(r, res, queued, &status[queued]) < 0)
+            break;
+    while (rd_kafka_outq_len(r->producer) > 0 && !relay_give_up(r))
+        rd_kafka_flush(r->producer, 100);
+    if (rd_kafka_outq_len(r->producer) > 0) /* giving up: delivery reports won't come */
+        rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(r->producer, 0);
+
+    /* Delete only the delivered prefix: a failed row and those after it go again, so
+     * the order per key holds (a consumer may see a repeat, with the same event_id). */
+    int done = 0;
+    while (done < queued && status[done] == DR_OK)
+        done++;
+    int rc = done;
+    if (done > 0) {
+        struct sbuf ids = {0};
+        sbuf_adds(&ids, "{");
+        for (int i = 0; i < done; i++)
+            sbuf_addf(&ids, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+        sbuf_adds(&ids, "}");
+        const char *v[] = {sbuf_str(&ids)};
+        PGresult *del = db_query(&r->db, SQL_DELETE, 1, v, NULL, NULL, &err);
+        sbuf_free(&ids);
+        if (!del)
+            rc = -1;
+        PQclear(del);
+        atomic_fetch_add(&r->published, (unsigned long)done);
+    }
+    if (done < n)
+        rc = -1;
+    free(status);
+    PQclear(res);
+    return rc;
+}
+
+static void *relay_main(void *arg)
+{
+    struct b2bd_relay *r = arg;
+    long backoff = 100;
+    while (!relay_give_up(r)) {
+        if (relay_connect(r) < 0) {
+            if (atomic_load(&r->stopping))
+                break; /* not the leader, or no database: nothing of ours to drain */
+            util_sleep_ms(backoff);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            continue;
+        }
+        int rc = relay_round(r);
+        if (rc < 0) {
+            util_sleep_ms(backoff);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            continue;
+        }
+        backoff = 100;
+        if (rc == 0) {
+            if (atomic_load(&r->stopping))
+                break; /* drained */
+            relay_wait(r, 500);
+        }
+    }
+    return NULL;
+}
+
+struct b2bd_relay *relay_start(const struct b2bd_config *cfg, struct b2bd_err *err)
+{
+    struct b2bd_relay *r = calloc(1, sizeof *r);
+    if (!r)
+        abort();
+    r->cfg = cfg;
+    r->producer = kafka_producer_new(cfg, relay_dr_cb, err);
+    if (!r->producer) {
+        free(r);
+        return NULL;
+    }
+    db_init(&r->db, cfg->pg_dsn, cfg->pg_password);
+    if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
+        rd_kafka_destroy(r->producer);
+        db_free(&r->db);
+        free(r);
+        b2bd_err_set(err, B2BD_ERR_INTERNAL, NULL, "cannot start the relay thread");
+        return NULL;
+    }
+    return r;
+}
+
+void relay_stop(struct b2bd_relay *r, int drain_ms)
+{
+    if (!r)
+        return;
+    atomic_store(&r->drain_deadline, (long)(util_now_ms() + drain_ms));
+    atomic_store(&r->stopping, 1);
+    pthread_join(r->thread, NULL);
+    rd_kafka_flush(r->producer, 1000);
+    rd_kafka_destroy(r->producer);
+    db_free(&r->db);
+    log_info("relay", "stopped", "published=%lu", atomic_load(&r->published));
+    free(r);
+}
+
+unsigned long relay_published(const struct b2bd_relay *r)
+{
+    return atomic_load(&((struct b2bd_relay *)r)->published);
+}
