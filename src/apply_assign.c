@@ -209,14 +209,15 @@ enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
         code = assign_contact(c, p, customer_id, &contact_created, err);
     if (code == B2BD_OK)
         code = assign_roles(c, p, customer_id, &roles_changed, err);
-    if (code == B2BD_OK)
-        code = assign_result_roles(c, p, customer_id, err);
     if (code == B2BD_OK) {
-        if (contact_created || roles_changed)
-            apply_touch(c, customer_id);
         json_object_set_new(c->result, "customer_id", json_string(customer_id));
         json_object_set_new(c->result, "customer_created", json_boolean(customer_created));
         json_object_set_new(c->result, "contact_created", json_boolean(contact_created));
+        code = assign_result_roles(c, p, customer_id, err);
+    }
+    if (code == B2BD_OK) {
+        if (contact_created || roles_changed)
+            apply_touch(c, customer_id);
         json_object_set_new(c->result, "notification_ids", json_array());
     }
     free(customer_id);

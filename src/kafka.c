@@ -31,6 +31,10 @@ static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *val,
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
+    /* the kafka.* settings go to both clients; each ignores the other's, which is fine */
+    if (strstr(buf, "is a consumer property and will be ignored") ||
+        strstr(buf, "is a producer property and will be ignored"))
+        level = 7;
     char msg[512], facility[64];
     log_quote(msg, sizeof msg, buf);
     log_quote(facility, sizeof facility, fac);
