@@ -14,6 +14,8 @@
 /* A command that hits a race (deadlock, unique violation) is tried again this often
  * within its batch before the whole batch is rolled back and retried. */
 #define APPLY_COMMAND_TRIES 3
+/* How much of a TOO_LARGE message its dead letter keeps. */
+#define APPLY_DLQ_KEEP_BYTES (64 * 1024)
 
 static const char SQL_OFFSET_ENSURE[] =
     "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
@@ -149,15 +151,24 @@ static int apply_emit_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
 static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg,
                                   const struct b2bd_err *why, struct b2bd_err *err)
 {
-    char partition[16], offset[24];
+    char partition[16], offset[24], size[24];
     snprintf(partition, sizeof partition, "%d", (int)msg->partition);
     snprintf(offset, sizeof offset, "%lld", (long long)msg->offset);
     json_t *h = json_pack("[[ss][ss][ss][ss][ss]]", "error.code", b2bd_code_name(why->code),
                           "error.message", why->msg, "source.topic", msg->topic_name,
                           "source.partition", partition, "source.offset", offset);
+    /* A message over the size limit would be refused by Kafka again: keep its start,
+     * and say so in two more headers. */
+    size_t value_len = msg->value_len;
+    if (why->code == B2BD_TOO_LARGE && value_len > APPLY_DLQ_KEEP_BYTES) {
+        value_len = APPLY_DLQ_KEEP_BYTES;
+        snprintf(size, sizeof size, "%zu", msg->value_len);
+        json_array_append_new(h, json_pack("[ss]", "source.size", size));
+        json_array_append_new(h, json_pack("[ss]", "value.truncated", "true"));
+    }
     char *headers = apply_dump(h);
     json_decref(h);
-    int rc = outbox_append(db, OUTBOX_DLQ, msg->key, msg->key_len, msg->value, msg->value_len,
+    int rc = outbox_append(db, OUTBOX_DLQ, msg->key, msg->key_len, msg->value, value_len,
                            headers, err);
     free(headers);
     return rc;
@@ -364,7 +375,10 @@ static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
                                              (size_t)a->cfg->max_message_bytes, msg->topic,
                                              &cmd, &why);
     int rc = 0;
-    if (dec == DECODE_DEAD_LETTER) {
+    if (dec == DECODE_REJECTED && !b2bd_code_is_rejection(why.code)) {
+        *err = why; /* out of memory while decoding: not the command's fault */
+        rc = -1;
+    } else if (dec == DECODE_DEAD_LETTER) {
         rc = apply_emit_dead_letter(a->db, msg, &why, err);
         st->dead_letters++;
         log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",

@@ -32,15 +32,21 @@ struct b2bd_relay {
     int leader;
 };
 
-/* Delivery status of one row of the round, set by the delivery report callback. */
+/* Delivery status of one row of the round: set by relay_produce when the producer
+ * refuses the row, else by the delivery report callback. */
 enum { DR_PENDING, DR_OK, DR_FAILED };
+struct dr_status {
+    int state;
+    rd_kafka_resp_err_t err;
+};
 
 static void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     (void)opaque;
-    int *status = m->_private;
-    *status = m->err ? DR_FAILED : DR_OK;
+    struct dr_status *status = m->_private;
+    status->state = m->err ? DR_FAILED : DR_OK;
+    status->err = m->err;
     if (m->err)
         log_warn("relay", "delivery_failed", "topic=%s code=%s", rd_kafka_topic_name(m->rkt),
                  rd_kafka_err2name(m->err));
@@ -116,8 +122,8 @@ static rd_kafka_headers_t *relay_headers(const char *text)
     return hdrs;
 }
 
-/* Produces one fetched row; returns 0 or -1 (not queued: try again next round). */
-static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, int *status)
+/* Produces one fetched row. Returns 0 when queued; -1 when refused, with status set. */
+static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, struct dr_status *status)
 {
     size_t key_len = 0, value_len = 0;
     unsigned char *key = NULL, *value = NULL;
@@ -125,28 +131,63 @@ static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, int *stat
         key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 2), &key_len);
     if (!PQgetisnull(res, row, 3))
         value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &value_len);
-    rd_kafka_headers_t *hdrs = PQgetisnull(res, row, 4) ? NULL : relay_headers(PQgetvalue(res, row, 4));
     char *topic = config_topic(r->cfg, PQgetvalue(res, row, 1));
     rd_kafka_resp_err_t e;
     for (;;) {
-        e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, value_len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_OPAQUE(status),
-                              hdrs ? RD_KAFKA_V_HEADERS(hdrs) : RD_KAFKA_V_END, RD_KAFKA_V_END);
+        rd_kafka_headers_t *hdrs =
+            PQgetisnull(res, row, 4) ? NULL : relay_headers(PQgetvalue(res, row, 4));
+        if (hdrs)
+            e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic),
+                                  RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, value_len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_OPAQUE(status), RD_KAFKA_V_HEADERS(hdrs),
+                                  RD_KAFKA_V_END);
+        else
+            e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic),
+                                  RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, value_len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_OPAQUE(status), RD_KAFKA_V_END);
+        if (e && hdrs)
+            rd_kafka_headers_destroy(hdrs); /* producev owns them only on success */
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || relay_give_up(r))
             break;
         rd_kafka_poll(r->producer, 100);
     }
     if (e) {
-        if (hdrs)
-            rd_kafka_headers_destroy(hdrs); /* producev owns them only on success */
+        status->state = DR_FAILED;
+        status->err = e;
         log_warn("relay", "produce_failed", "topic=%s code=%s", topic, rd_kafka_err2name(e));
     }
     free(topic);
     PQfreemem(key);
     PQfreemem(value);
     return e ? -1 : 0;
+}
+
+/* Errors that no retry will cure: the message itself is refused. */
+static bool relay_permanent(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR__INVALID_ARG || e == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+           e == RD_KAFKA_RESP_ERR_INVALID_MSG || e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+static const char SQL_PARK[] =
+    "WITH moved AS (DELETE FROM outbox WHERE id = $1 RETURNING *)"
+    " INSERT INTO outbox_parked (id, topic, key, value, headers, created_at, error)"
+    " SELECT id, topic, key, value, headers, created_at, $2 FROM moved";
+
+/* Moves a row that Kafka will never accept out of the way, into outbox_parked, so that
+ * it does not hold up the rest; an operator can inspect and replay it. */
+static void relay_park(struct b2bd_relay *r, const char *id, const char *topic,
+                       rd_kafka_resp_err_t e)
+{
+    struct b2bd_err err;
+    const char *v[] = {id, rd_kafka_err2name(e)};
+    PGresult *res = db_query(&r->db, SQL_PARK, 2, v, NULL, NULL, &err);
+    PQclear(res);
+    log_error("relay", "parked", "outbox_id=%s topic=%s code=%s note=\"refused by Kafka; kept in outbox_parked\"",
+              id, topic, rd_kafka_err2name(e));
 }
 
 /* One round: publish up to RELAY_BATCH rows in id order, wait for their delivery, delete
@@ -164,7 +205,7 @@ static int relay_round(struct b2bd_relay *r)
         PQclear(res);
         return 0;
     }
-    int *status = calloc((size_t)n, sizeof *status);
+    struct dr_status *status = calloc((size_t)n, sizeof *status);
     if (!status)
         abort();
     int queued = 0;
@@ -180,7 +221,7 @@ static int relay_round(struct b2bd_relay *r)
     /* Delete only the delivered prefix: a failed row and those after it go again, so
      * the order per key holds (a consumer may see a repeat, with the same event_id). */
     int done = 0;
-    while (done < queued && status[done] == DR_OK)
+    while (done < queued && status[done].state == DR_OK)
         done++;
     int rc = done;
     if (done > 0) {
@@ -197,8 +238,11 @@ static int relay_round(struct b2bd_relay *r)
         PQclear(del);
         atomic_fetch_add(&r->published, (unsigned long)done);
     }
-    if (done < n)
+    if (done < n) {
+        if (rc >= 0 && status[done].state == DR_FAILED && relay_permanent(status[done].err))
+            relay_park(r, PQgetvalue(res, done, 0), PQgetvalue(res, done, 1), status[done].err);
         rc = -1;
+    }
     free(status);
     PQclear(res);
     return rc;

@@ -123,3 +123,16 @@ CREATE TABLE consumer_offsets (
     updated_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (group_id, topic, partition)
 );
+
+-- Outbox rows that Kafka refused for good (too large, invalid): moved here by the relay
+-- so that they do not hold up the rest; kept for an operator to inspect and replay.
+CREATE TABLE outbox_parked (
+    id          bigint PRIMARY KEY,
+    topic       text NOT NULL,
+    key         bytea,
+    value       bytea,
+    headers     jsonb,
+    created_at  timestamptz NOT NULL,
+    parked_at   timestamptz NOT NULL DEFAULT now(),
+    error       text NOT NULL
+);

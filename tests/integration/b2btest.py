@@ -1,0 +1,137 @@
+"""Shared steps of the integration tests: a world with a shop, a company and its
+locations, command helpers, and the check that every message b2bd published matches
+the contract's schemas (topics/schemas)."""
+import os
+import sys
+import time
+
+import harness
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schema"))
+import schemas  # noqa: E402
+
+
+class B2bTestCase(harness.TestCase):
+    """One topic prefix, database and running daemon (self.d) per test class; each test
+    has its own shop (self.shop), so tests do not see each other's rows. Helpers send a
+    command and wait for its result. START_DAEMON = False: the test starts its own."""
+
+    SHARED = True
+    START_DAEMON = True
+    DAEMON_ENV = None  # extra environment of the class's daemon
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.shared_daemon = None
+        if cls.START_DAEMON:
+            cls.shared_daemon = harness.Daemon(cls.prefix, cls.dsn, extra_env=cls.DAEMON_ENV).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        d = cls.shared_daemon
+        if d is not None and d.alive():
+            code = d.stop()
+            if code != 0:
+                sys.stderr.write("b2bd exited %s:\n%s\n" % (code, d.log()[-20000:]))
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.d = self.shared_daemon
+
+    def tearDown(self):
+        try:
+            if self._bus is not None:
+                self.check_schemas()
+        finally:
+            if self.shared_daemon is not None and self._failed():
+                sys.stderr.write("\n----- shared b2bd log (tail) -----\n%s\n" % self.shared_daemon.log()[-30000:])
+            super().tearDown()
+
+    # -- sending ------------------------------------------------------------
+    def run_cmd(self, type, payload, shop=None, timeout=30, **envelope):
+        """Sends one command and returns its result."""
+        cmd = harness.command(type, shop or self.shop, payload, **envelope)
+        cid = cmd["command_id"].lower()  # results carry the canonical lower-case form
+        seen = len(self.bus.results_for(cid))
+        self.bus.send(cmd)
+        self.bus.flush()
+        return self.bus.wait_result(cid, timeout=timeout, nth=seen + 1)
+
+    def run_cmds(self, cmds, timeout=60):
+        for c in cmds:
+            self.bus.send(c)
+        self.bus.flush()
+        return self.bus.wait_results([c["command_id"] for c in cmds], timeout=timeout)
+
+    def applied(self, type, payload, **kw):
+        r = self.run_cmd(type, payload, **kw)
+        self.assertEqual(r["status"], "applied", r)
+        return r["result"]
+
+    def rejected(self, type, payload, code, field=None, **kw):
+        r = self.run_cmd(type, payload, **kw)
+        self.assertEqual(r["status"], "rejected", r)
+        self.assertIsNone(r["result"], r)
+        self.assertEqual(r["error"]["code"], code, r)
+        if field is not None:
+            self.assertEqual(r["error"]["field"], field, r)
+        self.assertTrue(r["error"]["message"], r)
+        return r
+
+    # -- the world ----------------------------------------------------------
+    def make_company(self, company="c-1", locations=("loc-1", "loc-2", "loc-3"), shop=None):
+        self.applied("company.upsert", {"company_id": company, "name": "Company " + company,
+                                        "locations": [{"location_id": l, "name": "Location " + l}
+                                                      for l in locations]}, shop=shop)
+
+    def make_customer(self, customer_id, email=None, shop=None, **fields):
+        payload = {"customer_id": customer_id, "email": email or customer_id + "@example.com"}
+        payload.update(fields)
+        return self.applied("customer.upsert", payload, shop=shop)
+
+    def assign(self, customer, locations=(), company="c-1", **extra):
+        """customer: an id (str) or a customer object (dict); locations: pairs."""
+        cust = {"id": customer} if isinstance(customer, str) else customer
+        payload = {"company_id": company, "customer": cust,
+                   "locations": [{"location_id": l, "role": r} for l, r in locations]}
+        payload.update(extra)
+        return payload
+
+    # -- reading ------------------------------------------------------------
+    def access_events(self, customer_id, quiet=1.0):
+        msgs = self.bus.drain("events.access", quiet=quiet)
+        return [m[1] for m in msgs if isinstance(m[1], dict)
+                and m[1].get("shop_id") == self.shop and m[1].get("customer_id") == customer_id]
+
+    def wait_access(self, customer_id, version, timeout=30):
+        return self.bus.wait_for(
+            "events.access",
+            lambda m: isinstance(m[1], dict) and m[1].get("shop_id") == self.shop
+            and m[1].get("customer_id") == customer_id and m[1].get("version") == version,
+            timeout=timeout)[1]
+
+    def roles_in_db(self, customer_id, company="c-1"):
+        return self.query("SELECT location_id, role FROM roles WHERE shop_id = %s AND company_id = %s"
+                          " AND customer_id = %s ORDER BY 1", (self.shop, company, customer_id))
+
+    def check_schemas(self):
+        """Every result and access event read in this test matches its schema."""
+        for suffix, kind in (("results", "result"), ("events.access", "access")):
+            if suffix not in self.bus._read:
+                continue
+            for m in self.bus._read[suffix]:
+                problems = schemas.errors(kind, m[1]) if isinstance(m[1], dict) else ["not JSON"]
+                self.assertEqual(problems, [], "%s message does not match its schema: %r" % (kind, m[1]))
+
+
+def wait_until(pred, timeout=30, step=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(step)
