@@ -49,6 +49,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -158,9 +159,27 @@ static int parse_err(const char *s, rd_kafka_resp_err_t *out) {
     return -1;
 }
 
+/* librdkafka 2.0.2's mock thread can miss the wake-up of a request made right
+ * after its previous one was answered, and then sleeps up to 1 s: leave a few
+ * milliseconds between consecutive requests. */
+static void pace(void) {
+    static struct timespec last;
+    struct timespec now;
+    long elapsed_us;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    elapsed_us = (now.tv_sec - last.tv_sec) * 1000000L + (now.tv_nsec - last.tv_nsec) / 1000;
+    if (elapsed_us >= 0 && elapsed_us < 5000) {
+        struct timespec d = {0, (5000 - elapsed_us) * 1000L};
+        nanosleep(&d, NULL);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &last);
+}
+
 /* Creates a topic; an already existing topic is not an error. */
 static rd_kafka_resp_err_t create_topic(const char *name, int partitions, int rf) {
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(g_mc, name, partitions, rf);
+    rd_kafka_resp_err_t err;
+    pace();
+    err = rd_kafka_mock_topic_create(g_mc, name, partitions, rf);
     if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
         err = RD_KAFKA_RESP_ERR_NO_ERROR;
     return err;
@@ -334,6 +353,7 @@ static void execute(char *line, char *out, size_t sz) {
         for (i = 4; i < argc; i++) {
             rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
             (void)parse_err(argv[i], &e);
+            pace();
             err = rd_kafka_mock_broker_push_request_error_rtts(
                 g_mc, (int32_t)a, key, 1, e, (int)b);
             if (err) {
