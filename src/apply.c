@@ -88,6 +88,8 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     case CMD_CUSTOMER_UPSERT: return apply_customer_upsert;
     case CMD_ORDER_UPSERT: return apply_order_upsert;
     case CMD_ASSIGN: return apply_assign;
+    case CMD_REVOKE: return apply_revoke;
+    case CMD_MIGRATE: return apply_migrate;
     default: return apply_unsupported;
     }
 }

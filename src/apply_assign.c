@@ -179,12 +179,43 @@ static enum b2bd_code assign_result_roles(struct apply_cmd *c, const struct b2bd
     return B2BD_OK;
 }
 
+static const char SQL_ROLE_AT[] =
+    "SELECT l.company_id = $2, r.role IS NOT NULL FROM locations l"
+    " LEFT JOIN roles r ON r.shop_id = l.shop_id AND r.location_id = l.location_id"
+    "  AND r.company_id = $2 AND r.customer_id = $3"
+    " WHERE l.shop_id = $1 AND l.location_id = $4";
+
+/* migrate_orders_to: a location where the customer holds a role after this command;
+ * the migration's rejection rejects the whole assign. */
+static enum b2bd_code assign_migrate(struct apply_cmd *c, const struct b2bd_assign *p,
+                                     const char *customer_id, struct b2bd_err *err)
+{
+    const char *v[] = {c->cmd->shop_id, p->company_id, customer_id, p->migrate_orders_to};
+    PGresult *res = apply_q(c, SQL_ROLE_AT, 4, v, err);
+    if (!res)
+        return B2BD_ERR_DB;
+    int in_company = PQntuples(res) > 0 && PQgetvalue(res, 0, 0)[0] == 't';
+    int has_role = in_company && PQgetvalue(res, 0, 1)[0] == 't';
+    PQclear(res);
+    if (!in_company)
+        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.migrate_orders_to",
+                            "no location with this id in the company");
+    if (!has_role)
+        return b2bd_err_set(err, B2BD_NO_LOCATION_ACCESS, "payload.migrate_orders_to",
+                            "the customer holds no role at this location after the command");
+    json_t *m = NULL;
+    enum b2bd_code code = apply_migration(c, p->company_id, p->migrate_orders_to, customer_id,
+                                          "payload.migrate_orders_to", &m, err);
+    if (code != B2BD_OK)
+        return code;
+    json_object_set_new(c->result, "migration", m);
+    json_object_set_new(c->result, "orders.migrated", apply_orders_migrated_record(p->company_id, m));
+    return B2BD_OK;
+}
+
 enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
 {
     const struct b2bd_assign *p = &c->cmd->u.assign;
-    if (p->migrate_orders_to)
-        return b2bd_err_set(err, B2BD_INVALID, "payload.migrate_orders_to",
-                            "migrate_orders_to is not supported by this version of b2bd");
     if (p->notify)
         return b2bd_err_set(err, B2BD_INVALID, "payload.notify",
                             "notify is not supported by this version of b2bd");
@@ -215,6 +246,8 @@ enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
         json_object_set_new(c->result, "contact_created", json_boolean(contact_created));
         code = assign_result_roles(c, p, customer_id, err);
     }
+    if (code == B2BD_OK && p->migrate_orders_to)
+        code = assign_migrate(c, p, customer_id, err);
     if (code == B2BD_OK) {
         if (contact_created || roles_changed)
             apply_touch(c, customer_id);
