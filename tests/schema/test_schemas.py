@@ -355,7 +355,12 @@ class InvalidMessagesAreRejected(unittest.TestCase):
         self.assertTrue(schemas.is_valid("result", setp(setp(rej, "foo", "type"), "a b", "shop_id")))
         self.assertTrue(schemas.is_valid("result", setp(setp(rej, None, "type"), None, "shop_id")))
         # result objects are open: an implementation may add fields
-        self.assertTrue(schemas.is_valid("result", setp(ok, {"orders": 2}, "result", "orders.migrated")))
+        self.assertTrue(schemas.is_valid("result", setp(ok, {"orders": 2}, "result", "x_extension")))
+        # but the orders.migrated record has its shape (issue: revoke and migrate)
+        self.assertFalse(schemas.is_valid("result", setp(ok, {"orders": 2}, "result", "orders.migrated")))
+        self.assertTrue(schemas.is_valid("result", setp(ok, {"customer_id": "c", "company_id": "c-1",
+                                                            "location_id": "l", "order_ids": ["o-1"]},
+                                                       "result", "orders.migrated")))
         self.assertTrue(schemas.is_valid("result", setp(ok, None, "result", "migration")))
 
     def test_result_shapes_per_type(self):
