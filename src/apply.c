@@ -90,6 +90,8 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     case CMD_ASSIGN: return apply_assign;
     case CMD_REVOKE: return apply_revoke;
     case CMD_MIGRATE: return apply_migrate;
+    case CMD_NOTIFY: return apply_notify;
+    case CMD_TEMPLATE_UPDATE: return apply_template_update;
     default: return apply_unsupported;
     }
 }
@@ -391,7 +393,8 @@ static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
         st->rejected++;
         apply_log_outcome(msg, &cmd, "rejected", &why);
     } else {
-        struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = &cmd};
+        struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = &cmd,
+                              .email_default = a->email_default};
         enum cmd_outcome out = OUT_APPLIED;
         rc = -1;
         for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {

@@ -213,12 +213,30 @@ static enum b2bd_code assign_migrate(struct apply_cmd *c, const struct b2bd_assi
     return B2BD_OK;
 }
 
+/* notify: true queues the B2B access email, unless the customer ends with no location
+ * access (then the result says why). */
+static enum b2bd_code assign_notify(struct apply_cmd *c, const struct b2bd_assign *p,
+                                    const char *customer_id, struct b2bd_err *err)
+{
+    json_t *ids = json_array();
+    json_object_set_new(c->result, "notification_ids", ids);
+    if (!p->notify)
+        return B2BD_OK;
+    if (json_array_size(json_object_get(c->result, "roles")) == 0) {
+        json_object_set_new(c->result, "notification_skipped",
+                            json_pack("{ss}", "reason", b2bd_code_name(B2BD_NO_LOCATION_ACCESS)));
+        return B2BD_OK;
+    }
+    char id[37];
+    enum b2bd_code code = apply_queue_access_email(c, p->company_id, NULL, customer_id, id, err);
+    if (code == B2BD_OK)
+        json_array_append_new(ids, json_string(id));
+    return code;
+}
+
 enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
 {
     const struct b2bd_assign *p = &c->cmd->u.assign;
-    if (p->notify)
-        return b2bd_err_set(err, B2BD_INVALID, "payload.notify",
-                            "notify is not supported by this version of b2bd");
 
     const char *kv[] = {c->cmd->shop_id, p->company_id};
     PGresult *res = apply_q(c, SQL_COMPANY, 2, kv, err);
@@ -251,7 +269,7 @@ enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
     if (code == B2BD_OK) {
         if (contact_created || roles_changed)
             apply_touch(c, customer_id);
-        json_object_set_new(c->result, "notification_ids", json_array());
+        code = assign_notify(c, p, customer_id, err);
     }
     free(customer_id);
     return code;

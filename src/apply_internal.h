@@ -15,9 +15,11 @@ struct apply_cmd {
     struct b2bd_db *db;
     const struct b2bd_config *cfg;
     const struct b2bd_command *cmd;
+    const struct email_template *email_default;
     json_t *result;   /* the `result` object; the apply function fills it */
     char **touched;   /* customers whose contacts or roles changed (owned) */
     size_t n_touched, cap_touched;
+    int queued_email; /* wake the notifiers when the command commits */
 };
 
 /* An apply function returns B2BD_OK, a rejection code (with err set: the command's
@@ -31,6 +33,14 @@ enum b2bd_code apply_order_upsert(struct apply_cmd *c, struct b2bd_err *err);
 enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err);
 enum b2bd_code apply_revoke(struct apply_cmd *c, struct b2bd_err *err);
 enum b2bd_code apply_migrate(struct apply_cmd *c, struct b2bd_err *err);
+enum b2bd_code apply_notify(struct apply_cmd *c, struct b2bd_err *err);
+enum b2bd_code apply_template_update(struct apply_cmd *c, struct b2bd_err *err);
+
+/* Queues the B2B access email to a contact of the company (location may be NULL),
+ * rendered now, sent by the notifier; id receives the notification id. */
+enum b2bd_code apply_queue_access_email(struct apply_cmd *c, const char *company,
+                                        const char *location, const char *customer,
+                                        char id[37], struct b2bd_err *err);
 
 /* Moves the customer's D2C orders (not cancelled or deleted) to the location and binds
  * the customer's history in the company to it (ALREADY_MIGRATED, on location_field,

@@ -6,11 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "b2bd/apply.h"
 #include "b2bd/config.h"
 #include "b2bd/db.h"
+#include "b2bd/email.h"
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
+#include "b2bd/notifier.h"
 #include "b2bd/relay.h"
 #include "b2bd/util.h"
 
@@ -27,10 +31,12 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: b2bd [--config FILE] [--check-config] [--version]\n"
+            "usage: b2bd [--config FILE] [--role all|worker|notifier] [--check-config] [--version]\n"
             "  Consumes b2b commands from Kafka, applies them in PostgreSQL and publishes\n"
             "  results and access events. Settings come from FILE and the environment\n"
             "  (B2BD_*; see config/b2bd.conf and the README).\n"
+            "  --role ROLE     all (default): commands and emails; worker: commands only;\n"
+            "                  notifier: emails only (overrides the role setting)\n"
             "  --check-config  load the configuration, print it (secrets hidden), exit\n");
 }
 
@@ -74,33 +80,11 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
     }
 }
 
-static int run(const struct b2bd_config *cfg)
+/* The command pipeline: consume, apply, commit offsets, until a stop is asked. */
+static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
+                       const struct email_template *tmpl, struct b2bd_relay *relay)
 {
-    struct b2bd_db db;
-    struct b2bd_err err;
-    b2bd_err_clear(&err);
-    db_init(&db, cfg->pg_dsn, cfg->pg_password);
-    if (startup_database(&db) < 0) {
-        db_free(&db);
-        return 0;
-    }
-    struct b2bd_relay *relay = relay_start(cfg, &err);
-    if (!relay) {
-        log_error("main", "relay_failed", "field=%s error=\"%s\"", err.field, err.msg);
-        db_free(&db);
-        return 1;
-    }
-    struct kafka_in *in = kafka_in_new(cfg, &err);
-    if (!in) {
-        log_error("main", "consumer_failed", "field=%s error=\"%s\"", err.field, err.msg);
-        relay_stop(relay, 0);
-        db_free(&db);
-        return 1;
-    }
-    log_info("main", "ready", "group=%s prefix=%s batch_max=%ld linger_ms=%ld", cfg->group_id,
-             cfg->topic_prefix, cfg->batch_max, cfg->batch_linger_ms);
-
-    struct b2bd_applier ap = {.db = &db, .cfg = cfg};
+    struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl};
     struct apply_stats st = {0};
     size_t max = (size_t)cfg->batch_max;
     rd_kafka_message_t **batch = calloc(max, sizeof *batch);
@@ -108,7 +92,6 @@ static int run(const struct b2bd_config *cfg)
     if (!batch || !msgs)
         abort();
     int64_t next_report = util_now_ms() + 10000;
-    int rc = 0;
     while (!stop_requested) {
         size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
         for (size_t i = 0; i < n; i++) {
@@ -143,11 +126,71 @@ static int run(const struct b2bd_config *cfg)
     }
     log_info("main", "stopping", "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu",
              st.applied, st.rejected, st.duplicates, st.dead_letters);
-    kafka_in_close(in);
-    relay_stop(relay, 10000);
     free(batch);
     free(msgs);
+}
+
+static int run(const struct b2bd_config *cfg)
+{
+    int worker = strcmp(cfg->role, "notifier") != 0;
+    int notifier = strcmp(cfg->role, "worker") != 0;
+    struct b2bd_err err;
+    b2bd_err_clear(&err);
+
+    struct email_template tmpl = {0};
+    if (worker && email_template_load(cfg->templates_dir, &tmpl, &err) < 0) {
+        log_error("main", "templates_failed", "error=\"%s\"", err.msg);
+        return 1;
+    }
+    if (notifier && !cfg->smtp_url) {
+        if (!worker) {
+            log_error("main", "config_error", "field=smtp_url error=\"the notifier role needs smtp_url\"");
+            email_template_free(&tmpl);
+            return 1;
+        }
+        log_warn("main", "notifier_disabled", "note=\"no smtp_url: emails stay queued until a notifier runs\"");
+        notifier = 0;
+    }
+    struct b2bd_db db;
+    db_init(&db, cfg->pg_dsn, cfg->pg_password);
+    if (startup_database(&db) < 0) {
+        db_free(&db);
+        email_template_free(&tmpl);
+        return 0;
+    }
+    int rc = 0;
+    struct b2bd_relay *relay = NULL;
+    struct b2bd_notifier *ntf = NULL;
+    struct kafka_in *in = NULL;
+    if (!(relay = relay_start(cfg, &err))) {
+        log_error("main", "relay_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        rc = 1;
+        goto out;
+    }
+    if (worker && !(in = kafka_in_new(cfg, &err))) {
+        log_error("main", "consumer_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        rc = 1;
+        goto out;
+    }
+    if (notifier && !(ntf = notifier_start(cfg, &err))) {
+        log_error("main", "notifier_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        rc = 1;
+        goto out;
+    }
+    log_info("main", "ready", "role=%s group=%s prefix=%s batch_max=%ld linger_ms=%ld", cfg->role,
+             cfg->group_id, cfg->topic_prefix, cfg->batch_max, cfg->batch_linger_ms);
+    if (worker)
+        run_worker(cfg, in, &db, &tmpl, relay);
+    else
+        while (!stop_requested)
+            util_sleep_ms(200);
+out:
+    if (in)
+        kafka_in_close(in);
+    notifier_stop(ntf);
+    relay_stop(relay, 10000);
     db_free(&db);
+    email_template_free(&tmpl);
     log_info("main", "stopped", "pid=%d", (int)getpid());
     return rc;
 }
@@ -155,15 +198,17 @@ static int run(const struct b2bd_config *cfg)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"role", required_argument, NULL, 'r'},
                                          {"check-config", no_argument, NULL, 'k'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *path = NULL;
+    const char *path = NULL, *role = NULL;
     int check = 0, o;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (o) {
         case 'c': path = optarg; break;
+        case 'r': role = optarg; break;
         case 'k': check = 1; break;
         case 'V': printf("b2bd 0.1.0\n"); return 0;
         case 'h': usage(stdout); return 0;
@@ -182,6 +227,15 @@ int main(int argc, char **argv)
                 err.field[0] ? ": " : "", err.msg);
         return 2;
     }
+    if (role) {
+        if (strcmp(role, "all") && strcmp(role, "worker") && strcmp(role, "notifier")) {
+            fprintf(stderr, "b2bd: --role: all, worker or notifier\n");
+            config_free(&cfg);
+            return 2;
+        }
+        free(cfg.role);
+        cfg.role = strdup(role);
+    }
     if (check) {
         config_dump(&cfg, stdout);
         config_free(&cfg);
@@ -199,7 +253,9 @@ int main(int argc, char **argv)
     log_info("main", "starting", "version=0.1.0 pid=%d bootstrap=%s pg=\"%s\"", (int)getpid(),
              cfg.kafka_bootstrap, dsn);
     free(dsn);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = run(&cfg);
+    curl_global_cleanup();
     config_free(&cfg);
     return rc;
 }

@@ -29,9 +29,12 @@ struct apply_stats {
     unsigned long skipped;      /* messages already applied before (redelivered) */
 };
 
+struct email_template;
+
 struct b2bd_applier {
     struct b2bd_db *db;
     const struct b2bd_config *cfg;
+    const struct email_template *email_default; /* the shipped B2B access template */
 };
 
 /* Applies msgs in one transaction: each command on its own is all or nothing (a

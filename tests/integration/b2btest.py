@@ -19,13 +19,16 @@ class B2bTestCase(harness.TestCase):
     SHARED = True
     START_DAEMON = True
     DAEMON_ENV = None  # extra environment of the class's daemon
+    PRIVATE_SMTP = False  # the class's daemon sends to its own SMTP server (cls.smtp)
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.shared_daemon = None
+        cls.smtp = harness.SmtpServer() if cls.PRIVATE_SMTP else None
         if cls.START_DAEMON:
-            cls.shared_daemon = harness.Daemon(cls.prefix, cls.dsn, extra_env=cls.DAEMON_ENV).start()
+            cls.shared_daemon = harness.Daemon(cls.prefix, cls.dsn, extra_env=cls.DAEMON_ENV,
+                                               smtp_url=cls.smtp.url if cls.smtp else None).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -34,6 +37,8 @@ class B2bTestCase(harness.TestCase):
             code = d.stop()
             if code != 0:
                 sys.stderr.write("b2bd exited %s:\n%s\n" % (code, d.log()[-20000:]))
+        if cls.smtp is not None:
+            cls.smtp.stop()
         super().tearDownClass()
 
     def setUp(self):
@@ -118,7 +123,8 @@ class B2bTestCase(harness.TestCase):
 
     def check_schemas(self):
         """Every result and access event read in this test matches its schema."""
-        for suffix, kind in (("results", "result"), ("events.access", "access")):
+        for suffix, kind in (("results", "result"), ("events.access", "access"),
+                             ("events.notifications", "notification")):
             if suffix not in self.bus._read:
                 continue
             for m in self.bus._read[suffix]:

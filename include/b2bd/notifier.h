@@ -1,0 +1,24 @@
+/* notifier: workers that send queued notifications over SMTP, with retry, and record the outcome. */
+#ifndef B2BD_NOTIFIER_H
+#define B2BD_NOTIFIER_H
+
+#include "b2bd/config.h"
+#include "b2bd/err.h"
+
+struct b2bd_notifier;
+
+/* Starts cfg->notifier_concurrency workers, each with its own PostgreSQL connection and
+ * SMTP client. Workers of all instances share the queue: each takes one due
+ * notification at a time with SELECT ... FOR UPDATE SKIP LOCKED, and holds its row
+ * lock until the outcome is committed, so no email is sent twice except when a crash
+ * comes between the server's acceptance and that commit. */
+struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_err *err);
+
+/* Lets each worker finish the email in hand, then joins and frees. */
+void notifier_stop(struct b2bd_notifier *n);
+
+/* The delay before retry number `attempt` (1 = the first retry): initial * 2^(attempt-1),
+ * at most max, then jittered to between half and all of it by r in [0, 1). */
+long notifier_backoff_ms(int attempt, long initial_ms, long max_ms, double r);
+
+#endif
