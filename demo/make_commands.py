@@ -42,7 +42,8 @@ def main(csv_path, out_dir):
             customer = {"email": r["email"], "first_name": r["first_name"],
                         "last_name": r["last_name"], "phone": r["phone"]}
         assign.append(cmd("assign", {"company_id": COMPANY, "customer": customer,
-                                     "locations": [{"location_id": r["location_id"], "role": r["role"]}]},
+                                     "locations": [{"location_id": r["location_id"], "role": r["role"]}],
+                                     "notify": r["notify"] == "true"},
                           r["email"]))
     for name, items in (("sync.jsonl", sync), ("assign.jsonl", assign)):
         with open(f"{out_dir}/{name}", "w", encoding="utf-8") as f:

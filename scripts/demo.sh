@@ -55,7 +55,20 @@ echo "demo: $(wc -l < "$work/access.jsonl") access events in all"
 echo; echo "== 5. a customer's access, from the database (b2bctl access):"
 "$build/b2bctl" access nordic-tools cust-000
 "$build/b2bctl" access nordic-tools buyer250@nordic-tools.example
-echo; echo "== 6. contacts per location:"
+echo; echo "== 6. the B2B access email, sent to the 10 customers imported with notify=true:"
+for _ in $(seq 1 100); do
+    [ "$(ls "$SMTP_DIR/new" 2>/dev/null | wc -l)" -ge 10 ] && break; sleep 0.2
+done
+echo "demo: $(ls "$SMTP_DIR/new" 2>/dev/null | wc -l) emails received by the local SMTP server ($SMTP_DIR/new); the first:"
+first=$(ls "$SMTP_DIR/new" | head -1)
+/usr/bin/python3 - "$SMTP_DIR/new/$first" <<'PY'
+import email, email.policy, sys
+m = email.message_from_bytes(open(sys.argv[1], "rb").read(), policy=email.policy.default)
+for h in ("From", "To", "Subject", "Message-ID"):
+    print("  %s: %s" % (h, m[h]))
+print("  " + m.get_body(("plain",)).get_content().replace("\r\n", "\n").strip().replace("\n", "\n  "))
+PY
+echo; echo "== 7. contacts per location:"
 psql "$B2BD_PG_DSN" -X -A -F ' ' -t -c \
   "SELECT l.name, r.role, count(*) FROM roles r JOIN locations l USING (shop_id, location_id)
     GROUP BY 1, 2 ORDER BY 1, 2" | sed 's/^/  /'

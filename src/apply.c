@@ -303,6 +303,7 @@ static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg,
                          "command_id was already used by a command with another type, "
                          "shop_id or payload");
             rc = apply_emit_rejected(c->db, msg, cmd, &why, err);
+            c->rejected = why;
             *out = OUT_REJECTED;
         }
         PQclear(res);
@@ -325,6 +326,7 @@ static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg,
     if (db_exec(c->db, "ROLLBACK TO SAVEPOINT cmd", err) < 0)
         return -1;
     *out = OUT_REJECTED;
+    c->rejected = why;
     return apply_emit_rejected(c->db, msg, cmd, &why, err);
 }
 
@@ -352,7 +354,8 @@ static bool apply_is_bad_data(const struct b2bd_db *db)
 }
 
 static int apply_reject_bad_data(struct b2bd_db *db, const struct b2bd_msg *msg,
-                                 const struct b2bd_command *cmd, struct b2bd_err *err)
+                                 const struct b2bd_command *cmd, struct b2bd_err *out,
+                                 struct b2bd_err *err)
 {
     struct b2bd_err why;
     int conflict = db_sqlstate_is(db, "23505");
@@ -360,6 +363,7 @@ static int apply_reject_bad_data(struct b2bd_db *db, const struct b2bd_msg *msg,
                  conflict ? "a concurrent command changed the same rows; send it again"
                           : err->msg);
     log_warn("apply", "bad_data", "cmd_id=%s sqlstate=%s", cmd->command_id, db->sqlstate);
+    *out = why;
     if (db_exec(db, "ROLLBACK TO SAVEPOINT cmd", err) < 0 ||
         apply_emit_rejected(db, msg, cmd, &why, err) < 0 ||
         db_exec(db, "RELEASE SAVEPOINT cmd", err) < 0)
@@ -385,12 +389,15 @@ static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
     } else if (dec == DECODE_DEAD_LETTER) {
         rc = apply_emit_dead_letter(a->db, msg, &why, err);
         st->dead_letters++;
+        st->by_code[why.code]++;
         log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",
                  msg->topic_name, (int)msg->partition, (long long)msg->offset,
                  b2bd_code_name(why.code));
     } else if (dec == DECODE_REJECTED) {
         rc = apply_emit_rejected(a->db, msg, &cmd, &why, err);
         st->rejected++;
+        st->rejected_by_type[cmd.type]++;
+        st->by_code[why.code]++;
         apply_log_outcome(msg, &cmd, "rejected", &why);
     } else {
         struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = &cmd,
@@ -418,18 +425,22 @@ static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
         free(c.touched);
         if (rc < 0 && apply_is_bad_data(a->db)) {
             /* the data, not the database, is at fault: reject the command, go on */
-            rc = apply_reject_bad_data(a->db, msg, &cmd, err);
+            rc = apply_reject_bad_data(a->db, msg, &cmd, &c.rejected, err);
             out = OUT_REJECTED;
         }
         if (rc == 0) {
             if (out == OUT_APPLIED) {
                 st->applied++;
+                st->applied_by_type[cmd.type]++;
                 apply_log_outcome(msg, &cmd, "applied", NULL);
             } else if (out == OUT_DUPLICATE) {
                 st->duplicates++;
                 apply_log_outcome(msg, &cmd, "duplicate", NULL);
             } else {
                 st->rejected++;
+                st->rejected_by_type[cmd.type]++;
+                st->by_code[c.rejected.code]++;
+                apply_log_outcome(msg, &cmd, "rejected", &c.rejected);
             }
         }
     }
@@ -530,6 +541,12 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     st->duplicates += local.duplicates;
     st->dead_letters += local.dead_letters;
     st->skipped += local.skipped;
+    for (int t = 0; t <= CMD_UNKNOWN; t++) {
+        st->applied_by_type[t] += local.applied_by_type[t];
+        st->rejected_by_type[t] += local.rejected_by_type[t];
+    }
+    for (int c = 0; c <= B2BD_ERR_INTERNAL; c++)
+        st->by_code[c] += local.by_code[c];
     return 0;
 fail:
     if (db_connected(a->db)) {

@@ -20,6 +20,7 @@ struct apply_cmd {
     char **touched;   /* customers whose contacts or roles changed (owned) */
     size_t n_touched, cap_touched;
     int queued_email; /* wake the notifiers when the command commits */
+    struct b2bd_err rejected; /* why, when the command was rejected */
 };
 
 /* An apply function returns B2BD_OK, a rejection code (with err set: the command's

@@ -27,6 +27,11 @@ struct apply_stats {
     unsigned long duplicates;   /* repeats of applied commands (stored result sent again) */
     unsigned long dead_letters; /* messages sent to the dead-letter topic */
     unsigned long skipped;      /* messages already applied before (redelivered) */
+    /* the same, by command type (CMD_UNKNOWN: type unknown or unreadable) */
+    unsigned long applied_by_type[CMD_UNKNOWN + 1];
+    unsigned long rejected_by_type[CMD_UNKNOWN + 1];
+    /* rejections by error code, dead letters by their code */
+    unsigned long by_code[B2BD_ERR_INTERNAL + 1];
 };
 
 struct email_template;
