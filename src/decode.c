@@ -325,10 +325,16 @@ static bool is_currency(const char *s)
 
 static void make_field(char field[FIELD_MAX], const char *base, const char *key)
 {
-    if (base[0])
-        snprintf(field, FIELD_MAX, "%s.%s", base, key);
-    else
-        snprintf(field, FIELD_MAX, "%s", key);
+    /* base and key are the decoder's own names and indexes; a path cut at FIELD_MAX
+     * still names the field well enough */
+    size_t n = 0;
+    for (const char *p = base; *p && n < FIELD_MAX - 1; p++)
+        field[n++] = *p;
+    if (base[0] && n < FIELD_MAX - 1)
+        field[n++] = '.';
+    for (const char *p = key; *p && n < FIELD_MAX - 1; p++)
+        field[n++] = *p;
+    field[n] = '\0';
 }
 
 static int oom(struct b2bd_err *err)

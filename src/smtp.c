@@ -35,6 +35,10 @@ static void str_add(struct str *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
+    if (n > SIZE_MAX / 4 || b->len > SIZE_MAX / 4) { /* no email is that large */
+        b->oom = true;
+        return;
+    }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 128;
         while (cap < b->len + n + 1)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The benchmark: builds b2bd without sanitizers (build-bench/), starts a local environment
+# and measures, in one run: 10,000 assign commands end to end with batching on and off,
+# the COPY floor, single-command latency at a light rate, and peak memory over 100,000
+# commands. Prints a table; writes build-bench/bench.json.
+#   bench/run.sh [--quick]     (--quick: smaller sizes, for a smoke run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=$root/build-bench
+bash scripts/deps.sh
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DB2BD_SANITIZE=OFF -DB2BD_TESTS=OFF >/dev/null
+cmake --build "$build" -j2 --target b2bd b2b-kafka-mock >/dev/null
+trap 'bash scripts/localenv.sh stop "$build/localenv" "$build" >/dev/null 2>&1 || true' EXIT
+bash scripts/localenv.sh start "$build/localenv" "$build" >/dev/null
+export B2BD_BUILD_DIR=$build B2BD_LOCALENV_DIR=$build/localenv B2BD_SOURCE_DIR=$root
+/usr/bin/python3 bench/assign_bench.py --out "$build/bench.json" "$@"
