@@ -8,9 +8,12 @@ PACKAGES=(
   # build
   gcc make cmake pkg-config libc6-dev git
   librdkafka-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
+  libmicrohttpd-dev libsystemd-dev
   # local environment, demo and integration tests
   postgresql python3 python3-aiosmtpd python3-confluent-kafka python3-psycopg2
   python3-jsonschema procps curl iproute2 ca-certificates
+  # systemd-analyze verify of the unit files
+  systemd
 )
 
 missing=()

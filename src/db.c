@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "b2bd/log.h"
+#include "b2bd/metrics.h"
 #include "b2bd/migrations.h"
 
 /* Key of the advisory lock held while migrating ("b2bd" in ASCII, then 1). */
@@ -68,6 +69,8 @@ int db_connect(struct b2bd_db *db, struct b2bd_err *err)
     }
     PQsetNoticeProcessor(db->conn, db_notice, NULL);
     db->reconnects++;
+    if (db->reconnects > 1) /* this connection was up before and was lost */
+        metrics_inc(metrics_global()->db_reconnects, NULL, 1);
     return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "b2bd/decode.h"
 #include "b2bd/log.h"
+#include "b2bd/metrics.h"
 #include "b2bd/util.h"
 
 struct kafka_in {
@@ -102,6 +103,16 @@ rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
     return rk; /* rd_kafka_new took ownership of conf */
 }
 
+/* Publishes the consumer's partition count (metrics and readiness). */
+static void kafka_count_assigned(rd_kafka_t *rk)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts) {
+        metrics_assigned(metrics_global(), parts->cnt);
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+}
+
 static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                                rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -117,6 +128,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             rd_kafka_assign(rk, parts);
         }
         atomic_store(&k->assigned, 1);
+        kafka_count_assigned(rk);
     } else {
         log_info("kafka", "revoked", "partitions=%d", parts->cnt);
         if (cooperative) {
@@ -127,7 +139,17 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             rd_kafka_assign(rk, NULL);
             atomic_store(&k->assigned, 0);
         }
+        kafka_count_assigned(rk);
     }
+}
+
+/* librdkafka's statistics (statistics.interval.ms): consumer lag per partition. */
+static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    metrics_kafka_stats(metrics_global(), json, len);
+    return 0; /* librdkafka frees json */
 }
 
 struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *err)
@@ -135,7 +157,7 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *er
     static const char *const defaults[] = {
         "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "client.id", "b2bd",
-        "enable.partition.eof", "false", NULL};
+        "enable.partition.eof", "false", "statistics.interval.ms", "5000", NULL};
     struct kafka_in *k = calloc(1, sizeof *k);
     if (!k)
         abort();
@@ -147,6 +169,7 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *er
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, kafka_rebalance_cb);
+    rd_kafka_conf_set_stats_cb(conf, kafka_stats_cb);
     rd_kafka_conf_set_opaque(conf, k);
     char why[256];
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);

@@ -12,10 +12,13 @@
 #include "b2bd/config.h"
 #include "b2bd/db.h"
 #include "b2bd/email.h"
+#include "b2bd/http.h"
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
+#include "b2bd/metrics.h"
 #include "b2bd/notifier.h"
 #include "b2bd/relay.h"
+#include "b2bd/sdnotify.h"
 #include "b2bd/util.h"
 
 extern char **environ;
@@ -52,6 +55,7 @@ static int startup_database(struct b2bd_db *db)
         char msg[300];
         log_quote(msg, sizeof msg, err.msg);
         log_warn("main", "database_unavailable", "error=%s retry_ms=%ld", msg, backoff);
+        sdnotify_status("waiting for PostgreSQL");
         if (stop_requested)
             return -1;
         util_sleep_ms(backoff);
@@ -68,8 +72,14 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
     for (;;) {
         struct b2bd_err err;
         b2bd_err_clear(&err);
-        if (apply_batch(ap, msgs, n, st, &err) == 0)
+        if (apply_batch(ap, msgs, n, st, &err) == 0) {
+            metrics_db_check(metrics_global(), 1);
             return 0;
+        }
+        if (!db_connected(ap->db))
+            metrics_db_check(metrics_global(), 0);
+        metrics_inc(metrics_global()->batch_retries, NULL, 1);
+        sdnotify_watchdog(); /* alive, waiting for the database: a restart would not help */
         char msg[300];
         log_quote(msg, sizeof msg, err.msg);
         log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, backoff);
@@ -93,6 +103,7 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
         abort();
     int64_t next_report = util_now_ms() + 10000;
     while (!stop_requested) {
+        sdnotify_watchdog();
         size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
         for (size_t i = 0; i < n; i++) {
             const char *topic = rd_kafka_topic_name(batch[i]->rkt);
@@ -106,10 +117,17 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
                 .value = batch[i]->payload,
                 .value_len = batch[i]->len,
             };
+            metrics_inc(metrics_global()->consumed,
+                        METRIC_LABELS((int)msgs[i].topic >= 0 && msgs[i].topic < TOPIC_COUNT
+                                          ? decode_topic_suffix(msgs[i].topic) : "other"), 1);
         }
         if (n > 0) {
-            if (apply_with_retry(&ap, msgs, n, &st) == 0)
+            struct apply_stats before = st;
+            double started = metrics_clock();
+            if (apply_with_retry(&ap, msgs, n, &st) == 0) {
+                metrics_record_batch(metrics_global(), &before, &st, n, metrics_clock() - started);
                 kafka_in_commit(in, batch, n, stop_requested);
+            }
             else
                 log_warn("main", "batch_abandoned",
                          "messages=%zu note=\"not committed: applied after the restart\"", n);
@@ -151,13 +169,22 @@ static int run(const struct b2bd_config *cfg)
         log_warn("main", "notifier_disabled", "note=\"no smtp_url: emails stay queued until a notifier runs\"");
         notifier = 0;
     }
+    atomic_store(&metrics_global()->needs_consumer, worker);
+    struct http_server *http = http_start(cfg->http_listen, metrics_global(), &err);
+    if (http)
+        log_info("main", "http_listening", "addr=%s port=%d paths=/metrics,/healthz,/readyz",
+                 cfg->http_listen, http_port(http));
+    else /* the commands matter more than their metrics: go on without them */
+        log_error("main", "http_failed", "field=%s error=\"%s\"", err.field, err.msg);
     struct b2bd_db db;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
     if (startup_database(&db) < 0) {
         db_free(&db);
         email_template_free(&tmpl);
+        http_stop(http);
         return 0;
     }
+    metrics_db_check(metrics_global(), 1);
     int rc = 0;
     struct b2bd_relay *relay = NULL;
     struct b2bd_notifier *ntf = NULL;
@@ -179,18 +206,25 @@ static int run(const struct b2bd_config *cfg)
     }
     log_info("main", "ready", "role=%s group=%s prefix=%s batch_max=%ld linger_ms=%ld", cfg->role,
              cfg->group_id, cfg->topic_prefix, cfg->batch_max, cfg->batch_linger_ms);
+    atomic_store(&metrics_global()->started, 1);
+    sdnotify_ready(worker ? "consuming commands" : "sending notifications");
     if (worker)
         run_worker(cfg, in, &db, &tmpl, relay);
     else
-        while (!stop_requested)
+        while (!stop_requested) {
+            sdnotify_watchdog();
             util_sleep_ms(200);
+        }
 out:
+    atomic_store(&metrics_global()->stopping, 1);
+    sdnotify_stopping();
     if (in)
         kafka_in_close(in);
     notifier_stop(ntf);
     relay_stop(relay, 10000);
     db_free(&db);
     email_template_free(&tmpl);
+    http_stop(http);
     log_info("main", "stopped", "pid=%d", (int)getpid());
     return rc;
 }

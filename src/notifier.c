@@ -13,6 +13,7 @@
 
 #include "b2bd/db.h"
 #include "b2bd/log.h"
+#include "b2bd/metrics.h"
 #include "b2bd/outbox.h"
 #include "b2bd/smtp.h"
 #include "b2bd/util.h"
@@ -116,6 +117,7 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
             return -1;
         PQclear(res);
         log_info("notifier", "sent", "notification_id=%s attempts=%d", idq, attempts);
+        metrics_inc(metrics_global()->ntf_sent, NULL, 1);
         return emit_event(db, row, "sent", attempts, NULL, err);
     }
     long delay = notifier_backoff_ms(attempts, n->cfg->notifier_retry_initial_ms,
@@ -131,6 +133,7 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
         PQclear(res);
         log_warn("notifier", "failed", "notification_id=%s attempts=%d reply=%ld error=%s", idq,
                  attempts, r->reply_code, msg);
+        metrics_inc(metrics_global()->ntf_failed, NULL, 1);
         return emit_event(db, row, "failed", attempts, r->error, err);
     }
     char ms[24];
@@ -141,6 +144,7 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
     PQclear(res);
     log_info("notifier", "retry", "notification_id=%s attempts=%d reply=%ld delay_ms=%ld error=%s",
              idq, attempts, r->reply_code, delay, msg);
+    metrics_inc(metrics_global()->ntf_retried, NULL, 1);
     return 0;
 }
 
@@ -167,7 +171,9 @@ static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_cl
         r.outcome = SMTP_PERMANENT;
         snprintf(r.error, sizeof r.error, "no sender address: the shop has no from_email and smtp_from is not set");
     } else {
+        double started = metrics_clock();
         smtp_send(smtp, &m, &r);
+        metrics_observe(metrics_global()->ntf_duration, NULL, metrics_clock() - started, 1);
     }
     int rc = record(n, db, row, &r, &err);
     PQclear(row);

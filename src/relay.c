@@ -14,6 +14,7 @@
 #include "b2bd/db.h"
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
+#include "b2bd/metrics.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
 
@@ -30,6 +31,7 @@ struct b2bd_relay {
     atomic_long drain_deadline; /* util_now_ms() after which a stopping relay gives up */
     atomic_ulong published;
     int leader;
+    int64_t next_probe; /* util_now_ms() of the next outbox check (metrics, readiness) */
 };
 
 /* Delivery status of one row of the round: set by relay_produce when the producer
@@ -237,6 +239,8 @@ static int relay_round(struct b2bd_relay *r)
             rc = -1;
         PQclear(del);
         atomic_fetch_add(&r->published, (unsigned long)done);
+        for (int i = 0; i < done; i++) /* delivered, as `published` counts them */
+            metrics_published(metrics_global(), PQgetvalue(res, i, 1));
     }
     if (done < n) {
         if (rc >= 0 && status[done].state == DR_FAILED && relay_permanent(status[done].err))
@@ -248,12 +252,33 @@ static int relay_round(struct b2bd_relay *r)
     return rc;
 }
 
+static const char SQL_PROBE[] =
+    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM outbox";
+
+/* At most once a second, leader or not: checks the database and measures the outbox
+ * (rows waiting, age of the oldest) for the metrics and the readiness check. */
+static void relay_probe(struct b2bd_relay *r)
+{
+    int64_t now = util_now_ms();
+    if (now < r->next_probe)
+        return;
+    r->next_probe = now + 1000;
+    struct b2bd_err err;
+    PGresult *res = db_connected(&r->db) ? db_query(&r->db, SQL_PROBE, 0, NULL, NULL, NULL, &err) : NULL;
+    if (res && PQntuples(res) == 1)
+        metrics_outbox(metrics_global(), atol(PQgetvalue(res, 0, 0)), atof(PQgetvalue(res, 0, 1)));
+    metrics_db_check(metrics_global(), res != NULL);
+    PQclear(res);
+}
+
 static void *relay_main(void *arg)
 {
     struct b2bd_relay *r = arg;
     long backoff = 100;
     while (!relay_give_up(r)) {
-        if (relay_connect(r) < 0) {
+        int connected = relay_connect(r);
+        relay_probe(r);
+        if (connected < 0) {
             if (atomic_load(&r->stopping))
                 break; /* not the leader, or no database: nothing of ours to drain */
             util_sleep_ms(backoff);

@@ -1,0 +1,145 @@
+/* metrics: Prometheus counters, gauges and histograms (text format 0.0.4), b2bd's own set and its readiness. */
+#ifndef B2BD_METRICS_H
+#define B2BD_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "b2bd/apply.h"
+#include "b2bd/util.h"
+
+/* ---- A registry ------------------------------------------------------------------------
+ * A registry holds families (one name, help text, type and label names each); a family
+ * holds series (one per combination of label values, made on first use; a family
+ * without labels has its one series from the start). Every operation locks the
+ * registry's mutex, so any thread may update and render. */
+
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+
+#define METRIC_MAX_LABELS 4
+#define METRIC_MAX_BUCKETS 20
+
+struct metrics;
+struct metric;
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+/* Adds a family. labels: NULL-terminated label names, or NULL for none. buckets: a
+ * histogram's upper bounds, increasing, without +Inf (added when rendered); NULL for
+ * other types. Names and label names are the caller's static strings. Aborts on a
+ * programming error (too many labels or buckets). */
+struct metric *metrics_register(struct metrics *m, enum metric_type type, const char *name,
+                                const char *help, const char *const *labels,
+                                const double *buckets, size_t n_buckets);
+
+/* values: one label value per label name of the family (NULL when it has none); copied.
+ * metrics_inc adds by (>= 0 for a counter) to a counter or gauge; metrics_set sets a
+ * gauge; metrics_observe records n observations of v in a histogram. */
+void metrics_inc(struct metric *f, const char *const *values, double by);
+void metrics_set(struct metric *f, const char *const *values, double v);
+void metrics_observe(struct metric *f, const char *const *values, double v, unsigned long n);
+
+/* The current value of a counter or gauge series (0 if it does not exist); for a
+ * histogram, its count. */
+double metrics_get(struct metric *f, const char *const *values);
+
+/* Drops every series of a labelled family (a gauge whose label sets went away). */
+void metrics_clear(struct metric *f);
+
+/* Appends the whole registry in the Prometheus text format 0.0.4: per family `# HELP`,
+ * `# TYPE`, then its series; label values escaped (\\, \", \n); histograms as cumulative
+ * `_bucket{le=...}` lines ending with le="+Inf", then `_sum` and `_count`. */
+void metrics_render(struct metrics *m, struct sbuf *out);
+
+/* Label values as an array literal: metrics_inc(f, METRIC_LABELS("assign"), 1). */
+#define METRIC_LABELS(...) ((const char *const[]){__VA_ARGS__})
+
+/* Monotonic clock in seconds, for durations. */
+double metrics_clock(void);
+
+/* ---- b2bd's metrics and readiness ------------------------------------------------------ */
+
+struct b2bd_metrics {
+    struct metrics *reg;
+    struct metric *consumed;          /* b2bd_commands_consumed_total{topic} */
+    struct metric *applied;           /* b2bd_commands_applied_total{type} */
+    struct metric *rejected;          /* b2bd_commands_rejected_total{type} */
+    struct metric *rejected_by_code;  /* b2bd_commands_rejected_by_code_total{code} */
+    struct metric *duplicates;        /* b2bd_commands_duplicate_total */
+    struct metric *skipped;           /* b2bd_commands_redelivered_total */
+    struct metric *dead_letters;      /* b2bd_dead_letters_total{code} */
+    struct metric *batch_size;        /* b2bd_batch_size_messages (histogram) */
+    struct metric *batch_duration;    /* b2bd_batch_duration_seconds (histogram) */
+    struct metric *command_duration;  /* b2bd_command_duration_seconds (histogram) */
+    struct metric *batch_retries;     /* b2bd_batch_retries_total */
+    struct metric *outbox_rows;       /* b2bd_outbox_rows */
+    struct metric *outbox_age;        /* b2bd_outbox_oldest_age_seconds */
+    struct metric *published;         /* b2bd_events_published_total{topic} */
+    struct metric *lag;               /* b2bd_consumer_lag_messages{topic,partition} */
+    struct metric *assigned;          /* b2bd_consumer_assigned_partitions */
+    struct metric *ntf_sent;          /* b2bd_notifications_sent_total */
+    struct metric *ntf_retried;       /* b2bd_notifications_retried_total */
+    struct metric *ntf_failed;        /* b2bd_notifications_failed_total */
+    struct metric *ntf_duration;      /* b2bd_notification_send_duration_seconds (histogram) */
+    struct metric *db_reconnects;     /* b2bd_db_reconnects_total */
+    struct metric *db_up;             /* b2bd_db_up */
+    struct metric *ready;             /* b2bd_ready (set when rendered) */
+    struct metric *build_info;        /* b2bd_build_info{version} */
+    /* Readiness inputs. */
+    atomic_int started;               /* migrations ran, clients up (main's event=ready) */
+    atomic_int stopping;              /* a stop was asked */
+    atomic_int needs_consumer;        /* this role consumes commands */
+    atomic_int assigned_partitions;
+    atomic_llong db_ok_ms;            /* util_now_ms() of the last good check, 0: none */
+    atomic_llong db_fail_ms;          /* util_now_ms() of the last failed check, 0: none */
+    atomic_llong outbox_age_ms;       /* age of the oldest unpublished row, -1: unknown */
+};
+
+/* Readiness thresholds: a database check older than this is stale; an outbox whose
+ * oldest row is older than this is stuck. */
+#define METRICS_DB_STALE_MS 15000
+#define METRICS_OUTBOX_STUCK_MS 60000
+
+/* A registry with b2bd's families registered (and zero series for every known command
+ * type, error code and output topic, so that rate() works from the start). */
+struct b2bd_metrics *metrics_b2bd_new(void);
+void metrics_b2bd_free(struct b2bd_metrics *bm);
+
+/* The process-wide instance, made on first use and never freed. A single process-wide
+ * registry because the metrics describe the process and are updated from places that
+ * share no context object: every PostgreSQL connection (db.c), librdkafka's callbacks,
+ * the relay and notifier threads, the main loop; passing a registry through all those
+ * interfaces would buy nothing but churn. Thread-safe. */
+struct b2bd_metrics *metrics_global(void);
+
+/* After one committed batch of n messages that took seconds: adds the differences of
+ * the cumulative stats (after - before) to the counters, observes the batch size, its
+ * duration, and n times the per-command duration (seconds / n). */
+void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *before,
+                          const struct apply_stats *after, size_t n, double seconds);
+
+/* One row published to the output topic with this suffix ("results"). */
+void metrics_published(struct b2bd_metrics *bm, const char *topic_suffix);
+
+/* The relay's outbox check: rows waiting and the age of the oldest (0 when none). */
+void metrics_outbox(struct b2bd_metrics *bm, long rows, double oldest_age_s);
+
+/* A database check by a connection: ok or failed. */
+void metrics_db_check(struct b2bd_metrics *bm, int ok);
+
+/* The consumer's partition count after a rebalance. */
+void metrics_assigned(struct b2bd_metrics *bm, int partitions);
+
+/* librdkafka's statistics JSON: replaces the lag gauges with topics.*.partitions.*.
+ * consumer_lag of each partition this consumer fetches (partition -1 and unknown lags,
+ * -1, left out). Returns 0, or -1 when the text is not the expected JSON. */
+int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len);
+
+/* 1 when ready, else 0 with a short reason in why: started, not stopping, the last
+ * database check succeeded less than METRICS_DB_STALE_MS ago, partitions assigned (roles
+ * that consume), the outbox's oldest row younger than METRICS_OUTBOX_STUCK_MS. */
+int metrics_ready(struct b2bd_metrics *bm, int64_t now_ms, char *why, size_t size);
+
+#endif

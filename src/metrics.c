@@ -1,0 +1,513 @@
+/* metrics: Prometheus counters, gauges and histograms (text format 0.0.4), b2bd's own set and its readiness. */
+#include "b2bd/metrics.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "b2bd/decode.h"
+#include "b2bd/err.h"
+#include "b2bd/outbox.h"
+
+struct series {
+    char *values[METRIC_MAX_LABELS];
+    double value;                         /* counter, gauge */
+    double sum;                           /* histogram */
+    unsigned long count;                  /* histogram */
+    unsigned long buckets[METRIC_MAX_BUCKETS]; /* histogram, per bucket (not cumulative) */
+};
+
+struct metric {
+    struct metrics *reg;
+    enum metric_type type;
+    const char *name;
+    const char *help;
+    const char *labels[METRIC_MAX_LABELS];
+    size_t n_labels;
+    double bounds[METRIC_MAX_BUCKETS];
+    size_t n_bounds;
+    struct series *series;
+    size_t n_series, cap_series;
+};
+
+struct metrics {
+    pthread_mutex_t lock;
+    struct metric **families;
+    size_t n_families;
+};
+
+double metrics_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct metrics *metrics_new(void)
+{
+    struct metrics *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+static void metrics_free_series(struct metric *f)
+{
+    for (size_t i = 0; i < f->n_series; i++)
+        for (size_t l = 0; l < f->n_labels; l++)
+            free(f->series[i].values[l]);
+    f->n_series = 0;
+}
+
+void metrics_free(struct metrics *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_families; i++) {
+        metrics_free_series(m->families[i]);
+        free(m->families[i]->series);
+        free(m->families[i]);
+    }
+    free(m->families);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+/* The series with these label values, made when missing. Called with the lock held. */
+static struct series *metrics_series(struct metric *f, const char *const *values)
+{
+    for (size_t i = 0; i < f->n_series; i++) {
+        size_t l = 0;
+        while (l < f->n_labels && strcmp(f->series[i].values[l], values[l] ? values[l] : "") == 0)
+            l++;
+        if (l == f->n_labels)
+            return &f->series[i];
+    }
+    if (f->n_series == f->cap_series) {
+        f->cap_series = f->cap_series ? f->cap_series * 2 : 8;
+        f->series = realloc(f->series, f->cap_series * sizeof *f->series);
+        if (!f->series)
+            abort();
+    }
+    struct series *s = &f->series[f->n_series++];
+    memset(s, 0, sizeof *s);
+    for (size_t l = 0; l < f->n_labels; l++)
+        if (!(s->values[l] = strdup(values[l] ? values[l] : "")))
+            abort();
+    return s;
+}
+
+struct metric *metrics_register(struct metrics *m, enum metric_type type, const char *name,
+                                const char *help, const char *const *labels,
+                                const double *buckets, size_t n_buckets)
+{
+    struct metric *f = calloc(1, sizeof *f);
+    if (!f)
+        abort();
+    *f = (struct metric){.reg = m, .type = type, .name = name, .help = help};
+    for (; labels && labels[f->n_labels]; f->n_labels++) {
+        if (f->n_labels == METRIC_MAX_LABELS)
+            abort();
+        f->labels[f->n_labels] = labels[f->n_labels];
+    }
+    if (type == METRIC_HISTOGRAM) {
+        if (n_buckets > METRIC_MAX_BUCKETS)
+            abort();
+        memcpy(f->bounds, buckets, n_buckets * sizeof *buckets);
+        f->n_bounds = n_buckets;
+    }
+    pthread_mutex_lock(&m->lock);
+    m->families = realloc(m->families, (m->n_families + 1) * sizeof *m->families);
+    if (!m->families)
+        abort();
+    m->families[m->n_families++] = f;
+    if (f->n_labels == 0)
+        metrics_series(f, NULL);
+    pthread_mutex_unlock(&m->lock);
+    return f;
+}
+
+void metrics_inc(struct metric *f, const char *const *values, double by)
+{
+    pthread_mutex_lock(&f->reg->lock);
+    metrics_series(f, values)->value += by;
+    pthread_mutex_unlock(&f->reg->lock);
+}
+
+void metrics_set(struct metric *f, const char *const *values, double v)
+{
+    pthread_mutex_lock(&f->reg->lock);
+    metrics_series(f, values)->value = v;
+    pthread_mutex_unlock(&f->reg->lock);
+}
+
+void metrics_observe(struct metric *f, const char *const *values, double v, unsigned long n)
+{
+    pthread_mutex_lock(&f->reg->lock);
+    struct series *s = metrics_series(f, values);
+    size_t b = 0;
+    while (b < f->n_bounds && v > f->bounds[b])
+        b++;
+    if (b < f->n_bounds)
+        s->buckets[b] += n;
+    s->count += n;
+    s->sum += v * (double)n;
+    pthread_mutex_unlock(&f->reg->lock);
+}
+
+double metrics_get(struct metric *f, const char *const *values)
+{
+    double v = 0;
+    pthread_mutex_lock(&f->reg->lock);
+    for (size_t i = 0; i < f->n_series; i++) {
+        size_t l = 0;
+        while (l < f->n_labels && strcmp(f->series[i].values[l], values[l] ? values[l] : "") == 0)
+            l++;
+        if (l == f->n_labels) {
+            v = f->type == METRIC_HISTOGRAM ? (double)f->series[i].count : f->series[i].value;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->reg->lock);
+    return v;
+}
+
+void metrics_clear(struct metric *f)
+{
+    pthread_mutex_lock(&f->reg->lock);
+    if (f->n_labels > 0)
+        metrics_free_series(f);
+    pthread_mutex_unlock(&f->reg->lock);
+}
+
+/* A sample value: whole numbers without exponent, +Inf/-Inf/NaN as the format says. */
+static void metrics_number(struct sbuf *out, double v)
+{
+    if (isnan(v))
+        sbuf_adds(out, "NaN");
+    else if (isinf(v))
+        sbuf_adds(out, v > 0 ? "+Inf" : "-Inf");
+    else if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        sbuf_addf(out, "%.0f", v);
+    else {
+        char text[40]; /* the shortest of 15 and 17 digits that reads back the same */
+        snprintf(text, sizeof text, "%.15g", v);
+        if (strtod(text, NULL) != v)
+            snprintf(text, sizeof text, "%.17g", v);
+        sbuf_adds(out, text);
+    }
+}
+
+/* Escapes a label value (\, " and newline) or, with help set, a HELP text (\ and newline). */
+static void metrics_escape(struct sbuf *out, const char *s, int help)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            sbuf_adds(out, "\\\\");
+        else if (*s == '\n')
+            sbuf_adds(out, "\\n");
+        else if (*s == '"' && !help)
+            sbuf_adds(out, "\\\"");
+        else
+            sbuf_add(out, s, 1);
+    }
+}
+
+/* name{l1="v1",...,extra} (extra: a pre-rendered pair such as le="0.5", or NULL). */
+static void metrics_sample_name(struct sbuf *out, const struct metric *f, const struct series *s,
+                                const char *suffix, const char *extra)
+{
+    sbuf_adds(out, f->name);
+    sbuf_adds(out, suffix);
+    if (f->n_labels == 0 && !extra)
+        return;
+    sbuf_adds(out, "{");
+    for (size_t l = 0; l < f->n_labels; l++) {
+        sbuf_addf(out, "%s%s=\"", l ? "," : "", f->labels[l]);
+        metrics_escape(out, s->values[l], 0);
+        sbuf_adds(out, "\"");
+    }
+    if (extra)
+        sbuf_addf(out, "%s%s", f->n_labels ? "," : "", extra);
+    sbuf_adds(out, "}");
+}
+
+static void metrics_render_family(struct sbuf *out, const struct metric *f)
+{
+    static const char *const type_names[] = {"counter", "gauge", "histogram"};
+    sbuf_addf(out, "# HELP %s ", f->name);
+    metrics_escape(out, f->help, 1);
+    sbuf_addf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+    for (size_t i = 0; i < f->n_series; i++) {
+        const struct series *s = &f->series[i];
+        if (f->type != METRIC_HISTOGRAM) {
+            metrics_sample_name(out, f, s, "", NULL);
+            sbuf_adds(out, " ");
+            metrics_number(out, s->value);
+            sbuf_adds(out, "\n");
+            continue;
+        }
+        unsigned long cumulative = 0;
+        char le[48];
+        for (size_t b = 0; b < f->n_bounds; b++) {
+            cumulative += s->buckets[b];
+            snprintf(le, sizeof le, "le=\"%.15g\"", f->bounds[b]);
+            metrics_sample_name(out, f, s, "_bucket", le);
+            sbuf_addf(out, " %lu\n", cumulative);
+        }
+        metrics_sample_name(out, f, s, "_bucket", "le=\"+Inf\"");
+        sbuf_addf(out, " %lu\n", s->count);
+        metrics_sample_name(out, f, s, "_sum", NULL);
+        sbuf_adds(out, " ");
+        metrics_number(out, s->sum);
+        sbuf_adds(out, "\n");
+        metrics_sample_name(out, f, s, "_count", NULL);
+        sbuf_addf(out, " %lu\n", s->count);
+    }
+}
+
+void metrics_render(struct metrics *m, struct sbuf *out)
+{
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n_families; i++)
+        metrics_render_family(out, m->families[i]);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- b2bd's metrics ------------------------------------------------------------------ */
+
+static const double BATCH_SIZE_BUCKETS[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000};
+static const double BATCH_SECONDS_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                               0.25,  0.5,    1,     2.5,  5,     10,  30};
+static const double COMMAND_SECONDS_BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                 0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                 1,      2.5,     5};
+static const double SEND_SECONDS_BUCKETS[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+struct b2bd_metrics *metrics_b2bd_new(void)
+{
+    struct b2bd_metrics *bm = calloc(1, sizeof *bm);
+    if (!bm)
+        abort();
+    struct metrics *r = bm->reg = metrics_new();
+    static const char *const TOPIC[] = {"topic", NULL};
+    static const char *const TYPE[] = {"type", NULL};
+    static const char *const CODE[] = {"code", NULL};
+    static const char *const TOPIC_PARTITION[] = {"topic", "partition", NULL};
+    static const char *const VERSION[] = {"version", NULL};
+
+    bm->consumed = metrics_register(r, METRIC_COUNTER, "b2bd_commands_consumed_total",
+        "Messages taken from the command topics, by topic (without the prefix).", TOPIC, NULL, 0);
+    bm->applied = metrics_register(r, METRIC_COUNTER, "b2bd_commands_applied_total",
+        "Commands applied, by command type.", TYPE, NULL, 0);
+    bm->rejected = metrics_register(r, METRIC_COUNTER, "b2bd_commands_rejected_total",
+        "Commands that got a rejected result, by command type.", TYPE, NULL, 0);
+    bm->rejected_by_code = metrics_register(r, METRIC_COUNTER, "b2bd_commands_rejected_by_code_total",
+        "Commands that got a rejected result, by error code.", CODE, NULL, 0);
+    bm->duplicates = metrics_register(r, METRIC_COUNTER, "b2bd_commands_duplicate_total",
+        "Repeats of applied commands (same command_id): the stored result was sent again.", NULL, NULL, 0);
+    bm->skipped = metrics_register(r, METRIC_COUNTER, "b2bd_commands_redelivered_total",
+        "Messages skipped because they were applied before (redelivered by Kafka).", NULL, NULL, 0);
+    bm->dead_letters = metrics_register(r, METRIC_COUNTER, "b2bd_dead_letters_total",
+        "Messages sent to the dead-letter topic, by code.", CODE, NULL, 0);
+    bm->batch_size = metrics_register(r, METRIC_HISTOGRAM, "b2bd_batch_size_messages",
+        "Messages per committed batch (one transaction).", NULL, BATCH_SIZE_BUCKETS, N_OF(BATCH_SIZE_BUCKETS));
+    bm->batch_duration = metrics_register(r, METRIC_HISTOGRAM, "b2bd_batch_duration_seconds",
+        "Time to apply and commit one batch, retries included.", NULL, BATCH_SECONDS_BUCKETS,
+        N_OF(BATCH_SECONDS_BUCKETS));
+    bm->command_duration = metrics_register(r, METRIC_HISTOGRAM, "b2bd_command_duration_seconds",
+        "Processing time per message: its batch's duration divided by the batch's size.", NULL,
+        COMMAND_SECONDS_BUCKETS, N_OF(COMMAND_SECONDS_BUCKETS));
+    bm->batch_retries = metrics_register(r, METRIC_COUNTER, "b2bd_batch_retries_total",
+        "Batches rolled back and applied again (database unavailable or failing).", NULL, NULL, 0);
+    bm->outbox_rows = metrics_register(r, METRIC_GAUGE, "b2bd_outbox_rows",
+        "Rows waiting in the outbox to be published, at the relay's last check.", NULL, NULL, 0);
+    bm->outbox_age = metrics_register(r, METRIC_GAUGE, "b2bd_outbox_oldest_age_seconds",
+        "Age of the oldest unpublished outbox row at the relay's last check (0: none).", NULL, NULL, 0);
+    bm->published = metrics_register(r, METRIC_COUNTER, "b2bd_events_published_total",
+        "Outbox messages delivered to Kafka by this instance, by topic (without the prefix).", TOPIC,
+        NULL, 0);
+    bm->lag = metrics_register(r, METRIC_GAUGE, "b2bd_consumer_lag_messages",
+        "Consumer lag per assigned partition, from librdkafka's statistics.", TOPIC_PARTITION, NULL, 0);
+    bm->assigned = metrics_register(r, METRIC_GAUGE, "b2bd_consumer_assigned_partitions",
+        "Command topic partitions assigned to this consumer.", NULL, NULL, 0);
+    bm->ntf_sent = metrics_register(r, METRIC_COUNTER, "b2bd_notifications_sent_total",
+        "Emails accepted by the SMTP server.", NULL, NULL, 0);
+    bm->ntf_retried = metrics_register(r, METRIC_COUNTER, "b2bd_notifications_retried_total",
+        "Email sends that failed transiently and were scheduled again.", NULL, NULL, 0);
+    bm->ntf_failed = metrics_register(r, METRIC_COUNTER, "b2bd_notifications_failed_total",
+        "Emails given up (permanent refusal or retried too long).", NULL, NULL, 0);
+    bm->ntf_duration = metrics_register(r, METRIC_HISTOGRAM, "b2bd_notification_send_duration_seconds",
+        "Time of one SMTP send attempt.", NULL, SEND_SECONDS_BUCKETS, N_OF(SEND_SECONDS_BUCKETS));
+    bm->db_reconnects = metrics_register(r, METRIC_COUNTER, "b2bd_db_reconnects_total",
+        "PostgreSQL connections made again after a connection was lost.", NULL, NULL, 0);
+    bm->db_up = metrics_register(r, METRIC_GAUGE, "b2bd_db_up",
+        "1 when the last database check succeeded, else 0.", NULL, NULL, 0);
+    bm->ready = metrics_register(r, METRIC_GAUGE, "b2bd_ready",
+        "1 when /readyz answers 200, else 0.", NULL, NULL, 0);
+    bm->build_info = metrics_register(r, METRIC_GAUGE, "b2bd_build_info",
+        "Always 1; the version as a label.", VERSION, NULL, 0);
+
+    for (int t = 0; t < TOPIC_COUNT; t++)
+        metrics_inc(bm->consumed, METRIC_LABELS(decode_topic_suffix((enum b2bd_topic)t)), 0);
+    for (int t = 0; t <= CMD_UNKNOWN; t++) {
+        metrics_inc(bm->applied, METRIC_LABELS(decode_type_name((enum b2bd_cmd_type)t)), 0);
+        metrics_inc(bm->rejected, METRIC_LABELS(decode_type_name((enum b2bd_cmd_type)t)), 0);
+    }
+    for (int c = 0; c <= B2BD_ERR_INTERNAL; c++) {
+        if (b2bd_code_is_rejection((enum b2bd_code)c))
+            metrics_inc(bm->rejected_by_code, METRIC_LABELS(b2bd_code_name((enum b2bd_code)c)), 0);
+        if (b2bd_code_is_dead_letter((enum b2bd_code)c))
+            metrics_inc(bm->dead_letters, METRIC_LABELS(b2bd_code_name((enum b2bd_code)c)), 0);
+    }
+    static const char *const OUTPUTS[] = {OUTBOX_RESULTS, OUTBOX_ACCESS, OUTBOX_NOTIFICATIONS,
+                                          OUTBOX_DLQ};
+    for (size_t i = 0; i < N_OF(OUTPUTS); i++)
+        metrics_inc(bm->published, METRIC_LABELS(OUTPUTS[i]), 0);
+    metrics_set(bm->build_info, METRIC_LABELS("0.1.0"), 1);
+    atomic_store(&bm->outbox_age_ms, -1);
+    return bm;
+}
+
+void metrics_b2bd_free(struct b2bd_metrics *bm)
+{
+    if (!bm)
+        return;
+    metrics_free(bm->reg);
+    free(bm);
+}
+
+static struct b2bd_metrics *global_metrics;
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void metrics_global_init(void)
+{
+    global_metrics = metrics_b2bd_new();
+}
+
+struct b2bd_metrics *metrics_global(void)
+{
+    pthread_once(&global_once, metrics_global_init);
+    return global_metrics;
+}
+
+void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *before,
+                          const struct apply_stats *after, size_t n, double seconds)
+{
+    for (int t = 0; t <= CMD_UNKNOWN; t++) {
+        const char *type = decode_type_name((enum b2bd_cmd_type)t);
+        unsigned long a = after->applied_by_type[t] - before->applied_by_type[t];
+        unsigned long r = after->rejected_by_type[t] - before->rejected_by_type[t];
+        if (a)
+            metrics_inc(bm->applied, METRIC_LABELS(type), (double)a);
+        if (r)
+            metrics_inc(bm->rejected, METRIC_LABELS(type), (double)r);
+    }
+    for (int c = 0; c <= B2BD_ERR_INTERNAL; c++) {
+        unsigned long d = after->by_code[c] - before->by_code[c];
+        if (!d)
+            continue;
+        const char *code = b2bd_code_name((enum b2bd_code)c);
+        metrics_inc(b2bd_code_is_dead_letter((enum b2bd_code)c) ? bm->dead_letters
+                                                                : bm->rejected_by_code,
+                    METRIC_LABELS(code), (double)d);
+    }
+    if (after->duplicates != before->duplicates)
+        metrics_inc(bm->duplicates, NULL, (double)(after->duplicates - before->duplicates));
+    if (after->skipped != before->skipped)
+        metrics_inc(bm->skipped, NULL, (double)(after->skipped - before->skipped));
+    if (n == 0)
+        return;
+    metrics_observe(bm->batch_size, NULL, (double)n, 1);
+    metrics_observe(bm->batch_duration, NULL, seconds, 1);
+    metrics_observe(bm->command_duration, NULL, seconds / (double)n, n);
+}
+
+void metrics_published(struct b2bd_metrics *bm, const char *topic_suffix)
+{
+    metrics_inc(bm->published, METRIC_LABELS(topic_suffix), 1);
+}
+
+void metrics_outbox(struct b2bd_metrics *bm, long rows, double oldest_age_s)
+{
+    metrics_set(bm->outbox_rows, NULL, (double)rows);
+    metrics_set(bm->outbox_age, NULL, oldest_age_s);
+    atomic_store(&bm->outbox_age_ms, (long long)(oldest_age_s * 1000));
+}
+
+void metrics_db_check(struct b2bd_metrics *bm, int ok)
+{
+    int64_t now = util_now_ms();
+    atomic_store(ok ? &bm->db_ok_ms : &bm->db_fail_ms, (long long)(now > 0 ? now : 1));
+    metrics_set(bm->db_up, NULL, ok ? 1 : 0);
+}
+
+void metrics_assigned(struct b2bd_metrics *bm, int partitions)
+{
+    atomic_store(&bm->assigned_partitions, partitions);
+    metrics_set(bm->assigned, NULL, partitions);
+    if (partitions == 0)
+        metrics_clear(bm->lag);
+}
+
+int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len)
+{
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *topics = json_object_get(root, "topics");
+    if (!json_is_object(topics)) {
+        json_decref(root);
+        return -1;
+    }
+    /* Replaced as a whole: partitions taken away since the last report disappear. */
+    metrics_clear(bm->lag);
+    const char *topic;
+    json_t *t;
+    json_object_foreach(topics, topic, t) {
+        const char *partition;
+        json_t *p;
+        json_t *parts = json_object_get(t, "partitions");
+        json_object_foreach(parts, partition, p) {
+            json_t *lag = json_object_get(p, "consumer_lag");
+            const char *state = json_string_value(json_object_get(p, "fetch_state"));
+            if (strcmp(partition, "-1") == 0 || !json_is_integer(lag) ||
+                json_integer_value(lag) < 0 || (state && strcmp(state, "none") == 0))
+                continue;
+            metrics_set(bm->lag, METRIC_LABELS(topic, partition), (double)json_integer_value(lag));
+        }
+    }
+    json_decref(root);
+    return 0;
+}
+
+int metrics_ready(struct b2bd_metrics *bm, int64_t now_ms, char *why, size_t size)
+{
+    long long ok = atomic_load(&bm->db_ok_ms), fail = atomic_load(&bm->db_fail_ms);
+    long long age = atomic_load(&bm->outbox_age_ms);
+    int ready = 0;
+    if (atomic_load(&bm->stopping))
+        snprintf(why, size, "stopping");
+    else if (!atomic_load(&bm->started))
+        snprintf(why, size, "starting");
+    else if (ok == 0 || fail > ok)
+        snprintf(why, size, "database unreachable");
+    else if (now_ms - ok > METRICS_DB_STALE_MS)
+        snprintf(why, size, "database not checked for %lld s", (long long)(now_ms - ok) / 1000);
+    else if (atomic_load(&bm->needs_consumer) && atomic_load(&bm->assigned_partitions) <= 0)
+        snprintf(why, size, "no partitions assigned");
+    else if (age > METRICS_OUTBOX_STUCK_MS)
+        snprintf(why, size, "outbox stuck: oldest row %lld s old", age / 1000);
+    else {
+        snprintf(why, size, "ready");
+        ready = 1;
+    }
+    metrics_set(bm->ready, NULL, ready);
+    return ready;
+}
