@@ -424,6 +424,15 @@ class SystemdUnitsTest(unittest.TestCase):
             rc, lines = _verify(self.tmp, self.UNITS)
             self.assertTrue(rc != 0 or lines, "verify accepted a broken unit")
 
+    def test_security_exposure_low(self):
+        # systemd's own score of the sandboxing, 0 (locked down) to 10; ours is 1.5
+        self.write_units()
+        for n in self.UNITS:
+            r = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20",
+                                os.path.join(self.tmp, n)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout.decode("utf-8", "replace")[-3000:])
+
     def test_units_settings(self):
         for n in self.UNITS:
             text = _render_unit(n, "/usr/bin")
