@@ -1,4 +1,4 @@
-/* b2bctl: the operator's command-line tool: send commands, follow topics, read access. */
+/* b2bctl: the operator's command-line tool: imports, commands, topics, access, emails, dead letters. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,8 +7,13 @@
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <openssl/evp.h>
 
 #include "b2bd/config.h"
+#include "b2bd/ctl_common.h"
+#include "b2bd/ctl_csv.h"
+#include "b2bd/ctl_import.h"
+#include "b2bd/ctl_topics.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
 #include "b2bd/kafka.h"
@@ -17,117 +22,96 @@
 
 extern char **environ;
 
-static volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
     (void)sig;
-    interrupted = 1;
+    ctl_interrupted = 1;
 }
+
+static const struct {
+    const char *name, *text;
+} helps[] = {
+    {"import", NULL}, /* ctl_import.c has its own */
+    {"send", "usage: b2bctl send [--wait] [--timeout S] FILE\n"
+             "Produces the commands of a JSON Lines file (- for stdin) to their topics, with the\n"
+             "contract's keys; --wait reads the results topic until every command has its\n"
+             "result (at most --timeout S, default 120) and prints applied and rejected counts\n"
+             "by code (exit 1 if any was rejected or is missing).\n"},
+    {"tail", "usage: b2bctl tail [--max N] [--timeout S] TOPIC\n"
+             "Prints the messages of a topic (results, events.access, dlq, ...; the prefix is\n"
+             "added) from the beginning, one line each, until N messages or S seconds (default\n"
+             "5) without a new one.\n"},
+    {"access", "usage: b2bctl access [--json] SHOP CUSTOMER\n"
+               "A customer's companies, locations and roles, from the database.\n"},
+    {"timeline", "usage: b2bctl timeline [--json] SHOP CUSTOMER\n"
+                 "The customer's B2B access emails, oldest first, from the database: status\n"
+                 "(queued, sent, failed), attempts, last error, address, times, resend_of.\n"},
+    {"resend", "usage: b2bctl resend [--staff [--staff-email E]] [--timeout S] [--json] SHOP NOTIFICATION_ID\n"
+               "Sends a notification's email again: produces a notify command with resend_of\n"
+               "(to the same recipient, or to staff: E or the shop's staff address) and waits\n"
+               "for its result (at most S seconds, default 30). Exit 1 unless applied.\n"},
+    {"dlq", "usage: b2bctl dlq list [--max N] [--timeout S] [--json]\n"
+            "       b2bctl dlq replay (--partition P --offset N | --all) [--timeout S] [--json]\n"
+            "list: the dead letters there are now, oldest first per partition, with their\n"
+            "headers (at most N; gives up after S seconds without a message, default 3).\n"
+            "replay: produces a dead letter's (with --all: each one there is now) original\n"
+            "value and key (and its own headers, without error.*, source.* and\n"
+            "value.truncated) back to its source.topic, which\n"
+            "must be one of the prefix's command topics; a truncated (TOO_LARGE) one is not\n"
+            "replayed. Exit 1 if any selected dead letter was not replayed.\n"},
+};
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: b2bctl [--config FILE] COMMAND ...\n"
+            "usage: b2bctl [--config FILE] COMMAND ... (COMMAND --help for its options)\n"
             "commands:\n"
-            "  send [--wait] [--timeout S] FILE   produce the commands of a JSON Lines file\n"
-            "                                     (- for stdin) to their topics, with the\n"
-            "                                     contract's keys; --wait reads b2b.results\n"
-            "                                     until every command has its result and\n"
-            "                                     prints a summary (exit 1 if any rejected)\n"
-            "  tail [--max N] [--timeout S] TOPIC print the messages of an output topic\n"
-            "                                     (results, events.access, dlq, ...) from\n"
-            "                                     the beginning, one JSON line each\n"
-            "  access SHOP CUSTOMER               a customer's companies, locations, roles\n"
-            "Settings as for b2bd (--config FILE and B2BD_* variables; only the ones a\n"
-            "command needs must be set).\n");
+            "  import --shop S --company C [...] FILE   a CSV or JSON Lines bulk import\n"
+            "  import status IMPORT_ID                  an import's applied commands\n"
+            "  send [--wait] [--timeout S] FILE         produce JSON Lines commands\n"
+            "  tail [--max N] [--timeout S] TOPIC       print an output topic\n"
+            "  access SHOP CUSTOMER                     a customer's companies, locations, roles\n"
+            "  timeline SHOP CUSTOMER                   a customer's access emails\n"
+            "  resend SHOP NOTIFICATION_ID [--staff]    send an email again\n"
+            "  dlq list | dlq replay                    the dead letters\n"
+            "  topics apply [--manifest FILE]           create the contract's topics\n"
+            "access, timeline, resend, dlq, topics and import take --json.\n"
+            "Settings as for b2bd (--config FILE and B2BD_* variables: B2BD_KAFKA_BOOTSTRAP,\n"
+            "B2BD_TOPIC_PREFIX, B2BD_PG_DSN, ...; only the ones a command needs must be set).\n");
 }
 
-/* The contract's key of a command: shop_id/company_id, shop_id/customer_id or shop_id. */
-static char *command_key(json_t *cmd)
+/* Prints a command's help to f and returns rc. */
+static int cmd_help(const char *name, FILE *f, int rc)
 {
-    const char *type = json_string_value(json_object_get(cmd, "type"));
-    const char *shop = json_string_value(json_object_get(cmd, "shop_id"));
-    json_t *p = json_object_get(cmd, "payload");
-    if (!type || !shop)
-        return NULL;
-    const char *second = NULL;
-    if (!strcmp(type, "shop.upsert") || !strcmp(type, "template.update"))
-        second = NULL;
-    else if (!strcmp(type, "customer.upsert") || !strcmp(type, "order.upsert"))
-        second = json_string_value(json_object_get(p, "customer_id"));
-    else
-        second = json_string_value(json_object_get(p, "company_id"));
-    struct sbuf b = {0};
-    sbuf_adds(&b, shop);
-    if (second) {
-        sbuf_adds(&b, "/");
-        sbuf_adds(&b, second);
-    }
-    return b.s;
-}
-
-static const char *command_topic(const char *type)
-{
-    static const char *const direct[] = {"assign", "revoke", "migrate", "notify"};
-    for (size_t i = 0; i < 4; i++)
-        if (type && !strcmp(type, direct[i])) {
-            static char buf[32];
-            snprintf(buf, sizeof buf, "commands.%s", direct[i]);
-            return buf;
+    for (size_t i = 0; i < sizeof helps / sizeof *helps; i++)
+        if (helps[i].text && !strcmp(helps[i].name, name)) {
+            fputs(helps[i].text, f);
+            return rc;
         }
-    return "commands.sync";
+    usage(f);
+    return rc;
 }
 
-/* Reads an output topic from the beginning (all partitions, no group). */
-static rd_kafka_t *open_reader(const struct b2bd_config *cfg, const char *suffix)
+/* Options shared by the database commands: --json, --help. Returns -1 to go on, else an
+ * exit code. */
+static int parse_simple(int argc, char **argv, int *json_out, int n_args)
 {
-    char why[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char group[64];
-    char id[37];
-    util_uuid_v4(id);
-    snprintf(group, sizeof group, "b2bctl-%s", id);
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_bootstrap, why, sizeof why) ||
-        rd_kafka_conf_set(conf, "group.id", group, why, sizeof why) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", why, sizeof why) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why)) {
-        fprintf(stderr, "b2bctl: %s\n", why);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+        if (o == 'j')
+            *json_out = 1;
+        else if (o == 'h')
+            return cmd_help(argv[0], stdout, 0);
+        else
+            return cmd_help(argv[0], stderr, 2);
     }
-    for (size_t i = 0; i < cfg->n_kafka; i++)
-        rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why, sizeof why);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", why);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    char *topic = config_topic(cfg, suffix);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-    rd_kafka_topic_destroy(rkt);
-    if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "b2bctl: no topic %s: %s\n", topic,
-                rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        free(topic);
-        rd_kafka_destroy(rk);
-        return NULL;
-    }
-    rd_kafka_topic_partition_list_t *parts =
-        rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    for (int i = 0; i < md->topics[0].partition_cnt; i++)
-        rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, parts);
-    rd_kafka_topic_partition_list_destroy(parts);
-    rd_kafka_metadata_destroy(md);
-    free(topic);
-    return rk;
+    if (argc - optind != n_args)
+        return cmd_help(argv[0], stderr, 2);
+    return -1;
 }
 
 struct pending {
@@ -141,10 +125,13 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
     long timeout_s = 120;
     static const struct option opts[] = {{"wait", no_argument, NULL, 'w'},
                                          {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "wt:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "wt:h", opts, NULL)) != -1) {
+        if (o == 'h')
+            return cmd_help("send", stdout, 0);
         if (o == 'w')
             wait = 1;
         else if (o == 't')
@@ -152,10 +139,8 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
         else
             return 2;
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind != argc - 1)
+        return cmd_help(argv[0], stderr, 2);
     const char *path = argv[optind];
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
     if (!f) {
@@ -163,7 +148,7 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
         return 1;
     }
     struct b2bd_err err;
-    rd_kafka_t *reader = wait ? open_reader(cfg, "results") : NULL;
+    rd_kafka_t *reader = wait ? ctl_reader_open(cfg, "results", 0) : NULL;
     if (wait && !reader)
         return 1;
     rd_kafka_t *rk = kafka_producer_new(cfg, NULL, &err);
@@ -187,15 +172,10 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
             bad++;
             continue;
         }
-        char *key = command_key(cmd);
+        char *key = ctl_command_key(cmd);
         const char *id = json_string_value(json_object_get(cmd, "command_id"));
-        char *topic = config_topic(cfg, command_topic(json_string_value(json_object_get(cmd, "type"))));
-        rd_kafka_resp_err_t e;
-        while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                                      RD_KAFKA_V_VALUE(line, (size_t)len),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(rk, 100);
+        char *topic = config_topic(cfg, ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
+        rd_kafka_resp_err_t e = ctl_produce(rk, topic, key, key ? strlen(key) : 0, line, (size_t)len);
         if (e) {
             fprintf(stderr, "b2bctl: %s:%ld: %s\n", path, lineno, rd_kafka_err2str(e));
             bad++;
@@ -212,7 +192,6 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
         free(topic);
         free(key);
         json_decref(cmd);
-        rd_kafka_poll(rk, 0);
     }
     free(line);
     if (f != stdin)
@@ -238,7 +217,7 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
     free(pend.ids);
     waiting = (long)json_object_size(want);
     int64_t deadline = util_now_ms() + timeout_s * 1000;
-    while (waiting > 0 && util_now_ms() < deadline && !interrupted) {
+    while (waiting > 0 && util_now_ms() < deadline && !ctl_interrupted) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 200);
         if (!m)
             continue;
@@ -271,8 +250,7 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
     json_decref(seen);
     json_decref(codes);
     json_decref(want);
-    rd_kafka_consumer_close(reader);
-    rd_kafka_destroy(reader);
+    ctl_reader_close(reader);
     return (bad || rejected || waiting) ? 1 : 0;
 }
 
@@ -281,10 +259,13 @@ static int cmd_tail(const struct b2bd_config *cfg, int argc, char **argv)
     long max = -1, timeout_s = 5;
     static const struct option opts[] = {{"max", required_argument, NULL, 'm'},
                                          {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:t:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
+        if (o == 'h')
+            return cmd_help("tail", stdout, 0);
         if (o == 'm')
             max = strtol(optarg, NULL, 10);
         else if (o == 't')
@@ -292,16 +273,14 @@ static int cmd_tail(const struct b2bd_config *cfg, int argc, char **argv)
         else
             return 2;
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
-    rd_kafka_t *rk = open_reader(cfg, argv[optind]);
+    if (optind != argc - 1)
+        return cmd_help(argv[0], stderr, 2);
+    rd_kafka_t *rk = ctl_reader_open(cfg, argv[optind], 0);
     if (!rk)
         return 1;
     long n = 0;
     int64_t idle_until = util_now_ms() + timeout_s * 1000;
-    while ((max < 0 || n < max) && util_now_ms() < idle_until && !interrupted) {
+    while ((max < 0 || n < max) && util_now_ms() < idle_until && !ctl_interrupted) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m)
             continue;
@@ -313,25 +292,21 @@ static int cmd_tail(const struct b2bd_config *cfg, int argc, char **argv)
         rd_kafka_message_destroy(m);
     }
     fflush(stdout);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    ctl_reader_close(rk);
     return 0;
 }
 
 static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
 {
-    if (argc != 3) {
-        usage(stderr);
-        return 2;
-    }
+    int json_out = 0;
+    int rc = parse_simple(argc, argv, &json_out, 2);
+    if (rc >= 0)
+        return rc;
+    const char *shop = argv[optind], *customer = argv[optind + 1];
     struct b2bd_db db;
     struct b2bd_err err;
-    db_init(&db, cfg->pg_dsn, cfg->pg_password);
-    if (db_connect(&db, &err) < 0) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        db_free(&db);
+    if (ctl_db_open(cfg, &db) < 0)
         return 1;
-    }
     static const char sql[] =
         "SELECT k.company_id, co.name, r.location_id, l.name, r.role FROM contacts k"
         " JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id"
@@ -339,26 +314,505 @@ static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
         "  AND r.customer_id = k.customer_id"
         " LEFT JOIN locations l ON l.shop_id = r.shop_id AND l.location_id = r.location_id"
         " WHERE k.shop_id = $1 AND k.customer_id = $2 ORDER BY 1, 3";
-    const char *v[] = {argv[1], argv[2]};
+    const char *v[] = {shop, customer};
     PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
     if (!res) {
         fprintf(stderr, "b2bctl: %s\n", err.msg);
         db_free(&db);
         return 1;
     }
-    if (PQntuples(res) == 0)
-        printf("%s/%s: no company (D2C)\n", argv[1], argv[2]);
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (PQgetisnull(res, i, 2))
-            printf("company %s (%s): No access\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-        else
-            printf("company %s (%s): location %s (%s): %s\n", PQgetvalue(res, i, 0),
-                   PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-                   PQgetvalue(res, i, 4));
+    if (json_out) {
+        json_t *companies = json_array(), *cur = NULL;
+        for (int i = 0; i < PQntuples(res); i++) {
+            if (!cur || strcmp(json_string_value(json_object_get(cur, "company_id")), PQgetvalue(res, i, 0))) {
+                cur = json_pack("{s:s, s:o, s:s, s:[]}", "company_id", PQgetvalue(res, i, 0), "name",
+                                ctl_pg_text(res, i, 1), "access", "no_access", "locations");
+                json_array_append_new(companies, cur);
+            }
+            if (!PQgetisnull(res, i, 2)) {
+                json_object_set_new(cur, "access", json_string("locations"));
+                json_array_append_new(json_object_get(cur, "locations"),
+                                      json_pack("{s:s, s:o, s:s}", "location_id", PQgetvalue(res, i, 2),
+                                                "name", ctl_pg_text(res, i, 3), "role", PQgetvalue(res, i, 4)));
+            }
+        }
+        ctl_print_json(json_pack("{s:s, s:s, s:o}", "shop_id", shop, "customer_id", customer,
+                                 "companies", companies));
+    } else {
+        if (PQntuples(res) == 0)
+            printf("%s/%s: no company (D2C)\n", shop, customer);
+        for (int i = 0; i < PQntuples(res); i++) {
+            if (PQgetisnull(res, i, 2))
+                printf("company %s (%s): No access\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+            else
+                printf("company %s (%s): location %s (%s): %s\n", PQgetvalue(res, i, 0),
+                       PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+                       PQgetvalue(res, i, 4));
+        }
     }
     PQclear(res);
     db_free(&db);
     return 0;
+}
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static int cmd_timeline(const struct b2bd_config *cfg, int argc, char **argv)
+{
+    int json_out = 0;
+    int rc = parse_simple(argc, argv, &json_out, 2);
+    if (rc >= 0)
+        return rc;
+    const char *shop = argv[optind], *customer = argv[optind + 1];
+    struct b2bd_db db;
+    struct b2bd_err err;
+    if (ctl_db_open(cfg, &db) < 0)
+        return 1;
+    static const char sql[] =
+        "SELECT notification_id::text, status, attempts, last_error, to_address, recipient,"
+        " company_id, location_id, resend_of::text, " TS("created_at") ", " TS("sent_at") ","
+        " " TS("next_attempt_at") ", subject, template_version, command_id::text"
+        " FROM notifications WHERE shop_id = $1 AND customer_id = $2"
+        " ORDER BY created_at, notification_id";
+    const char *v[] = {shop, customer};
+    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
+    if (!res) {
+        fprintf(stderr, "b2bctl: %s\n", err.msg);
+        db_free(&db);
+        return 1;
+    }
+    static const char *const names[] = {"notification_id", "status", "attempts", "last_error",
+                                        "to_address", "recipient", "company_id", "location_id",
+                                        "resend_of", "created_at", "sent_at", "next_attempt_at",
+                                        "subject", "template_version", "command_id"};
+    if (json_out) {
+        json_t *list = json_array();
+        for (int i = 0; i < PQntuples(res); i++) {
+            json_t *o = json_object();
+            for (int c = 0; c < (int)(sizeof names / sizeof *names); c++) {
+                if ((c == 2 || c == 13) && !PQgetisnull(res, i, c))
+                    json_object_set_new(o, names[c], json_integer(strtoll(PQgetvalue(res, i, c), NULL, 10)));
+                else
+                    json_object_set_new(o, names[c], ctl_pg_text(res, i, c));
+            }
+            if (strcmp(PQgetvalue(res, i, 1), "queued"))
+                json_object_set_new(o, "next_attempt_at", json_null());
+            json_array_append_new(list, o);
+        }
+        ctl_print_json(json_pack("{s:s, s:s, s:o}", "shop_id", shop, "customer_id", customer,
+                                 "notifications", list));
+    } else {
+        if (PQntuples(res) == 0)
+            printf("%s/%s: no email\n", shop, customer);
+        for (int i = 0; i < PQntuples(res); i++) {
+            printf("%s  %-6s  %s  to %s (%s), company %s%s%s, attempts %s", PQgetvalue(res, i, 9),
+                   PQgetvalue(res, i, 1), PQgetvalue(res, i, 0), PQgetvalue(res, i, 4),
+                   PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
+                   PQgetisnull(res, i, 7) ? "" : ", location ", PQgetvalue(res, i, 7),
+                   PQgetvalue(res, i, 2));
+            if (!PQgetisnull(res, i, 10))
+                printf(", sent %s", PQgetvalue(res, i, 10));
+            if (!strcmp(PQgetvalue(res, i, 1), "queued"))
+                printf(", next attempt %s", PQgetvalue(res, i, 11));
+            if (!PQgetisnull(res, i, 8))
+                printf(", resend of %s", PQgetvalue(res, i, 8));
+            if (!PQgetisnull(res, i, 3))
+                printf(", last error: %s", PQgetvalue(res, i, 3));
+            putchar('\n');
+        }
+    }
+    PQclear(res);
+    db_free(&db);
+    return 0;
+}
+
+static int cmd_resend(const struct b2bd_config *cfg, int argc, char **argv)
+{
+    int json_out = 0, staff = 0, o;
+    long timeout_s = 30;
+    const char *staff_email = NULL;
+    static const struct option opts[] = {{"staff", no_argument, NULL, 's'},
+                                         {"staff-email", required_argument, NULL, 'e'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "se:t:jh", opts, NULL)) != -1) {
+        switch (o) {
+        case 's': staff = 1; break;
+        case 'e': staff_email = optarg; break;
+        case 't': timeout_s = strtol(optarg, NULL, 10); break;
+        case 'j': json_out = 1; break;
+        case 'h': return cmd_help("resend", stdout, 0);
+        default: return cmd_help("resend", stderr, 2);
+        }
+    }
+    if (argc - optind != 2)
+        return cmd_help("resend", stderr, 2);
+    if (staff_email && !staff) {
+        fprintf(stderr, "b2bctl: --staff-email goes with --staff\n");
+        return 2;
+    }
+    const char *shop = argv[optind], *nid = argv[optind + 1];
+    if (!decode_is_uuid(nid)) {
+        fprintf(stderr, "b2bctl: %s is not a notification id (a UUID)\n", nid);
+        return 2;
+    }
+    struct b2bd_db db;
+    struct b2bd_err err;
+    if (ctl_db_open(cfg, &db) < 0)
+        return 1;
+    static const char sql[] = "SELECT company_id, customer_id FROM notifications"
+                              " WHERE shop_id = $1 AND notification_id = $2::uuid";
+    const char *v[] = {shop, nid};
+    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
+    if (!res) {
+        fprintf(stderr, "b2bctl: %s\n", err.msg);
+        db_free(&db);
+        return 1;
+    }
+    if (PQntuples(res) != 1) {
+        fprintf(stderr, "b2bctl: no notification %s in shop %s\n", nid, shop);
+        PQclear(res);
+        db_free(&db);
+        return 1;
+    }
+    char id[37];
+    util_uuid_v4(id);
+    json_t *payload = json_pack("{s:s, s:[s], s:s, s:s}", "company_id", PQgetvalue(res, 0, 0),
+                                "customer_ids", PQgetvalue(res, 0, 1), "recipient",
+                                staff ? "staff" : "customer", "resend_of", nid);
+    if (staff_email)
+        json_object_set_new(payload, "staff_email", json_string(staff_email));
+    json_t *cmd = json_pack("{s:s, s:s, s:s, s:s, s:o}", "command_id", id, "type", "notify", "shop_id",
+                            shop, "actor", "b2bctl-resend", "payload", payload);
+    PQclear(res);
+    db_free(&db);
+    json_t *result = ctl_send_and_wait(cfg, cmd, timeout_s);
+    json_decref(cmd);
+    if (!result)
+        return 1;
+    const char *status = json_string_value(json_object_get(result, "status"));
+    int ok = status && !strcmp(status, "applied");
+    if (json_out) {
+        json_incref(result);
+        ctl_print_json(result);
+    } else if (ok) {
+        json_t *q, *queued = json_object_get(json_object_get(result, "result"), "queued");
+        size_t i;
+        json_array_foreach(queued, i, q)
+            printf("queued notification %s (resend of %s) for %s\n",
+                   json_string_value(json_object_get(q, "notification_id")), nid,
+                   json_string_value(json_object_get(q, "customer_id")));
+        json_t *s, *skipped = json_object_get(json_object_get(result, "result"), "skipped");
+        json_array_foreach(skipped, i, s)
+            printf("skipped %s: %s\n", json_string_value(json_object_get(s, "customer_id")),
+                   json_string_value(json_object_get(s, "reason")));
+    } else {
+        json_t *e = json_object_get(result, "error");
+        printf("rejected: %s %s: %s\n", json_string_value(json_object_get(e, "code")),
+               json_string_value(json_object_get(e, "field")) ? json_string_value(json_object_get(e, "field")) : "",
+               json_string_value(json_object_get(e, "message")));
+    }
+    json_decref(result);
+    return ok ? 0 : 1;
+}
+
+/* ---- dead letters ---- */
+
+static json_t *dlq_headers(const rd_kafka_message_t *m)
+{
+    json_t *h = json_object();
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs))
+        return h;
+    const char *name;
+    const void *val;
+    size_t len;
+    for (size_t i = 0; !rd_kafka_header_get_all(hdrs, i, &name, &val, &len); i++) {
+        char *s = strndup(val ? (const char *)val : "", val ? len : 0);
+        json_object_set_new(h, name, json_stringn_nocheck(s, strlen(s)));
+        if (!ctl_utf8_valid(s, strlen(s)))
+            json_object_set_new(h, name, json_string("(not UTF-8)"));
+        free(s);
+    }
+    return h;
+}
+
+static json_t *dlq_entry(const rd_kafka_message_t *m)
+{
+    json_t *o = json_pack("{s:s, s:i, s:I}", "topic", rd_kafka_topic_name(m->rkt), "partition",
+                          (int)m->partition, "offset", (json_int_t)m->offset);
+    if (m->key && ctl_utf8_valid(m->key, m->key_len))
+        json_object_set_new(o, "key", json_stringn(m->key, m->key_len));
+    else
+        json_object_set_new(o, "key", json_null());
+    json_object_set_new(o, "headers", dlq_headers(m));
+    if (m->payload && ctl_utf8_valid(m->payload, m->len) && !memchr(m->payload, 0, m->len)) {
+        json_object_set_new(o, "value", json_stringn(m->payload, m->len));
+    } else if (m->payload) {
+        size_t cap = 4 * ((m->len + 2) / 3) + 1;
+        unsigned char *b64 = malloc(cap);
+        int n = EVP_EncodeBlock(b64, m->payload, (int)m->len);
+        json_object_set_new(o, "value_base64", json_stringn((char *)b64, (size_t)n));
+        free(b64);
+    } else {
+        json_object_set_new(o, "value", json_null());
+    }
+    json_object_set_new(o, "size", json_integer((json_int_t)m->len));
+    return o;
+}
+
+static void dlq_print(const json_t *e)
+{
+    printf("%s [%lld] @%lld  key=%s  %lld bytes\n", json_string_value(json_object_get(e, "topic")),
+           (long long)json_integer_value(json_object_get(e, "partition")),
+           (long long)json_integer_value(json_object_get(e, "offset")),
+           json_string_value(json_object_get(e, "key")) ? json_string_value(json_object_get(e, "key")) : "(none)",
+           (long long)json_integer_value(json_object_get(e, "size")));
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)json_object_get(e, "headers"), k, v)
+        printf("  %s: %s\n", k, json_string_value(v));
+    const char *val = json_string_value(json_object_get(e, "value"));
+    if (val) {
+        printf("  value: ");
+        for (size_t i = 0; val[i] && i < 200; i++)
+            putchar((unsigned char)val[i] < 0x20 ? '?' : val[i]);
+        printf("%s\n", strlen(val) > 200 ? "..." : "");
+    } else {
+        printf("  value: (binary, base64 in --json)\n");
+    }
+}
+
+/* Reads dead letters: those there are now (up to each partition's end when it starts:
+ * a replay's own copies, dead-lettered again, are not read), or the one at
+ * partition/offset; stops early after timeout_s without a message. */
+static int dlq_read(const struct b2bd_config *cfg, long max, long timeout_s, int partition, long long offset,
+                    int (*each)(const rd_kafka_message_t *, void *), void *arg)
+{
+    rd_kafka_t *rk = ctl_reader_open(cfg, "dlq", 0);
+    if (!rk)
+        return -1;
+    char *topic = config_topic(cfg, "dlq");
+    enum { MAXP = 1024 };
+    int64_t *ends = calloc(MAXP, sizeof *ends), *next = calloc(MAXP, sizeof *next);
+    if (partition >= 0) {
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = offset;
+        rd_kafka_assign(rk, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+        max = 1;
+    } else {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        if (!rd_kafka_assignment(rk, &parts)) {
+            for (int i = 0; i < parts->cnt; i++) {
+                int32_t p = parts->elems[i].partition;
+                int64_t lo = 0, hi = 0;
+                if (p >= 0 && p < MAXP
+                    && !rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) {
+                    ends[p] = hi;
+                    next[p] = lo;
+                }
+            }
+            rd_kafka_topic_partition_list_destroy(parts);
+        }
+    }
+    long n = 0;
+    int64_t idle_until = util_now_ms() + timeout_s * 1000;
+    while ((max < 0 || n < max) && util_now_ms() < idle_until && !ctl_interrupted) {
+        if (partition < 0) {
+            int left = 0;
+            for (int p = 0; p < MAXP && !left; p++)
+                left = next[p] < ends[p];
+            if (!left)
+                break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (!m->err && partition < 0 && m->partition >= 0 && m->partition < MAXP) {
+            next[m->partition] = m->offset + 1;
+            if (m->offset >= ends[m->partition]) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+        }
+        if (!m->err && (partition < 0 || m->offset == offset)) {
+            n++;
+            each(m, arg);
+            idle_until = util_now_ms() + timeout_s * 1000;
+        } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            fprintf(stderr, "b2bctl: dlq: %s\n", rd_kafka_message_errstr(m));
+            if (partition >= 0) {
+                rd_kafka_message_destroy(m);
+                break;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(ends);
+    free(next);
+    free(topic);
+    ctl_reader_close(rk);
+    return (int)n;
+}
+
+static int dlq_collect(const rd_kafka_message_t *m, void *arg)
+{
+    json_array_append_new((json_t *)arg, dlq_entry(m));
+    return 0;
+}
+
+struct replay {
+    const struct b2bd_config *cfg;
+    rd_kafka_t *producer;
+    json_t *done;  /* entries with "replayed_to" or "skipped" */
+    long replayed, skipped;
+};
+
+static int dlq_replay_one(const rd_kafka_message_t *m, void *arg)
+{
+    struct replay *rp = arg;
+    json_t *e = dlq_entry(m);
+    json_t *h = json_object_get(e, "headers");
+    const char *src = json_string_value(json_object_get(h, "source.topic"));
+    const char *trunc = json_string_value(json_object_get(h, "value.truncated"));
+    size_t plen = strlen(rp->cfg->topic_prefix);
+    const char *why = NULL;
+    if (!src)
+        why = "no source.topic header";
+    else if (strncmp(src, rp->cfg->topic_prefix, plen) || strncmp(src + plen, "commands.", 9))
+        why = "source.topic is not one of this prefix's command topics";
+    else if (trunc && !strcmp(trunc, "true"))
+        why = "the value was truncated (TOO_LARGE): the original is not in the dead letter";
+    if (!why) {
+        rd_kafka_headers_t *src_h = NULL, *out_h = rd_kafka_headers_new(4);
+        if (!rd_kafka_message_headers(m, &src_h)) {
+            const char *name;
+            const void *val;
+            size_t len;
+            for (size_t i = 0; !rd_kafka_header_get_all(src_h, i, &name, &val, &len); i++)
+                if (strncmp(name, "error.", 6) && strncmp(name, "source.", 7) && strcmp(name, "value.truncated"))
+                    rd_kafka_header_add(out_h, name, -1, val, (ssize_t)len);
+        }
+        char of[64];
+        snprintf(of, sizeof of, "%d@%lld", (int)m->partition, (long long)m->offset);
+        rd_kafka_header_add(out_h, "b2bctl.replay_of", -1, of, -1);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            rp->producer, RD_KAFKA_V_TOPIC(src), RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(out_h),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err) {
+            rd_kafka_headers_destroy(out_h);
+            why = rd_kafka_err2str(err);
+        }
+    }
+    json_object_del(e, "value");
+    json_object_del(e, "value_base64");
+    if (why) {
+        rp->skipped++;
+        json_object_set_new(e, "skipped", json_string(why));
+    } else {
+        rp->replayed++;
+        json_object_set_new(e, "replayed_to", json_string(src));
+    }
+    json_array_append_new(rp->done, e);
+    return 0;
+}
+
+static int cmd_dlq(const struct b2bd_config *cfg, int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+        return cmd_help("dlq", argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
+    const char *sub = argv[1];
+    if (strcmp(sub, "list") && strcmp(sub, "replay"))
+        return cmd_help("dlq", stderr, 2);
+    long max = -1, timeout_s = 3;
+    long long offset = -1;
+    int partition = -1, all = 0, json_out = 0, o;
+    static const struct option opts[] = {{"max", required_argument, NULL, 'm'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"partition", required_argument, NULL, 'p'},
+                                         {"offset", required_argument, NULL, 'o'},
+                                         {"all", no_argument, NULL, 'a'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    optind = 1;
+    while ((o = getopt_long(argc - 1, argv + 1, "m:t:p:o:ajh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': max = strtol(optarg, NULL, 10); break;
+        case 't': timeout_s = strtol(optarg, NULL, 10); break;
+        case 'p': partition = (int)strtol(optarg, NULL, 10); break;
+        case 'o': offset = strtoll(optarg, NULL, 10); break;
+        case 'a': all = 1; break;
+        case 'j': json_out = 1; break;
+        case 'h': return cmd_help("dlq", stdout, 0);
+        default: return cmd_help("dlq", stderr, 2);
+        }
+    }
+    if (optind != argc - 1)
+        return cmd_help("dlq", stderr, 2);
+    if (!strcmp(sub, "list")) {
+        json_t *list = json_array();
+        if (dlq_read(cfg, max, timeout_s, -1, 0, dlq_collect, list) < 0) {
+            json_decref(list);
+            return 1;
+        }
+        if (json_out) {
+            ctl_print_json(json_pack("{s:o}", "dead_letters", list));
+        } else {
+            size_t i;
+            json_t *e;
+            json_array_foreach(list, i, e)
+                dlq_print(e);
+            printf("%zu dead letter(s)\n", json_array_size(list));
+            json_decref(list);
+        }
+        return 0;
+    }
+    if (all == (partition >= 0 || offset >= 0) || (!all && (partition < 0 || offset < 0))) {
+        fprintf(stderr, "b2bctl: dlq replay needs --partition P --offset N, or --all\n");
+        return 2;
+    }
+    struct b2bd_err err;
+    struct replay rp = {.cfg = cfg, .done = json_array()};
+    rp.producer = kafka_producer_new(cfg, NULL, &err);
+    if (!rp.producer) {
+        fprintf(stderr, "b2bctl: %s\n", err.msg);
+        json_decref(rp.done);
+        return 1;
+    }
+    int n = dlq_read(cfg, -1, timeout_s, partition, offset, dlq_replay_one, &rp);
+    rd_kafka_flush(rp.producer, 30000);
+    int undelivered = rd_kafka_outq_len(rp.producer);
+    rd_kafka_destroy(rp.producer);
+    if (n < 0) {
+        json_decref(rp.done);
+        return 1;
+    }
+    if (undelivered)
+        fprintf(stderr, "b2bctl: %d replayed message(s) not delivered\n", undelivered);
+    if (!n && partition >= 0)
+        fprintf(stderr, "b2bctl: no dead letter at partition %d offset %lld\n", partition, offset);
+    if (json_out) {
+        ctl_print_json(json_pack("{s:I, s:I, s:o}", "replayed", (json_int_t)rp.replayed, "skipped",
+                                 (json_int_t)rp.skipped, "dead_letters", rp.done));
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(rp.done, i, e) {
+            const char *to = json_string_value(json_object_get(e, "replayed_to"));
+            printf("[%lld] @%lld: %s %s\n", (long long)json_integer_value(json_object_get(e, "partition")),
+                   (long long)json_integer_value(json_object_get(e, "offset")), to ? "replayed to" : "skipped:",
+                   to ? to : json_string_value(json_object_get(e, "skipped")));
+        }
+        printf("replayed %ld, skipped %ld\n", rp.replayed, rp.skipped);
+        json_decref(rp.done);
+    }
+    return (rp.skipped || undelivered || (!n && partition >= 0)) ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -393,13 +847,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "b2bctl: configuration: %s %s\n", err.field, err.msg);
         return 2;
     }
-    if (!strcmp(cmd, "send"))
-        rc = cmd_send(&cfg, argc - i, argv + i);
-    else if (!strcmp(cmd, "tail"))
-        rc = cmd_tail(&cfg, argc - i, argv + i);
-    else if (!strcmp(cmd, "access"))
-        rc = cmd_access(&cfg, argc - i, argv + i);
-    else {
+    static const struct {
+        const char *name;
+        int (*fn)(const struct b2bd_config *, int, char **);
+    } cmds[] = {{"import", ctl_import_main}, {"send", cmd_send},     {"tail", cmd_tail},
+                {"access", cmd_access},      {"timeline", cmd_timeline}, {"resend", cmd_resend},
+                {"dlq", cmd_dlq},            {"topics", ctl_topics_main}};
+    rc = -1;
+    for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++)
+        if (!strcmp(cmd, cmds[c].name))
+            rc = cmds[c].fn(&cfg, argc - i, argv + i);
+    if (rc < 0) {
         usage(stderr);
         rc = 2;
     }
