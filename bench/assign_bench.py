@@ -53,13 +53,22 @@ def assigns(shop, n_companies, per_company):
     return out
 
 
+def settle(d):
+    """Waits until the daemon's consumer holds its partitions, so that the clock measures
+    commands, not the consumer group's join (the mock takes 3 s, or a departed member's
+    session timeout)."""
+    if not d.wait_log("event=assigned", timeout=60):
+        raise SystemExit("b2bd got no partitions within 60 s")
+    time.sleep(0.5)
+
+
 def run_stream(prefix, dsn, cmds, extra_env, timeout=600):
     """Starts a daemon, produces cmds, waits for every result; returns (seconds, peak RSS kB)."""
-    d = harness.Daemon(prefix, dsn, extra_env=dict(extra_env, B2BD_LOG_LEVEL="warn"))
+    d = harness.Daemon(prefix, dsn, extra_env=extra_env)
     d.start()
     bus = harness.Bus(prefix)
     bus.poll("results", 0)  # the reader is assigned before the clock starts
-    time.sleep(3.5)         # the consumer group settles (mock: ~3 s) before the clock starts
+    settle(d)
     t0 = time.monotonic()
     for c in cmds:
         bus.send(c)
@@ -107,10 +116,10 @@ def copy_floor(dsn, shop, n):
 
 
 def latency(prefix, dsn, shop, n, rate):
-    d = harness.Daemon(prefix, dsn, extra_env={"B2BD_LOG_LEVEL": "warn"}).start()
+    d = harness.Daemon(prefix, dsn, extra_env=None).start()
     bus = harness.Bus(prefix)
     bus.poll("results", 0)
-    time.sleep(3.5)
+    settle(d)
     cmds = assigns(shop, 1, n)
     lat = []
     for c in cmds:

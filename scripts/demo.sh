@@ -29,6 +29,8 @@ bash scripts/localenv.sh start "$envdir" "$build"
 # shellcheck disable=SC1091
 source "$envdir/env.sh"
 export B2BD_KAFKA__SESSION_TIMEOUT_MS=6000
+# the mock broker holds each fetch for fetch.wait.max.ms even when data is there
+export B2BD_KAFKA__FETCH_WAIT_MAX_MS=10
 rm -rf "$work" && mkdir -p "$work"
 
 "$build/b2bd" > "$work/b2bd.log" 2>&1 &

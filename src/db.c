@@ -1,6 +1,7 @@
 /* db: one PostgreSQL connection: connect, migrate, run prepared statements. */
 #include "b2bd/db.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,4 +242,27 @@ int db_migrate(struct b2bd_db *db, struct b2bd_err *err)
             log_info("db", "migrated", "version=%d name=%s", m->version, m->name);
     }
     return 0;
+}
+
+static int db_drain_notifies(struct b2bd_db *db)
+{
+    int got = 0;
+    PGnotify *n;
+    while ((n = PQnotifies(db->conn)) != NULL) {
+        PQfreemem(n);
+        got = 1;
+    }
+    return got;
+}
+
+int db_wait_notify(struct b2bd_db *db, int timeout_ms)
+{
+    if (!db_connected(db))
+        return 0;
+    if (db_drain_notifies(db))
+        return 1;
+    struct pollfd pfd = {.fd = PQsocket(db->conn), .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) > 0)
+        PQconsumeInput(db->conn);
+    return db_drain_notifies(db);
 }

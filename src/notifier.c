@@ -1,7 +1,6 @@
 /* notifier: workers that send queued notifications over SMTP, with retry, and record the outcome. */
 #include "b2bd/notifier.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -200,12 +199,7 @@ static void wait_work(struct b2bd_db *db)
             wait = due < 10 ? 10 : due;
     }
     PQclear(res);
-    struct pollfd pfd = {.fd = PQsocket(db->conn), .events = POLLIN};
-    if (poll(&pfd, 1, (int)wait) > 0)
-        PQconsumeInput(db->conn);
-    PGnotify *note;
-    while ((note = PQnotifies(db->conn)) != NULL)
-        PQfreemem(note);
+    db_wait_notify(db, (int)wait);
 }
 
 static void *worker_main(void *arg)

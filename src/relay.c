@@ -1,7 +1,6 @@
 /* relay: publishes the outbox to Kafka in commit order, then deletes what was delivered. */
 #include "b2bd/relay.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -96,12 +95,7 @@ static void relay_wait(struct b2bd_relay *r, int timeout_ms)
         util_sleep_ms(timeout_ms);
         return;
     }
-    struct pollfd pfd = {.fd = PQsocket(r->db.conn), .events = POLLIN};
-    if (poll(&pfd, 1, timeout_ms) > 0)
-        PQconsumeInput(r->db.conn);
-    PGnotify *n;
-    while ((n = PQnotifies(r->db.conn)) != NULL)
-        PQfreemem(n);
+    db_wait_notify(&r->db, timeout_ms);
 }
 
 static rd_kafka_headers_t *relay_headers(const char *text)

@@ -47,6 +47,11 @@ int db_exec(struct b2bd_db *db, const char *sql, struct b2bd_err *err);
 /* True when the last failure is worth retrying the transaction for: connection lost,
  * serialization failure, deadlock, unique violation from a race. */
 bool db_retriable(const struct b2bd_db *db);
+
+/* Waits up to timeout_ms for a NOTIFY on a channel this connection LISTENs to, and
+ * consumes all that arrived. Returns at once if one arrived during an earlier
+ * statement (libpq queues those). Returns 1 if a notification came, else 0. */
+int db_wait_notify(struct b2bd_db *db, int timeout_ms);
 bool db_sqlstate_is(const struct b2bd_db *db, const char *state);
 
 #endif

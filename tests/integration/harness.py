@@ -359,6 +359,9 @@ class Daemon:
             "B2BD_SMTP_URL": smtp_url or e["B2BD_SMTP_URL"],
             "B2BD_SMTP_FROM": "b2bd-test@example.com",
             "B2BD_KAFKA__SESSION_TIMEOUT_MS": "6000",
+            # librdkafka 2.0.2's mock broker holds every fetch for fetch.wait.max.ms
+            # even when data is there (a real broker answers at once): keep it short
+            "B2BD_KAFKA__FETCH_WAIT_MAX_MS": "10",
         })
         if extra_env:
             for k, v in extra_env.items():
@@ -573,6 +576,7 @@ class Bus:
                 "enable.partition.eof": False,
                 "auto.offset.reset": "earliest",
                 "topic.metadata.refresh.interval.ms": 5000,
+                "fetch.wait.max.ms": 10,  # see Daemon: the mock holds fetches this long
             })
             md = c.list_topics(topic, timeout=30)
             t = md.topics.get(topic)
@@ -591,9 +595,12 @@ class Bus:
         got = 0
         wait = timeout
         while True:
-            msgs = c.consume(num_messages=1000, timeout=wait)
-            if not msgs:
+            # poll() returns as soon as one message is there (consume() would wait for
+            # 1000 or the whole timeout); then take what else is ready
+            first = c.poll(wait)
+            if first is None:
                 return got
+            msgs = [first] + c.consume(num_messages=1000, timeout=0)
             for m in msgs:
                 if m.error():
                     if m.error().code() == KafkaError._PARTITION_EOF:
