@@ -476,6 +476,9 @@ struct smtp_client *smtp_client_new(const struct smtp_settings *s)
     if (s->username && *s->username) {
         curl_easy_setopt(h, CURLOPT_USERNAME, s->username);
         curl_easy_setopt(h, CURLOPT_PASSWORD, s->password ? s->password : "");
+    } else if (s->password && *s->password) {
+        /* the user name is in the URL (smtp://user@host); the password from a file */
+        curl_easy_setopt(h, CURLOPT_PASSWORD, s->password);
     }
     curl_easy_setopt(h, CURLOPT_USE_SSL,
                      s->starttls == 2   ? (long)CURLUSESSL_ALL

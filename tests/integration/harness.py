@@ -362,6 +362,8 @@ class Daemon:
             # librdkafka 2.0.2's mock broker holds every fetch for fetch.wait.max.ms
             # even when data is there (a real broker answers at once): keep it short
             "B2BD_KAFKA__FETCH_WAIT_MAX_MS": "10",
+            # tests run in parallel: each daemon's metrics endpoint on a free port
+            "B2BD_HTTP_LISTEN": "127.0.0.1:0",
         })
         if extra_env:
             for k, v in extra_env.items():
