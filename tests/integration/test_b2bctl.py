@@ -2,6 +2,7 @@
 dlq list/replay, import status, topics apply, send; --help of each; --json output parses."""
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -19,6 +20,11 @@ class B2bctlTest(B2bTestCase):
         if not os.access(B2BCTL, os.X_OK):
             raise unittest.SkipTest("b2bctl is not built")
         self.tmp = tempfile.mkdtemp(prefix="ctl-", dir=harness.LOCALENV_DIR)
+
+    def tearDown(self):
+        if not self._failed():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        super().tearDown()
 
     def ctl(self, *args, prefix=None, timeout=120):
         e = dict(os.environ)

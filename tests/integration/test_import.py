@@ -3,6 +3,7 @@ re-running changes nothing, and an import interrupted by a b2bd crash completes 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -30,6 +31,11 @@ class ImportCase(B2bTestCase):
         if not os.access(B2BCTL, os.X_OK):
             raise unittest.SkipTest("b2bctl is not built")
         self.tmp = tempfile.mkdtemp(prefix="import-", dir=harness.LOCALENV_DIR)
+
+    def tearDown(self):
+        if not self._failed():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        super().tearDown()
 
     def write(self, name, text):
         path = os.path.join(self.tmp, name)
