@@ -31,14 +31,7 @@ static const char SQL_INBOX_GET[] =
 static const char SQL_INBOX_PUT[] =
     "INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
-static const char SQL_ACCESS_BUMP[] =
-    "UPDATE customers SET access_version = access_version + 1, updated_at = now()"
-    " WHERE shop_id = $1 AND customer_id = $2 RETURNING access_version, email";
-static const char SQL_ACCESS_ROWS[] =
-    "SELECT c.company_id, r.location_id, r.role FROM contacts c"
-    " LEFT JOIN roles r ON r.shop_id = c.shop_id AND r.company_id = c.company_id"
-    "  AND r.customer_id = c.customer_id"
-    " WHERE c.shop_id = $1 AND c.customer_id = $2 ORDER BY c.company_id, r.location_id";
+static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3, $4, $5)";
 
 PGresult *apply_q(struct apply_cmd *c, const char *sql, int n, const char *const *v,
                   struct b2bd_err *err)
@@ -178,73 +171,20 @@ static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg
     return rc;
 }
 
-/* Publishes the whole access of one customer, with its next version. */
+/* Publishes the whole access of one customer, with its next version
+ * (b2bd_emit_access, sql/migrations/0004_assign_functions.sql). */
 static int apply_emit_access(struct apply_cmd *c, const char *customer_id,
                              struct b2bd_err *err)
 {
-    const char *shop = c->cmd->shop_id;
-    const char *v[] = {shop, customer_id};
-    PGresult *res = apply_q(c, SQL_ACCESS_BUMP, 2, v, err);
-    if (!res)
-        return -1;
-    if (PQntuples(res) != 1) { /* the customer must exist: it was just touched */
-        PQclear(res);
-        b2bd_err_set(err, B2BD_ERR_INTERNAL, NULL, "customer vanished while applying");
-        return -1;
-    }
-    json_int_t version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    json_t *email = PQgetisnull(res, 0, 1) ? json_null() : json_string(PQgetvalue(res, 0, 1));
-    PQclear(res);
-
-    if (!(res = apply_q(c, SQL_ACCESS_ROWS, 2, v, err))) {
-        json_decref(email);
-        return -1;
-    }
-    json_t *companies = json_array();
-    json_t *company = NULL, *locations = NULL;
-    int any_role = 0;
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *cid = PQgetvalue(res, i, 0);
-        if (!company || strcmp(json_string_value(json_object_get(company, "company_id")), cid)) {
-            company = json_object();
-            locations = json_array();
-            json_object_set_new(company, "company_id", json_string(cid));
-            json_object_set_new(company, "access", json_string("no_access"));
-            json_object_set_new(company, "locations", locations);
-            json_array_append_new(companies, company);
-        }
-        if (!PQgetisnull(res, i, 1)) {
-            json_array_append_new(locations, json_pack("{ssss}", "location_id",
-                                                       PQgetvalue(res, i, 1), "role",
-                                                       PQgetvalue(res, i, 2)));
-            json_object_set_new(company, "access", json_string("locations"));
-            any_role = 1;
-        }
-    }
-    PQclear(res);
-
     char event_id[37], now[32];
     util_uuid_v4(event_id);
     util_now_rfc3339(now);
-    json_t *m = json_object();
-    json_object_set_new(m, "event_id", json_string(event_id));
-    json_object_set_new(m, "shop_id", json_string(shop));
-    json_object_set_new(m, "customer_id", json_string(customer_id));
-    json_object_set_new(m, "email", email);
-    json_object_set_new(m, "experience", json_string(any_role ? "b2b" : "d2c"));
-    json_object_set_new(m, "companies", companies);
-    json_object_set_new(m, "version", json_integer(version));
-    json_object_set_new(m, "caused_by", json_string(c->cmd->command_id));
-    json_object_set_new(m, "occurred_at", json_string(now));
-    char *text = apply_dump(m);
-    json_decref(m);
-
-    struct sbuf key = {0};
-    sbuf_addf(&key, "%s/%s", shop, customer_id);
-    int rc = outbox_append(c->db, OUTBOX_ACCESS, key.s, key.len, text, strlen(text), NULL, err);
-    sbuf_free(&key);
-    free(text);
-    return rc;
+    const char *v[] = {c->cmd->shop_id, customer_id, c->cmd->command_id, event_id, now};
+    PGresult *res = apply_q(c, SQL_ACCESS_EMIT, 5, v, err);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
 }
 
 /* Applies a decoded, valid command after the idempotency check: its business rows,

@@ -9,173 +9,46 @@
 /* DOMAIN.md: at most 10,000 customers can be assigned to a company. */
 #define COMPANY_MAX_CONTACTS 10000
 
-static const char SQL_COMPANY[] =
-    "SELECT 1 FROM companies WHERE shop_id = $1 AND company_id = $2";
-static const char SQL_LOCATIONS_OF[] =
-    "SELECT location_id FROM locations"
-    " WHERE shop_id = $1 AND company_id = $2 AND location_id = ANY ($3::text[])";
-static const char SQL_CUSTOMER_BY_ID[] =
-    "SELECT customer_id FROM customers WHERE shop_id = $1 AND customer_id = $2";
-static const char SQL_CUSTOMER_BY_EMAIL[] =
-    "SELECT customer_id FROM customers WHERE shop_id = $1 AND lower(email) = lower($2)";
-static const char SQL_CUSTOMER_CREATE[] =
-    "INSERT INTO customers (shop_id, customer_id, email, first_name, last_name, phone)"
-    " VALUES ($1, COALESCE($2, lower($3)), $3, $4, $5, $6)"
-    " ON CONFLICT (shop_id, customer_id) DO NOTHING RETURNING customer_id";
-static const char SQL_CONTACT_ADD[] =
-    "INSERT INTO contacts (shop_id, company_id, customer_id) VALUES ($1, $2, $3)"
-    " ON CONFLICT DO NOTHING RETURNING 1";
-/* The company row's lock serialises racing assigns, so the limit holds. */
-static const char SQL_COMPANY_SEAT[] =
-    "UPDATE companies SET contact_count = contact_count + 1"
-    " WHERE shop_id = $1 AND company_id = $2 AND contact_count < $3 RETURNING contact_count";
-static const char SQL_ROLE_SET[] =
-    "INSERT INTO roles AS r (shop_id, company_id, location_id, customer_id, role)"
-    " VALUES ($1, $2, $3, $4, $5)"
-    " ON CONFLICT (shop_id, company_id, customer_id, location_id)"
-    " DO UPDATE SET role = EXCLUDED.role WHERE r.role <> EXCLUDED.role RETURNING 1";
-static const char SQL_ROLES_IN_COMPANY[] =
-    "SELECT location_id, role FROM roles"
-    " WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3 ORDER BY location_id";
+/* The rules of assign run in b2bd_assign() (sql/migrations/0004_assign_functions.sql):
+ * one round trip, next to the data. */
+static const char SQL_ASSIGN[] =
+    "SELECT b2bd_assign($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10)";
 
-/* Checks that every listed location belongs to the company. */
-static enum b2bd_code assign_check_locations(struct apply_cmd *c, const struct b2bd_assign *p,
-                                             struct b2bd_err *err)
+/* Runs b2bd_assign; on a rejection it raised, sets err from the SQLSTATE B2B01 error. */
+static enum b2bd_code assign_core(struct apply_cmd *c, const struct b2bd_assign *p,
+                                  json_t **out, struct b2bd_err *err)
 {
-    if (p->n_locations == 0)
-        return B2BD_OK;
-    const char **ids = calloc(p->n_locations, sizeof *ids);
-    if (!ids)
+    const char **ids = calloc(p->n_locations + 1, sizeof *ids);
+    const char **roles = calloc(p->n_locations + 1, sizeof *roles);
+    if (!ids || !roles)
         abort();
-    for (size_t i = 0; i < p->n_locations; i++)
+    for (size_t i = 0; i < p->n_locations; i++) {
         ids[i] = p->locations[i].location_id;
-    struct sbuf arr = {0};
-    util_pg_text_array(&arr, ids, p->n_locations);
+        roles[i] = decode_role_name(p->locations[i].role);
+    }
+    struct sbuf ida = {0}, rolea = {0};
+    util_pg_text_array(&ida, ids, p->n_locations);
+    util_pg_text_array(&rolea, roles, p->n_locations);
     free(ids);
-    const char *v[] = {c->cmd->shop_id, p->company_id, sbuf_str(&arr)};
-    PGresult *res = apply_q(c, SQL_LOCATIONS_OF, 3, v, err);
-    sbuf_free(&arr);
-    if (!res)
-        return B2BD_ERR_DB;
-    enum b2bd_code code = B2BD_OK;
-    for (size_t i = 0; i < p->n_locations && code == B2BD_OK; i++) {
-        int found = 0;
-        for (int r = 0; r < PQntuples(res) && !found; r++)
-            found = strcmp(PQgetvalue(res, r, 0), p->locations[i].location_id) == 0;
-        if (!found) {
-            char field[64];
-            snprintf(field, sizeof field, "payload.locations[%zu].location_id", i);
-            code = b2bd_err_set(err, B2BD_NOT_FOUND, field, "no location with this id in the company");
-        }
-    }
-    PQclear(res);
-    return code;
-}
-
-/* Finds the customer the command names, or creates it. out_id receives a copy. */
-static enum b2bd_code assign_customer(struct apply_cmd *c, const struct b2bd_assign *p,
-                                      char **out_id, int *created, struct b2bd_err *err)
-{
-    const char *shop = c->cmd->shop_id;
-    PGresult *res;
-    *created = 0;
-    if (p->customer_id) {
-        const char *v[] = {shop, p->customer_id};
-        if (!(res = apply_q(c, SQL_CUSTOMER_BY_ID, 2, v, err)))
-            return B2BD_ERR_DB;
-        int found = PQntuples(res) > 0;
-        PQclear(res);
-        if (found) {
-            *out_id = strdup(p->customer_id);
-            return B2BD_OK;
-        }
-        if (!p->email)
-            return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.customer.id",
-                                "no customer with this id in the shop");
-    }
-    const char *ev[] = {shop, p->email};
-    if (!(res = apply_q(c, SQL_CUSTOMER_BY_EMAIL, 2, ev, err)))
-        return B2BD_ERR_DB;
-    if (PQntuples(res) > 0) {
-        if (p->customer_id) { /* the id is new, but the email is another customer's */
-            PQclear(res);
-            return b2bd_err_set(err, B2BD_CONFLICT, "payload.customer.email",
-                                "the email belongs to another customer of the shop");
-        }
-        *out_id = strdup(PQgetvalue(res, 0, 0));
-        PQclear(res);
-        return B2BD_OK;
-    }
-    PQclear(res);
-    const char *cv[] = {shop, p->customer_id, p->email, p->first_name, p->last_name, p->phone};
-    if (!(res = apply_q(c, SQL_CUSTOMER_CREATE, 6, cv, err)))
-        return B2BD_ERR_DB;
-    if (PQntuples(res) == 0) { /* the lower-cased email is the id of another customer */
-        PQclear(res);
-        return b2bd_err_set(err, B2BD_CONFLICT, "payload.customer.email",
-                            "a customer whose id is this email exists with another email");
-    }
-    *out_id = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    *created = 1;
-    return B2BD_OK;
-}
-
-static enum b2bd_code assign_contact(struct apply_cmd *c, const struct b2bd_assign *p,
-                                     const char *customer_id, int *created,
-                                     struct b2bd_err *err)
-{
-    const char *shop = c->cmd->shop_id;
-    const char *v[] = {shop, p->company_id, customer_id};
-    PGresult *res = apply_q(c, SQL_CONTACT_ADD, 3, v, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    *created = PQntuples(res) > 0;
-    PQclear(res);
-    if (!*created)
-        return B2BD_OK;
+    free(roles);
     char max[16];
     snprintf(max, sizeof max, "%d", COMPANY_MAX_CONTACTS);
-    const char *sv[] = {shop, p->company_id, max};
-    if (!(res = apply_q(c, SQL_COMPANY_SEAT, 3, sv, err)))
-        return B2BD_ERR_DB;
-    int seated = PQntuples(res) > 0;
-    PQclear(res);
-    if (!seated)
-        return b2bd_err_set(err, B2BD_LIMIT_REACHED, "payload.company_id",
-                            "the company has %d contacts already", COMPANY_MAX_CONTACTS);
-    return B2BD_OK;
-}
-
-static enum b2bd_code assign_roles(struct apply_cmd *c, const struct b2bd_assign *p,
-                                   const char *customer_id, int *changed, struct b2bd_err *err)
-{
-    for (size_t i = 0; i < p->n_locations; i++) {
-        const char *v[] = {c->cmd->shop_id, p->company_id, p->locations[i].location_id,
-                           customer_id, decode_role_name(p->locations[i].role)};
-        PGresult *res = apply_q(c, SQL_ROLE_SET, 5, v, err);
-        if (!res)
+    const char *v[] = {c->cmd->shop_id, p->company_id, p->customer_id, p->email,
+                       p->first_name, p->last_name, p->phone, sbuf_str(&ida), sbuf_str(&rolea), max};
+    PGresult *res = apply_q(c, SQL_ASSIGN, 10, v, err);
+    sbuf_free(&ida);
+    sbuf_free(&rolea);
+    if (!res) {
+        if (!db_sqlstate_is(c->db, "B2B01"))
             return B2BD_ERR_DB;
-        if (PQntuples(res) > 0)
-            *changed = 1;
-        PQclear(res);
+        enum b2bd_code code = b2bd_code_from_name(c->db->err_detail);
+        return b2bd_err_set(err, code, c->db->err_hint[0] ? c->db->err_hint : NULL, "%s",
+                            c->db->err_message);
     }
-    return B2BD_OK;
-}
-
-static enum b2bd_code assign_result_roles(struct apply_cmd *c, const struct b2bd_assign *p,
-                                          const char *customer_id, struct b2bd_err *err)
-{
-    const char *v[] = {c->cmd->shop_id, p->company_id, customer_id};
-    PGresult *res = apply_q(c, SQL_ROLES_IN_COMPANY, 3, v, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    json_t *roles = json_array();
-    for (int i = 0; i < PQntuples(res); i++)
-        json_array_append_new(roles, json_pack("{ssss}", "location_id", PQgetvalue(res, i, 0),
-                                               "role", PQgetvalue(res, i, 1)));
+    *out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     PQclear(res);
-    json_object_set_new(c->result, "roles", roles);
+    if (!*out)
+        abort(); /* the function returns JSON; only memory can be missing */
     return B2BD_OK;
 }
 
@@ -237,40 +110,22 @@ static enum b2bd_code assign_notify(struct apply_cmd *c, const struct b2bd_assig
 enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
 {
     const struct b2bd_assign *p = &c->cmd->u.assign;
-
-    const char *kv[] = {c->cmd->shop_id, p->company_id};
-    PGresult *res = apply_q(c, SQL_COMPANY, 2, kv, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    int found = PQntuples(res) > 0;
-    PQclear(res);
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.company_id",
-                            "no company with this id in the shop");
-    enum b2bd_code code = assign_check_locations(c, p, err);
+    json_t *r = NULL;
+    enum b2bd_code code = assign_core(c, p, &r, err);
     if (code != B2BD_OK)
         return code;
-
-    char *customer_id = NULL;
-    int customer_created = 0, contact_created = 0, roles_changed = 0;
-    code = assign_customer(c, p, &customer_id, &customer_created, err);
-    if (code == B2BD_OK)
-        code = assign_contact(c, p, customer_id, &contact_created, err);
-    if (code == B2BD_OK)
-        code = assign_roles(c, p, customer_id, &roles_changed, err);
-    if (code == B2BD_OK) {
-        json_object_set_new(c->result, "customer_id", json_string(customer_id));
-        json_object_set_new(c->result, "customer_created", json_boolean(customer_created));
-        json_object_set_new(c->result, "contact_created", json_boolean(contact_created));
-        code = assign_result_roles(c, p, customer_id, err);
-    }
-    if (code == B2BD_OK && p->migrate_orders_to)
+    const char *customer_id = json_string_value(json_object_get(r, "customer_id"));
+    json_object_set(c->result, "customer_id", json_object_get(r, "customer_id"));
+    json_object_set(c->result, "customer_created", json_object_get(r, "customer_created"));
+    json_object_set(c->result, "contact_created", json_object_get(r, "contact_created"));
+    json_object_set(c->result, "roles", json_object_get(r, "roles"));
+    if (p->migrate_orders_to)
         code = assign_migrate(c, p, customer_id, err);
     if (code == B2BD_OK) {
-        if (contact_created || roles_changed)
+        if (json_is_true(json_object_get(r, "changed")))
             apply_touch(c, customer_id);
         code = assign_notify(c, p, customer_id, err);
     }
-    free(customer_id);
+    json_decref(r);
     return code;
 }

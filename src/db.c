@@ -79,6 +79,12 @@ static void db_fail(struct b2bd_db *db, PGresult *res, struct b2bd_err *err)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(db->sqlstate, sizeof db->sqlstate, "%s", state ? state : "");
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+    snprintf(db->err_message, sizeof db->err_message, "%s", primary ? primary : "");
+    snprintf(db->err_detail, sizeof db->err_detail, "%s", detail ? detail : "");
+    snprintf(db->err_hint, sizeof db->err_hint, "%s", hint ? hint : "");
     char msg[200];
     snprintf(msg, sizeof msg, "%s", db->conn ? PQerrorMessage(db->conn) : "no connection");
     msg[strcspn(msg, "\n")] = '\0';

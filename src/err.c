@@ -80,3 +80,11 @@ void b2bd_err_clear(struct b2bd_err *e)
     e->msg[0] = '\0';
     e->field[0] = '\0';
 }
+
+enum b2bd_code b2bd_code_from_name(const char *name)
+{
+    for (int c = B2BD_INVALID; c <= B2BD_ERR_INTERNAL; c++)
+        if (strcmp(b2bd_code_name((enum b2bd_code)c), name) == 0)
+            return (enum b2bd_code)c;
+    return B2BD_ERR_INTERNAL;
+}

@@ -16,6 +16,9 @@ struct b2bd_db {
     const char *prepared[DB_MAX_PREPARED]; /* statement texts prepared on conn, by identity */
     int n_prepared;
     char sqlstate[6];           /* of the last failed statement, "" if none */
+    char err_message[256];      /* its primary message, detail and hint ("" if none) */
+    char err_detail[64];
+    char err_hint[128];
     unsigned long reconnects;
 };
 

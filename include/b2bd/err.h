@@ -33,6 +33,9 @@ struct b2bd_err {
 /* The contract's name of a code, e.g. "NOT_FOUND". Never NULL. */
 const char *b2bd_code_name(enum b2bd_code code);
 
+/* The code of a name ("NOT_FOUND"); B2BD_ERR_INTERNAL for an unknown name. */
+enum b2bd_code b2bd_code_from_name(const char *name);
+
 /* True for codes that give a `rejected` result (INVALID .. CONFLICT). */
 int b2bd_code_is_rejection(enum b2bd_code code);
 
