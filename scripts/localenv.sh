@@ -152,13 +152,17 @@ start_pg() {
 
   as_pg "$pgbin/initdb" -D "$root/data" -U postgres -A trust -E UTF8 --no-locale -N \
     > "$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; fail "initdb failed"; }
+  # Tests trade durability for speed; the benchmark (B2BD_LOCALENV_DURABLE=1) does not,
+  # so that a commit costs what it costs in production.
+  local durable=off
+  [ "${B2BD_LOCALENV_DURABLE:-0}" = 1 ] && durable=on
   cat >> "$root/data/postgresql.conf" <<EOF
 # b2bd localenv (throwaway cluster)
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$root'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
 max_connections = 200
 shared_buffers = 64MB
 log_min_messages = warning
