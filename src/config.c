@@ -38,6 +38,7 @@ struct cfg_key {
 };
 
 static const char *const role_choices[] = {"all", "worker", "notifier", NULL};
+static const char *const starttls_choices[] = {"off", "try", "required", NULL};
 
 #define OFF(f) offsetof(struct b2bd_config, f)
 
@@ -61,6 +62,7 @@ static const struct cfg_key keys[] = {
     {"role", CFG_STRING, "all", OFF(role), CFG_NONEMPTY, 0, 0, role_choices},
     {"smtp_from", CFG_STRING, NULL, OFF(smtp_from), 0, 0, 0, NULL},
     {"smtp_password_file", CFG_STRING, NULL, OFF(smtp_password_file), 0, 0, 0, NULL},
+    {"smtp_starttls", CFG_STRING, "try", OFF(smtp_starttls), CFG_NONEMPTY, 0, 0, starttls_choices},
     {"smtp_url", CFG_STRING, NULL, OFF(smtp_url), CFG_SECRET, 0, 0, NULL},
     /* Default computed in default_templates_dir(). */
     {"templates_dir", CFG_STRING, NULL, OFF(templates_dir), CFG_NONEMPTY, 0, 0, NULL},

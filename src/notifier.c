@@ -210,8 +210,13 @@ static void *worker_main(void *arg)
     struct b2bd_db db;
     struct b2bd_err err;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
+    /* smtp:// upgrades with STARTTLS when the server offers it (try), or refuses to
+     * send without it (required); smtps:// is TLS from the start */
+    int starttls = strcmp(cfg->smtp_starttls, "required") == 0 ? 2
+                   : strcmp(cfg->smtp_starttls, "off") == 0    ? 0
+                                                               : 1;
     struct smtp_settings ss = {.url = cfg->smtp_url, .password = cfg->smtp_password,
-                               .timeout_ms = 30000, .starttls = 1};
+                               .timeout_ms = 30000, .starttls = starttls};
     struct smtp_client *smtp = smtp_client_new(&ss);
     long backoff = 100;
     while (!atomic_load(&n->stopping)) {

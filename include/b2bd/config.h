@@ -30,6 +30,7 @@ struct b2bd_config {
     char *smtp_password;            /* read from smtp_password_file at load, or NULL (secret) */
     char *http_listen;              /* http_listen: metrics endpoint, default "127.0.0.1:9187" */
     char *role;                     /* role: "all" (default), "worker" or "notifier" */
+    char *smtp_starttls;            /* smtp_starttls: off, try (default) or required, for smtp:// */
     enum log_level log_level;       /* log_level: debug|info|warn|error, default info */
     long max_message_bytes;         /* max_message_bytes, default 1048576 */
     long batch_max;                 /* batch_max: commands per transaction, default 500 */

@@ -79,6 +79,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.pg_dsn, "dbname=b2b");
     assert_null(cfg.smtp_url);
     assert_null(cfg.smtp_from);
+    assert_string_equal(cfg.smtp_starttls, "try");
     assert_string_equal(cfg.topic_prefix, "b2b.");
     assert_string_equal(cfg.group_id, "b2bd");
     assert_non_null(cfg.templates_dir);
@@ -291,6 +292,7 @@ static void test_numbers_rejected(void **state)
         {"log_level", "verbose"},
         {"log_level", ""},
         {"role", "both"},
+        {"smtp_starttls", "yes"},
         {"role", ""},
         {"group_id", ""},
         {"templates_dir", ""},
@@ -598,7 +600,7 @@ static void test_dump_hides_secrets(void **state)
         "batch_linger_ms", "batch_max", "group_id", "http_listen", "kafka_bootstrap",
         "log_level", "max_message_bytes", "notifier_concurrency", "notifier_give_up_s",
         "notifier_retry_initial_ms", "notifier_retry_max_ms", "pg_dsn", "pg_password_file",
-        "role", "smtp_from", "smtp_password_file", "smtp_url", "templates_dir",
+        "role", "smtp_from", "smtp_password_file", "smtp_starttls", "smtp_url", "templates_dir",
         "topic_prefix", "kafka.security.protocol", "kafka.sasl.password",
         "kafka.ssl.key.password", "kafka.ssl.key.pem", "kafka.sasl.oauthbearer.config",
         "kafka.sasl.oauthbearer.client.secret", "kafka.client.id",
