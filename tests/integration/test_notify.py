@@ -181,6 +181,13 @@ class RetryTest(NotifyBase):
         self.assertEqual(ev["attempts"], 3)
         self.assertEqual(len(self.mails()), 1)
 
+    def test_connection_dropped_mid_message_then_accepted(self):
+        self.smtp.control("drop-next 1 data")
+        nid = self.applied("notify", self.notify(["cust-1"]))["queued"][0]["notification_id"]
+        ev = self.event(nid, "sent")
+        self.assertEqual(ev["attempts"], 2)
+        self.assertEqual(len(self.mails()), 1)
+
     def test_5xx_fails_at_once(self):
         self.smtp.control("fail-rcpt %s 550 no such user" % self.email)
         nid = self.applied("notify", self.notify(["cust-1"]))["queued"][0]["notification_id"]

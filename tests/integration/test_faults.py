@@ -1,0 +1,110 @@
+"""Faults on the Kafka side, on a private mock cluster (the shared one serves tests that
+run in parallel): every broker down for a while, and produce and offset-commit requests
+failing. b2bd retries, publishes every outbox event once the cluster answers again,
+applies each command once, and never commits an offset ahead of what it applied."""
+import os
+import subprocess
+import time
+import unittest
+
+from confluent_kafka import Consumer, TopicPartition
+
+import harness
+from b2btest import B2bTestCase, wait_until
+
+PREFIX = "b2b."
+
+
+class PrivateKafka:
+    """build/b2b-kafka-mock with the default prefix's topics."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([os.path.join(harness.BUILD_DIR, "b2b-kafka-mock"), "--brokers", "3",
+                                      "--partitions", "4", "--prefix", PREFIX],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        found = harness._read_lines_until(self.proc, ["bootstrap=", "control="], 30)
+        self.bootstrap = found["bootstrap="]
+        self.control_addr = found["control="]
+
+    def control(self, line):
+        return harness._control(self.control_addr, line, True, "kafka")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(15)
+        self.proc.stdout.close()
+
+
+class KafkaFaultTest(B2bTestCase):
+    START_DAEMON = False
+
+    def setUp(self):
+        super().setUp()
+        self.kafka = PrivateKafka()
+        self.prefix = PREFIX
+        self._bus = harness.Bus(PREFIX, bootstrap=self.kafka.bootstrap)
+        self.d = self.start_daemon(extra_env={"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+                                              "B2BD_TOPIC_PREFIX": PREFIX, "B2BD_BATCH_MAX": "25"})
+        self.make_company("c-1", ["loc-1"])
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            self.kafka.stop()
+
+    def stream(self, n):
+        cmds = [harness.command("assign", self.shop, self.assign({"email": "f%04d.%s@example.com" % (i, self.shop)},
+                                                                 [("loc-1", "ordering_only")]))
+                for i in range(n)]
+        for c in cmds:
+            self.bus.send(c)
+        self.bus.flush(60)
+        return cmds
+
+    def check_once(self, cmds):
+        results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=120)
+        self.assertTrue(all(r["status"] == "applied" for r in results))
+        events = {}
+        for m in self.bus.drain("results", quiet=2.0):
+            events.setdefault(m[1]["command_id"], set()).add(m[1]["event_id"])
+        self.assertTrue(all(len(events[c["command_id"]]) == 1 for c in cmds), "one result per command")
+        self.assertEqual(self.query("SELECT contact_count FROM companies WHERE shop_id = %s", (self.shop,)),
+                         [(len(cmds),)])
+        wait_until(lambda: self.query("SELECT count(*) FROM outbox")[0][0] == 0, what="the outbox drained")
+        # offsets committed to Kafka never run ahead of those applied in the database
+        applied = {(t, p): o for t, p, o in self.query(
+            "SELECT topic, partition, next_offset FROM consumer_offsets")}
+        c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": self.d.env["B2BD_GROUP_ID"],
+                      "enable.auto.commit": False})
+        try:
+            parts = [TopicPartition(PREFIX + "commands.assign", p) for p in range(4)]
+            for tp in c.committed(parts, timeout=30):
+                if tp.offset >= 0:
+                    self.assertLessEqual(tp.offset, applied.get((tp.topic, tp.partition), 0), tp)
+        finally:
+            c.close()
+
+    def test_all_brokers_down_then_back(self):
+        cmds = self.stream(300)
+        wait_until(lambda: self.bus.poll("results", 0.2) is not None
+                   and len(self.bus._read["results"]) >= 60, what="a fifth of the results")
+        for b in (1, 2, 3):
+            self.kafka.control("broker-down %d" % b)
+        time.sleep(5)
+        self.assertTrue(self.d.alive())
+        for b in (1, 2, 3):
+            self.kafka.control("broker-up %d" % b)
+        self.check_once(cmds)
+
+    def test_produce_and_commit_errors(self):
+        self.kafka.control("push-errors Produce 6 NOT_LEADER_FOR_PARTITION NOT_LEADER_FOR_PARTITION "
+                           "REQUEST_TIMED_OUT REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS")
+        self.kafka.control("push-errors OffsetCommit 4 REQUEST_TIMED_OUT COORDINATOR_NOT_AVAILABLE "
+                           "NOT_COORDINATOR REQUEST_TIMED_OUT")
+        cmds = self.stream(200)
+        self.check_once(cmds)
+
+
+if __name__ == "__main__":
+    unittest.main()
