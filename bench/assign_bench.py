@@ -135,6 +135,33 @@ def latency(prefix, dsn, shop, n, rate):
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
+def emails(prefix, dsn, shop, n):
+    """Emails per second to the local SMTP server: n assigns with notify, from the first
+    produce to the last notification marked sent."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO shops (shop_id, name, from_email) VALUES (%s, 'Bench', 'b@example.com')", (shop,))
+    d = harness.Daemon(prefix, dsn).start()
+    settle(d)
+    cmds = assigns(shop, 1, n)
+    for c in cmds:
+        c["payload"]["notify"] = True
+    bus = harness.Bus(prefix)
+    t0 = time.monotonic()
+    for c in cmds:
+        bus.send(c)
+    bus.flush(60)
+    deadline = time.monotonic() + 300
+    while True:
+        sent = harness.db_query(dsn, "SELECT count(*) FROM notifications WHERE status = 'sent'")[0][0]
+        if sent >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    secs = time.monotonic() - t0
+    d.stop()
+    bus.close()
+    return sent / secs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -157,6 +184,9 @@ def main():
     prefix, _, dsn, shop = world(1, 200)
     r["latency_p50_ms"], r["latency_p99_ms"] = latency(prefix, dsn, shop, 100 if a.quick else 200, 20)
 
+    prefix, _, dsn, shop = world(1, 500)
+    r["emails_per_s"] = emails(prefix, dsn, shop, 500)
+
     prefix, _, dsn, shop = world(big_companies, big_per)
     secs, hwm = run_stream(prefix, dsn, assigns(shop, big_companies, big_per), {})
     r["big_commands"] = big_companies * big_per
@@ -171,6 +201,7 @@ def main():
         ("batching speed-up", "%.1fx" % r["batched_vs_unbatched"], ""),
         ("COPY floor (contacts+roles)", "%.0f rows/s" % r["copy_per_s"], "%.3f s for %d" % (r["copy_seconds"], n)),
         ("b2bd as a fraction of COPY", "%.1f%%" % (100 * r["fraction_of_copy"]), ""),
+        ("emails (assign + notify, 4 workers)", "%.0f emails/s" % r["emails_per_s"], "to the local SMTP server"),
         ("latency at 20 commands/s", "p50 %.1f ms, p99 %.1f ms" % (r["latency_p50_ms"], r["latency_p99_ms"]), ""),
         ("peak RSS, %d commands" % r["big_commands"], "%.1f MiB" % r["peak_rss_mib"],
          "%.0f commands/s" % r["big_per_s"]),

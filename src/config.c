@@ -53,6 +53,7 @@ static const struct cfg_key keys[] = {
     {"max_message_bytes", CFG_LONG, "1048576", OFF(max_message_bytes), 0, 1, 1000000000, NULL},
     {"notifier_concurrency", CFG_LONG, "4", OFF(notifier_concurrency), 0, 1, 1024, NULL},
     {"notifier_give_up_s", CFG_LONG, "432000", OFF(notifier_give_up_s), 0, 1, INT_MAX, NULL},
+    {"notifier_rate_per_s", CFG_LONG, "0", OFF(notifier_rate_per_s), 0, 0, 1000000, NULL},
     {"notifier_retry_initial_ms", CFG_LONG, "60000", OFF(notifier_retry_initial_ms), 0, 1,
      INT_MAX, NULL},
     {"notifier_retry_max_ms", CFG_LONG, "3600000", OFF(notifier_retry_max_ms), 0, 1, INT_MAX,

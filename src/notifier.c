@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/random.h>
 
 #include <jansson.h>
@@ -28,6 +29,8 @@ struct worker {
 struct b2bd_notifier {
     const struct b2bd_config *cfg;
     atomic_int stopping;
+    pthread_mutex_t pace_lock; /* the workers share one pace (notifier_rate_per_s) */
+    int64_t next_send_us;
     struct worker *workers;
     int n_workers;
 };
@@ -147,6 +150,31 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
     return 0;
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Waits for this worker's turn so that the instance starts at most notifier_rate_per_s
+ * sends a second. */
+static void pace(struct b2bd_notifier *n)
+{
+    long rate = n->cfg->notifier_rate_per_s;
+    if (rate <= 0)
+        return;
+    int64_t now = now_us();
+    pthread_mutex_lock(&n->pace_lock);
+    int64_t at = n->next_send_us > now ? n->next_send_us : now;
+    n->next_send_us = at + 1000000 / rate;
+    pthread_mutex_unlock(&n->pace_lock);
+    if (at > now) {
+        struct timespec ts = {(time_t)((at - now) / 1000000), (long)((at - now) % 1000000) * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* One notification: take, send, record. Returns 1 if one was handled, 0 if none was
  * due, -1 on a database error. */
 static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_client *smtp)
@@ -170,6 +198,7 @@ static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_cl
         r.outcome = SMTP_PERMANENT;
         snprintf(r.error, sizeof r.error, "no sender address: the shop has no from_email and smtp_from is not set");
     } else {
+        pace(n);
         double started = metrics_clock();
         smtp_send(smtp, &m, &r);
         metrics_observe(metrics_global()->ntf_duration, NULL, metrics_clock() - started, 1);
@@ -249,6 +278,7 @@ struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_
     if (!n)
         abort();
     n->cfg = cfg;
+    pthread_mutex_init(&n->pace_lock, NULL);
     n->n_workers = (int)cfg->notifier_concurrency;
     n->workers = calloc((size_t)n->n_workers, sizeof *n->workers);
     if (!n->workers)
@@ -274,5 +304,6 @@ void notifier_stop(struct b2bd_notifier *n)
     for (int i = 0; i < n->n_workers; i++)
         pthread_join(n->workers[i].thread, NULL);
     free(n->workers);
+    pthread_mutex_destroy(&n->pace_lock);
     free(n);
 }

@@ -39,6 +39,7 @@ struct b2bd_config {
     long notifier_retry_max_ms;     /* default 3600000 */
     long notifier_give_up_s;        /* default 432000 */
     long notifier_concurrency;      /* default 4 */
+    long notifier_rate_per_s;       /* emails per second per instance at most; 0: no limit */
     struct b2bd_kv *kafka;          /* kafka.* pass-through properties, in order */
     size_t n_kafka;
 };

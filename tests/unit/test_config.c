@@ -599,7 +599,7 @@ static void test_dump_hides_secrets(void **state)
     static const char *const all[] = {
         "batch_linger_ms", "batch_max", "group_id", "http_listen", "kafka_bootstrap",
         "log_level", "max_message_bytes", "notifier_concurrency", "notifier_give_up_s",
-        "notifier_retry_initial_ms", "notifier_retry_max_ms", "pg_dsn", "pg_password_file",
+        "notifier_rate_per_s", "notifier_retry_initial_ms", "notifier_retry_max_ms", "pg_dsn", "pg_password_file",
         "role", "smtp_from", "smtp_password_file", "smtp_starttls", "smtp_url", "templates_dir",
         "topic_prefix", "kafka.security.protocol", "kafka.sasl.password",
         "kafka.ssl.key.password", "kafka.ssl.key.pem", "kafka.sasl.oauthbearer.config",
