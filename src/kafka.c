@@ -157,7 +157,10 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *er
     static const char *const defaults[] = {
         "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "client.id", "b2bd",
-        "enable.partition.eof", "false", "statistics.interval.ms", "5000", NULL};
+        "enable.partition.eof", "false", "statistics.interval.ms", "5000",
+        /* the prefetch queue: librdkafka's default (64 MiB) was most of b2bd's memory;
+         * a few batches ahead are enough */
+        "queued.max.messages.kbytes", "8192", NULL};
     struct kafka_in *k = calloc(1, sizeof *k);
     if (!k)
         abort();
