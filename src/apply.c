@@ -32,6 +32,10 @@ static const char SQL_INBOX_PUT[] =
     "INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
 static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3, $4, $5)";
+/* A command's savepoint: it is all or nothing within the batch's transaction. */
+#define STMT_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT cmd", .simple = 1})
+#define STMT_RELEASE ((struct db_stmt){.sql = "RELEASE SAVEPOINT cmd", .simple = 1})
+#define STMT_ROLLBACK_TO ((struct db_stmt){.sql = "ROLLBACK TO SAVEPOINT cmd", .simple = 1})
 
 PGresult *apply_q(struct apply_cmd *c, const char *sql, int n, const char *const *v,
                   struct b2bd_err *err)
@@ -135,6 +139,26 @@ static int apply_emit_result(struct b2bd_db *db, const struct b2bd_msg *msg, con
                          err);
 }
 
+/* Ends a rejected command in one round trip: undo its changes (when rollback), write its
+ * `rejected` result, release its savepoint. */
+static int apply_finish_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
+                                 const struct b2bd_command *cmd, const struct b2bd_err *why,
+                                 int rollback, struct b2bd_err *err)
+{
+    char *text = apply_result_message(cmd, "rejected", NULL, why);
+    struct outbox_row row;
+    struct db_stmt stmts[3];
+    int n = 0;
+    if (rollback)
+        stmts[n++] = STMT_ROLLBACK_TO;
+    stmts[n++] = outbox_row(&row, OUTBOX_RESULTS, msg->key, msg->key_len, text, strlen(text), NULL);
+    stmts[n++] = STMT_RELEASE;
+    int rc = db_pipeline(db, stmts, n, NULL, err);
+    free(text);
+    return rc;
+}
+
+/* A rejection outside any savepoint (decoding): its result only. */
 static int apply_emit_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
                                const struct b2bd_command *cmd, const struct b2bd_err *why,
                                struct b2bd_err *err)
@@ -171,20 +195,25 @@ static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg
     return rc;
 }
 
-/* Publishes the whole access of one customer, with its next version
- * (b2bd_emit_access, sql/migrations/0004_assign_functions.sql). */
-static int apply_emit_access(struct apply_cmd *c, const char *customer_id,
-                             struct b2bd_err *err)
+/* The statement that publishes the whole access of one customer with its next version
+ * (b2bd_emit_access, sql/migrations/0004_assign_functions.sql); p lives until it ran. */
+struct access_params {
+    char event_id[37];
+    char now[32];
+    const char *values[5];
+};
+
+static struct db_stmt apply_access_stmt(struct apply_cmd *c, const char *customer_id,
+                                        struct access_params *p)
 {
-    char event_id[37], now[32];
-    util_uuid_v4(event_id);
-    util_now_rfc3339(now);
-    const char *v[] = {c->cmd->shop_id, customer_id, c->cmd->command_id, event_id, now};
-    PGresult *res = apply_q(c, SQL_ACCESS_EMIT, 5, v, err);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
+    util_uuid_v4(p->event_id);
+    util_now_rfc3339(p->now);
+    p->values[0] = c->cmd->shop_id;
+    p->values[1] = customer_id;
+    p->values[2] = c->cmd->command_id;
+    p->values[3] = p->event_id;
+    p->values[4] = p->now;
+    return (struct db_stmt){.sql = SQL_ACCESS_EMIT, .n = 5, .values = p->values};
 }
 
 /* Applies a decoded, valid command after the idempotency check: its business rows,
@@ -195,54 +224,59 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     enum b2bd_code code = apply_fn_for(c->cmd->type)(c, err);
     if (code != B2BD_OK)
         return code;
-    for (size_t i = 0; i < c->n_touched; i++)
-        if (apply_emit_access(c, c->touched[i], err) < 0)
-            return err->code;
 
+    /* its access events, inbox row and result, and the savepoint's release: one round trip */
+    size_t n = c->n_touched + 3;
+    struct db_stmt *stmts = calloc(n, sizeof *stmts);
+    struct access_params *ap = calloc(c->n_touched ? c->n_touched : 1, sizeof *ap);
+    if (!stmts || !ap)
+        abort();
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_touched; i++)
+        stmts[k++] = apply_access_stmt(c, c->touched[i], &ap[i]);
     char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
     const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name,
                        (const char *)c->cmd->hash, c->cmd->import_id, text};
     int len[] = {0, 0, 0, 32, 0, 0};
     int fmt[] = {0, 0, 0, 1, 0, 0};
-    PGresult *res = db_query(c->db, SQL_INBOX_PUT, 6, v, len, fmt, err);
-    if (!res) {
-        free(text);
-        return B2BD_ERR_DB;
-    }
-    PQclear(res);
-    int rc = apply_emit_result(c->db, msg, text, err);
+    stmts[k++] = (struct db_stmt){.sql = SQL_INBOX_PUT, .n = 6, .values = v, .lengths = len, .formats = fmt};
+    struct outbox_row row;
+    stmts[k++] = outbox_row(&row, OUTBOX_RESULTS, msg->key, msg->key_len, text, strlen(text), NULL);
+    stmts[k++] = STMT_RELEASE;
+    int rc = db_pipeline(c->db, stmts, (int)k, NULL, err);
     free(text);
+    free(stmts);
+    free(ap);
     return rc < 0 ? B2BD_ERR_DB : B2BD_OK;
 }
 
 enum cmd_outcome { OUT_APPLIED, OUT_REJECTED, OUT_DUPLICATE };
 
-/* One attempt at a command inside its savepoint. Returns 0 with *out set, or -1 with a
- * database error (the savepoint is then rolled back by the caller). */
-static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg,
+/* One attempt at a command inside its savepoint, given its inbox lookup (res, freed
+ * here). On success the savepoint is released. Returns 0 with *out set, or -1 with a
+ * database error (the caller rolls back to the savepoint). */
+static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg, PGresult *res,
                          enum cmd_outcome *out, struct b2bd_err *err)
 {
     const struct b2bd_command *cmd = c->cmd;
-    const char *v[] = {cmd->command_id, (const char *)cmd->hash};
-    int len[] = {0, 32};
-    int fmt[] = {0, 1};
-    PGresult *res = db_query(c->db, SQL_INBOX_GET, 2, v, len, fmt, err);
-    if (!res)
-        return -1;
     if (PQntuples(res) == 1) {
         int same = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         int rc;
         if (same) {
             /* the stored result again, unchanged */
             const char *stored = PQgetvalue(res, 0, 1);
-            rc = apply_emit_result(c->db, msg, stored, err);
+            struct outbox_row row;
+            struct db_stmt stmts[] = {outbox_row(&row, OUTBOX_RESULTS, msg->key, msg->key_len,
+                                                 stored, strlen(stored), NULL),
+                                      STMT_RELEASE};
+            rc = db_pipeline(c->db, stmts, 2, NULL, err);
             *out = OUT_DUPLICATE;
         } else {
             struct b2bd_err why;
             b2bd_err_set(&why, B2BD_IDEMPOTENCY_KEY_REUSED, "command_id",
                          "command_id was already used by a command with another type, "
                          "shop_id or payload");
-            rc = apply_emit_rejected(c->db, msg, cmd, &why, err);
+            rc = apply_finish_rejected(c->db, msg, cmd, &why, 0, err);
             c->rejected = why;
             *out = OUT_REJECTED;
         }
@@ -263,11 +297,9 @@ static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg,
         return -1;
     }
     /* rejected: undo its changes, keep only the result */
-    if (db_exec(c->db, "ROLLBACK TO SAVEPOINT cmd", err) < 0)
-        return -1;
     *out = OUT_REJECTED;
     c->rejected = why;
-    return apply_emit_rejected(c->db, msg, cmd, &why, err);
+    return apply_finish_rejected(c->db, msg, cmd, &why, 1, err);
 }
 
 static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
@@ -304,11 +336,7 @@ static int apply_reject_bad_data(struct b2bd_db *db, const struct b2bd_msg *msg,
                           : err->msg);
     log_warn("apply", "bad_data", "cmd_id=%s sqlstate=%s", cmd->command_id, db->sqlstate);
     *out = why;
-    if (db_exec(db, "ROLLBACK TO SAVEPOINT cmd", err) < 0 ||
-        apply_emit_rejected(db, msg, cmd, &why, err) < 0 ||
-        db_exec(db, "RELEASE SAVEPOINT cmd", err) < 0)
-        return -1;
-    return 0;
+    return apply_finish_rejected(db, msg, cmd, &why, 1, err);
 }
 
 /* Applies one message inside the batch's transaction. Returns 0 or -1 (database error:
@@ -344,16 +372,22 @@ static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
                               .email_default = a->email_default};
         enum cmd_outcome out = OUT_APPLIED;
         rc = -1;
+        const char *iv[] = {cmd.command_id, (const char *)cmd.hash};
+        int ilen[] = {0, 32};
+        int ifmt[] = {0, 1};
         for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
-            if (db_exec(a->db, "SAVEPOINT cmd", err) < 0)
+            /* its savepoint and its inbox lookup: one round trip */
+            struct db_stmt first[] = {STMT_SAVEPOINT, {.sql = SQL_INBOX_GET, .n = 2, .values = iv,
+                                                       .lengths = ilen, .formats = ifmt}};
+            PGresult *r[2];
+            if (db_pipeline(a->db, first, 2, r, err) < 0)
                 break;
+            PQclear(r[0]);
             c.result = json_object();
-            rc = apply_attempt(&c, msg, &out, err);
+            rc = apply_attempt(&c, msg, r[1], &out, err);
             apply_cmd_reset(&c);
-            if (rc == 0) {
-                rc = db_exec(a->db, "RELEASE SAVEPOINT cmd", err);
+            if (rc == 0)
                 break;
-            }
             if (!db_connected(a->db) || !db_retriable(a->db) || attempt == APPLY_COMMAND_TRIES)
                 break;
             log_info("apply", "retry_command", "cmd_id=%s sqlstate=%s attempt=%d",

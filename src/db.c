@@ -164,6 +164,120 @@ PGresult *db_query(struct b2bd_db *db, const char *sql, int n, const char *const
     return res;
 }
 
+/* The name a statement has (or will have once prepared) on this connection; -1 when the
+ * cache is full (run unprepared). *known says whether it is prepared already. */
+static int db_statement_slot(struct b2bd_db *db, const char *sql, int *known)
+{
+    for (int i = 0; i < db->n_prepared; i++)
+        if (db->prepared[i] == sql) {
+            *known = 1;
+            return i;
+        }
+    *known = 0;
+    return db->n_prepared < DB_MAX_PREPARED ? db->n_prepared : -1;
+}
+
+int db_pipeline(struct b2bd_db *db, const struct db_stmt *stmts, int count, PGresult **results,
+                struct b2bd_err *err)
+{
+    db->sqlstate[0] = '\0';
+    if (results)
+        for (int i = 0; i < count; i++)
+            results[i] = NULL;
+    if (!db->conn) {
+        snprintf(db->sqlstate, sizeof db->sqlstate, "08003");
+        b2bd_err_set(err, B2BD_ERR_DB, NULL, "no connection to PostgreSQL");
+        return -1;
+    }
+    /* A statement not prepared yet is prepared inside the pipeline, just before it runs:
+     * a Parse sent earlier would run before, say, a ROLLBACK TO SAVEPOINT at its head. */
+    int *prepare = calloc((size_t)count, sizeof *prepare); /* slot + 1 when prepared here */
+    if (!prepare)
+        abort();
+    int rc = PQenterPipelineMode(db->conn) ? 0 : -1;
+    int sent = 0;
+    int pending = db->n_prepared; /* slots taken by this pipeline's prepares */
+    for (int i = 0; i < count && rc == 0; i++, sent++) {
+        const struct db_stmt *s = &stmts[i];
+        int known = 0, slot = s->simple ? -1 : db_statement_slot(db, s->sql, &known);
+        for (int j = 0; j < i && slot >= 0 && !known; j++)
+            if (!stmts[j].simple && stmts[j].sql == s->sql && prepare[j]) {
+                slot = prepare[j] - 1; /* prepared earlier in this pipeline */
+                known = 1;
+            }
+        if (slot >= 0 && !known) {
+            slot = pending++;
+            if (slot >= DB_MAX_PREPARED)
+                slot = -1;
+        }
+        char name[16];
+        if (slot >= 0)
+            snprintf(name, sizeof name, "s%d", slot);
+        int ok = 1;
+        if (slot >= 0 && !known) {
+            ok = PQsendPrepare(db->conn, name, s->sql, s->n, NULL);
+            prepare[i] = slot + 1;
+        }
+        if (ok)
+            ok = slot < 0 ? PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->values, s->lengths,
+                                              s->formats, 0)
+                          : PQsendQueryPrepared(db->conn, name, s->n, s->values, s->lengths,
+                                                s->formats, 0);
+        if (!ok)
+            rc = -1;
+    }
+    if (rc < 0 || !PQpipelineSync(db->conn)) {
+        db_fail(db, NULL, err);
+        free(prepare);
+        db_disconnect(db); /* a half-sent pipeline leaves the connection unusable */
+        return -1;
+    }
+    PGresult *failed = NULL;
+    int made = 0;
+    for (int i = 0; i < sent; i++) {
+        for (int step = prepare[i] ? 0 : 1; step < 2; step++) { /* the Parse, then the run */
+            PGresult *res = PQgetResult(db->conn);
+            PGresult *extra;
+            while ((extra = PQgetResult(db->conn)) != NULL) /* the end of this message */
+                PQclear(extra);
+            ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+            if (!failed && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                failed = res; /* the first failure; the rest are PGRES_PIPELINE_ABORTED */
+                res = NULL;
+            }
+            if (step == 0) {
+                if (!failed && res) { /* prepared: remember it for this connection */
+                    db->prepared[prepare[i] - 1] = stmts[i].sql;
+                    made++;
+                }
+                PQclear(res);
+            } else if (results && !failed) {
+                results[i] = res;
+            } else {
+                PQclear(res);
+            }
+        }
+    }
+    /* This pipeline's prepares took the next slots in order, and those after a failure
+     * were not run: the ones that succeeded are a prefix, counted in `made`. */
+    db->n_prepared += made;
+    PGresult *sync = PQgetResult(db->conn);
+    PQclear(sync);
+    PQexitPipelineMode(db->conn);
+    free(prepare);
+    if (failed) {
+        db_fail(db, failed, err);
+        PQclear(failed);
+        if (results)
+            for (int i = 0; i < sent; i++) {
+                PQclear(results[i]);
+                results[i] = NULL;
+            }
+        return -1;
+    }
+    return 0;
+}
+
 bool db_sqlstate_is(const struct b2bd_db *db, const char *state)
 {
     return strcmp(db->sqlstate, state) == 0;

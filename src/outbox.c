@@ -7,14 +7,24 @@ static const char SQL_APPEND[] =
     "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)";
 static const char SQL_WAKE[] = "SELECT pg_notify('" OUTBOX_CHANNEL "', '')";
 
+struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          const char *headers)
+{
+    *row = (struct outbox_row){.values = {topic, key, value, headers},
+                               .lengths = {0, (int)key_len, (int)value_len, 0},
+                               .formats = {0, 1, 1, 0}};
+    return (struct db_stmt){.sql = SQL_APPEND, .n = 4, .values = row->values,
+                            .lengths = row->lengths, .formats = row->formats};
+}
+
 int outbox_append(struct b2bd_db *db, const char *topic, const void *key, size_t key_len,
                   const void *value, size_t value_len, const char *headers,
                   struct b2bd_err *err)
 {
-    const char *v[] = {topic, key, value, headers};
-    int len[] = {0, (int)key_len, (int)value_len, 0};
-    int fmt[] = {0, 1, 1, 0};
-    PGresult *res = db_query(db, SQL_APPEND, 4, v, len, fmt, err);
+    struct outbox_row row;
+    struct db_stmt s = outbox_row(&row, topic, key, key_len, value, value_len, headers);
+    PGresult *res = db_query(db, s.sql, s.n, s.values, s.lengths, s.formats, err);
     if (!res)
         return -1;
     PQclear(res);

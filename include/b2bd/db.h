@@ -43,6 +43,24 @@ int db_migrate(struct b2bd_db *db, struct b2bd_err *err);
 PGresult *db_query(struct b2bd_db *db, const char *sql, int n, const char *const *values,
                    const int *lengths, const int *formats, struct b2bd_err *err);
 
+/* One statement of a pipeline: a static sql with n parameters as for db_query, or,
+ * with simple set, a statement without parameters (SAVEPOINT ...), not prepared. */
+struct db_stmt {
+    const char *sql;
+    int n;
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+    int simple;
+};
+
+/* Runs count statements in one round trip (libpq's pipeline mode), in order, in the
+ * open transaction. On success returns 0 and, when results is not NULL, results[i]
+ * for each (the caller PQclear()s them). On the first failure returns -1 with err
+ * and db->sqlstate as db_query sets them; the statements after it did not run. */
+int db_pipeline(struct b2bd_db *db, const struct db_stmt *stmts, int count, PGresult **results,
+                struct b2bd_err *err);
+
 /* Runs sql without parameters and without preparing (BEGIN, SAVEPOINT ...).
  * Returns 0 or -1 with err. */
 int db_exec(struct b2bd_db *db, const char *sql, struct b2bd_err *err);

@@ -19,6 +19,17 @@ int outbox_append(struct b2bd_db *db, const char *topic, const void *key, size_t
                   const void *value, size_t value_len, const char *headers,
                   struct b2bd_err *err);
 
+/* The same append as a statement for db_pipeline: fills row (which must live until the
+ * pipeline ran) and returns the statement. */
+struct outbox_row {
+    const char *values[4];
+    int lengths[4];
+    int formats[4];
+};
+struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          const char *headers);
+
 /* Wakes the relays once the open transaction commits (NOTIFY). */
 int outbox_wake(struct b2bd_db *db, struct b2bd_err *err);
 
