@@ -68,6 +68,15 @@ void apply_touch(struct apply_cmd *c, const char *customer_id);
 PGresult *apply_q(struct apply_cmd *c, const char *sql, int n, const char *const *v,
                   struct b2bd_err *err);
 
+/* Runs a query for existence: *found is 1 when it returns a row. */
+enum b2bd_code apply_exists(struct apply_cmd *c, const char *sql, int n, const char *const *v,
+                            int *found, struct b2bd_err *err);
+
+/* The company and the customer exist in the shop (NOT_FOUND on payload.company_id or
+ * payload.customer_id) and the customer is its contact (NOT_A_CONTACT). */
+enum b2bd_code apply_check_contact(struct apply_cmd *c, const char *company, const char *customer,
+                                   struct b2bd_err *err);
+
 /* json_string(s), or json_null() for NULL. */
 json_t *apply_jstr(const char *s);
 

@@ -5,14 +5,8 @@
 
 #include "apply_internal.h"
 
-static const char SQL_COMPANY[] =
-    "SELECT 1 FROM companies WHERE shop_id = $1 AND company_id = $2";
 static const char SQL_LOCATION_IN[] =
     "SELECT 1 FROM locations WHERE shop_id = $1 AND location_id = $2 AND company_id = $3";
-static const char SQL_CUSTOMER[] =
-    "SELECT 1 FROM customers WHERE shop_id = $1 AND customer_id = $2";
-static const char SQL_CONTACT[] =
-    "SELECT 1 FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
 static const char SQL_ROLE_AT[] =
     "SELECT 1 FROM roles WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3"
     " AND location_id = $4";
@@ -38,17 +32,6 @@ static const char SQL_SKIPPED[] =
     "       count(*) FILTER (WHERE company_id IS NULL AND status = 'deleted')"
     " FROM orders WHERE shop_id = $1 AND customer_id = $2"
     "  AND NOT (migrated_by IS NOT NULL AND company_id = $3)";
-
-static enum b2bd_code exists(struct apply_cmd *c, const char *sql, int n, const char *const *v,
-                             int *found, struct b2bd_err *err)
-{
-    PGresult *res = apply_q(c, sql, n, v, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    *found = PQntuples(res) > 0;
-    PQclear(res);
-    return B2BD_OK;
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -93,7 +76,7 @@ enum b2bd_code apply_migration(struct apply_cmd *c, const char *company, const c
     PQclear(res);
     if (!bound) {
         const char *v[] = {shop, company, customer, location, c->cmd->command_id};
-        enum b2bd_code code = exists(c, SQL_BIND, 5, v, &found, err);
+        enum b2bd_code code = apply_exists(c, SQL_BIND, 5, v, &found, err);
         if (code != B2BD_OK)
             return code;
     }
@@ -126,30 +109,17 @@ json_t *apply_orders_migrated_record(const char *company, const json_t *migratio
 enum b2bd_code apply_migrate(struct apply_cmd *c, struct b2bd_err *err)
 {
     const struct b2bd_migrate *p = &c->cmd->u.migrate;
-    const char *shop = c->cmd->shop_id;
     int found;
-    enum b2bd_code code;
-    const char *kv[] = {shop, p->company_id};
-    if ((code = exists(c, SQL_COMPANY, 2, kv, &found, err)) != B2BD_OK)
+    enum b2bd_code code = apply_check_contact(c, p->company_id, p->customer_id, err);
+    if (code != B2BD_OK)
         return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.company_id", "no company with this id in the shop");
-    const char *lv[] = {shop, p->location_id, p->company_id};
-    if ((code = exists(c, SQL_LOCATION_IN, 3, lv, &found, err)) != B2BD_OK)
+    const char *lv[] = {c->cmd->shop_id, p->location_id, p->company_id};
+    if ((code = apply_exists(c, SQL_LOCATION_IN, 3, lv, &found, err)) != B2BD_OK)
         return code;
     if (!found)
         return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.location_id", "no location with this id in the company");
-    const char *cv[] = {shop, p->customer_id};
-    if ((code = exists(c, SQL_CUSTOMER, 2, cv, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.customer_id", "no customer with this id in the shop");
-    const char *tv[] = {shop, p->company_id, p->customer_id, p->location_id};
-    if ((code = exists(c, SQL_CONTACT, 3, tv, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_A_CONTACT, "payload.customer_id", "the customer is not a contact of the company");
-    if ((code = exists(c, SQL_ROLE_AT, 4, tv, &found, err)) != B2BD_OK)
+    const char *tv[] = {c->cmd->shop_id, p->company_id, p->customer_id, p->location_id};
+    if ((code = apply_exists(c, SQL_ROLE_AT, 4, tv, &found, err)) != B2BD_OK)
         return code;
     if (!found)
         return b2bd_err_set(err, B2BD_NO_LOCATION_ACCESS, "payload.location_id",

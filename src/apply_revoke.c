@@ -6,12 +6,6 @@
 #include "apply_internal.h"
 #include "b2bd/util.h"
 
-static const char SQL_COMPANY[] =
-    "SELECT 1 FROM companies WHERE shop_id = $1 AND company_id = $2";
-static const char SQL_CUSTOMER[] =
-    "SELECT 1 FROM customers WHERE shop_id = $1 AND customer_id = $2";
-static const char SQL_CONTACT[] =
-    "SELECT 1 FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
 static const char SQL_LOCATIONS_OF[] =
     "SELECT location_id FROM locations"
     " WHERE shop_id = $1 AND company_id = $2 AND location_id = ANY ($3::text[])";
@@ -25,17 +19,6 @@ static const char SQL_DROP_CONTACT[] =
     "DELETE FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
 static const char SQL_FREE_SEAT[] =
     "UPDATE companies SET contact_count = contact_count - 1 WHERE shop_id = $1 AND company_id = $2";
-
-static enum b2bd_code exists(struct apply_cmd *c, const char *sql, int n, const char *const *v,
-                             int *found, struct b2bd_err *err)
-{
-    PGresult *res = apply_q(c, sql, n, v, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    *found = PQntuples(res) > 0;
-    PQclear(res);
-    return B2BD_OK;
-}
 
 static int in_result(PGresult *res, const char *id)
 {
@@ -92,24 +75,11 @@ enum b2bd_code apply_revoke(struct apply_cmd *c, struct b2bd_err *err)
 {
     const struct b2bd_revoke *p = &c->cmd->u.revoke;
     const char *shop = c->cmd->shop_id;
-    int found;
-    enum b2bd_code code;
     const char *kv[] = {shop, p->company_id};
-    if ((code = exists(c, SQL_COMPANY, 2, kv, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.company_id", "no company with this id in the shop");
-    const char *cv[] = {shop, p->customer_id};
-    if ((code = exists(c, SQL_CUSTOMER, 2, cv, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.customer_id", "no customer with this id in the shop");
     const char *tv[] = {shop, p->company_id, p->customer_id};
-    if ((code = exists(c, SQL_CONTACT, 3, tv, &found, err)) != B2BD_OK)
+    enum b2bd_code code = apply_check_contact(c, p->company_id, p->customer_id, err);
+    if (code != B2BD_OK)
         return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_A_CONTACT, "payload.customer_id",
-                            "the customer is not a contact of the company");
 
     struct sbuf arr = {0};
     PGresult *res;
