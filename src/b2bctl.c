@@ -296,6 +296,22 @@ static int cmd_tail(const struct b2bd_config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* Opens the database and runs sql with n text parameters; returns the result, or NULL
+ * after printing why (db is then freed). */
+static PGresult *ctl_query(const struct b2bd_config *cfg, struct b2bd_db *db, const char *sql,
+                           int n, const char *const *v)
+{
+    struct b2bd_err err;
+    if (ctl_db_open(cfg, db) < 0)
+        return NULL;
+    PGresult *res = db_query(db, sql, n, v, NULL, NULL, &err);
+    if (!res) {
+        fprintf(stderr, "b2bctl: %s\n", err.msg);
+        db_free(db);
+    }
+    return res;
+}
+
 static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
 {
     int json_out = 0;
@@ -303,10 +319,6 @@ static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
     if (rc >= 0)
         return rc;
     const char *shop = argv[optind], *customer = argv[optind + 1];
-    struct b2bd_db db;
-    struct b2bd_err err;
-    if (ctl_db_open(cfg, &db) < 0)
-        return 1;
     static const char sql[] =
         "SELECT k.company_id, co.name, r.location_id, l.name, r.role FROM contacts k"
         " JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id"
@@ -315,12 +327,10 @@ static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
         " LEFT JOIN locations l ON l.shop_id = r.shop_id AND l.location_id = r.location_id"
         " WHERE k.shop_id = $1 AND k.customer_id = $2 ORDER BY 1, 3";
     const char *v[] = {shop, customer};
-    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
-    if (!res) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        db_free(&db);
+    struct b2bd_db db;
+    PGresult *res = ctl_query(cfg, &db, sql, 2, v);
+    if (!res)
         return 1;
-    }
     if (json_out) {
         json_t *companies = json_array(), *cur = NULL;
         for (int i = 0; i < PQntuples(res); i++) {
@@ -364,10 +374,6 @@ static int cmd_timeline(const struct b2bd_config *cfg, int argc, char **argv)
     if (rc >= 0)
         return rc;
     const char *shop = argv[optind], *customer = argv[optind + 1];
-    struct b2bd_db db;
-    struct b2bd_err err;
-    if (ctl_db_open(cfg, &db) < 0)
-        return 1;
     static const char sql[] =
         "SELECT notification_id::text, status, attempts, last_error, to_address, recipient,"
         " company_id, location_id, resend_of::text, " TS("created_at") ", " TS("sent_at") ","
@@ -375,12 +381,10 @@ static int cmd_timeline(const struct b2bd_config *cfg, int argc, char **argv)
         " FROM notifications WHERE shop_id = $1 AND customer_id = $2"
         " ORDER BY created_at, notification_id";
     const char *v[] = {shop, customer};
-    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
-    if (!res) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        db_free(&db);
+    struct b2bd_db db;
+    PGresult *res = ctl_query(cfg, &db, sql, 2, v);
+    if (!res)
         return 1;
-    }
     static const char *const names[] = {"notification_id", "status", "attempts", "last_error",
                                         "to_address", "recipient", "company_id", "location_id",
                                         "resend_of", "created_at", "sent_at", "next_attempt_at",
@@ -459,19 +463,13 @@ static int cmd_resend(const struct b2bd_config *cfg, int argc, char **argv)
         fprintf(stderr, "b2bctl: %s is not a notification id (a UUID)\n", nid);
         return 2;
     }
-    struct b2bd_db db;
-    struct b2bd_err err;
-    if (ctl_db_open(cfg, &db) < 0)
-        return 1;
     static const char sql[] = "SELECT company_id, customer_id FROM notifications"
                               " WHERE shop_id = $1 AND notification_id = $2::uuid";
     const char *v[] = {shop, nid};
-    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
-    if (!res) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        db_free(&db);
+    struct b2bd_db db;
+    PGresult *res = ctl_query(cfg, &db, sql, 2, v);
+    if (!res)
         return 1;
-    }
     if (PQntuples(res) != 1) {
         fprintf(stderr, "b2bctl: no notification %s in shop %s\n", nid, shop);
         PQclear(res);
