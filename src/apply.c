@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apply_bulk.h"
 #include "apply_internal.h"
 #include "b2bd/log.h"
 #include "b2bd/outbox.h"
@@ -380,86 +381,126 @@ static int apply_reject_bad_data(struct b2bd_db *db, const struct b2bd_msg *msg,
     return apply_finish_rejected(db, msg, cmd, &why, 1, err);
 }
 
-/* Applies one message inside the batch's transaction. Returns 0 or -1 (database error:
- * the batch must be rolled back). */
-static int apply_message(struct b2bd_applier *a, const struct b2bd_msg *msg,
-                         struct apply_stats *st, struct b2bd_err *err)
+/* Counts and logs a command's outcome. */
+static void apply_count(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
+                        enum cmd_outcome out, const struct b2bd_err *why, struct apply_stats *st)
 {
-    struct b2bd_command cmd;
-    struct b2bd_err why;
-    b2bd_err_clear(&why);
-    enum decode_outcome dec = decode_command(msg->value, msg->value_len,
-                                             (size_t)a->cfg->max_message_bytes, msg->topic,
-                                             &cmd, &why);
-    int rc = 0;
-    if (dec == DECODE_REJECTED && !b2bd_code_is_rejection(why.code)) {
-        *err = why; /* out of memory while decoding: not the command's fault */
-        rc = -1;
-    } else if (dec == DECODE_DEAD_LETTER) {
-        rc = apply_emit_dead_letter(a->db, msg, &why, err);
+    if (out == OUT_APPLIED) {
+        st->applied++;
+        st->applied_by_type[cmd->type]++;
+        apply_log_outcome(msg, cmd, "applied", NULL);
+    } else if (out == OUT_DUPLICATE) {
+        st->duplicates++;
+        apply_log_outcome(msg, cmd, "duplicate", NULL);
+    } else {
+        st->rejected++;
+        st->rejected_by_type[cmd->type]++;
+        st->by_code[why->code]++;
+        apply_log_outcome(msg, cmd, "rejected", why);
+    }
+}
+
+/* Applies one decoded, valid command on its own, in its savepoint. Returns 0 or -1
+ * (database error: the batch must be rolled back). */
+static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
+                     const struct b2bd_command *cmd, struct apply_stats *st,
+                     struct b2bd_err *err)
+{
+    struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = cmd,
+                          .email_default = a->email_default};
+    enum cmd_outcome out = OUT_APPLIED;
+    int rc = -1;
+    const char *iv[] = {cmd->command_id, (const char *)cmd->hash};
+    int ilen[] = {0, 32};
+    int ifmt[] = {0, 1};
+    for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
+        /* its savepoint and its inbox lookup: one round trip */
+        struct db_stmt first[] = {STMT_SAVEPOINT, {.sql = SQL_INBOX_GET, .n = 2, .values = iv,
+                                                   .lengths = ilen, .formats = ifmt}};
+        PGresult *r[2];
+        if (db_pipeline(a->db, first, 2, r, err) < 0)
+            break;
+        PQclear(r[0]);
+        c.result = json_object();
+        rc = apply_attempt(&c, msg, r[1], &out, err);
+        apply_cmd_reset(&c);
+        if (rc == 0)
+            break;
+        if (!db_connected(a->db) || !db_retriable(a->db) || attempt == APPLY_COMMAND_TRIES)
+            break;
+        log_info("apply", "retry_command", "cmd_id=%s sqlstate=%s attempt=%d",
+                 cmd->command_id, a->db->sqlstate, attempt);
+        struct b2bd_err ignored;
+        if (db_exec(a->db, "ROLLBACK TO SAVEPOINT cmd", &ignored) < 0)
+            break;
+    }
+    free(c.touched);
+    if (rc < 0 && apply_is_bad_data(a->db)) {
+        /* the data, not the database, is at fault: reject the command, go on */
+        rc = apply_reject_bad_data(a->db, msg, cmd, &c.rejected, err);
+        out = OUT_REJECTED;
+    }
+    if (rc == 0)
+        apply_count(msg, cmd, out, &c.rejected, st);
+    return rc;
+}
+
+/* Applies a message that is not a valid command: its dead letter or its rejection.
+ * Returns 0 or -1 (database error: the batch must be rolled back). */
+static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
+                         const struct b2bd_command *cmd, enum decode_outcome dec,
+                         const struct b2bd_err *why, struct apply_stats *st,
+                         struct b2bd_err *err)
+{
+    if (dec == DECODE_REJECTED && !b2bd_code_is_rejection(why->code)) {
+        *err = *why; /* out of memory while decoding: not the command's fault */
+        return -1;
+    }
+    int rc;
+    if (dec == DECODE_DEAD_LETTER) {
+        rc = apply_emit_dead_letter(a->db, msg, why, err);
         st->dead_letters++;
-        st->by_code[why.code]++;
+        st->by_code[why->code]++;
         log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",
                  msg->topic_name, (int)msg->partition, (long long)msg->offset,
-                 b2bd_code_name(why.code));
-    } else if (dec == DECODE_REJECTED) {
-        rc = apply_emit_rejected(a->db, msg, &cmd, &why, err);
-        st->rejected++;
-        st->rejected_by_type[cmd.type]++;
-        st->by_code[why.code]++;
-        apply_log_outcome(msg, &cmd, "rejected", &why);
+                 b2bd_code_name(why->code));
     } else {
-        struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = &cmd,
-                              .email_default = a->email_default};
-        enum cmd_outcome out = OUT_APPLIED;
-        rc = -1;
-        const char *iv[] = {cmd.command_id, (const char *)cmd.hash};
-        int ilen[] = {0, 32};
-        int ifmt[] = {0, 1};
-        for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
-            /* its savepoint and its inbox lookup: one round trip */
-            struct db_stmt first[] = {STMT_SAVEPOINT, {.sql = SQL_INBOX_GET, .n = 2, .values = iv,
-                                                       .lengths = ilen, .formats = ifmt}};
-            PGresult *r[2];
-            if (db_pipeline(a->db, first, 2, r, err) < 0)
-                break;
-            PQclear(r[0]);
-            c.result = json_object();
-            rc = apply_attempt(&c, msg, r[1], &out, err);
-            apply_cmd_reset(&c);
-            if (rc == 0)
-                break;
-            if (!db_connected(a->db) || !db_retriable(a->db) || attempt == APPLY_COMMAND_TRIES)
-                break;
-            log_info("apply", "retry_command", "cmd_id=%s sqlstate=%s attempt=%d",
-                     cmd.command_id, a->db->sqlstate, attempt);
-            struct b2bd_err ignored;
-            if (db_exec(a->db, "ROLLBACK TO SAVEPOINT cmd", &ignored) < 0)
-                break;
-        }
-        free(c.touched);
-        if (rc < 0 && apply_is_bad_data(a->db)) {
-            /* the data, not the database, is at fault: reject the command, go on */
-            rc = apply_reject_bad_data(a->db, msg, &cmd, &c.rejected, err);
-            out = OUT_REJECTED;
-        }
-        if (rc == 0) {
-            if (out == OUT_APPLIED) {
-                st->applied++;
-                st->applied_by_type[cmd.type]++;
-                apply_log_outcome(msg, &cmd, "applied", NULL);
-            } else if (out == OUT_DUPLICATE) {
-                st->duplicates++;
-                apply_log_outcome(msg, &cmd, "duplicate", NULL);
-            } else {
-                st->rejected++;
-                st->rejected_by_type[cmd.type]++;
-                st->by_code[c.rejected.code]++;
-                apply_log_outcome(msg, &cmd, "rejected", &c.rejected);
-            }
-        }
+        rc = apply_emit_rejected(a->db, msg, cmd, why, err);
+        st->rejected++;
+        st->rejected_by_type[cmd->type]++;
+        st->by_code[why->code]++;
+        apply_log_outcome(msg, cmd, "rejected", why);
     }
-    decode_free(&cmd);
+    return rc;
+}
+
+/* Applies the run of plain assigns gathered so far, set-based, or one by one when the
+ * bulk function hands it back. Returns 0 or -1 (the batch must be rolled back). */
+static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct apply_stats *st,
+                           struct b2bd_err *err)
+{
+    if (run->n == 0)
+        return 0;
+    struct bulk_outcome *out = calloc(run->n, sizeof *out);
+    if (!out)
+        abort();
+    int rc = bulk_apply(a->db, run, out, err);
+    if (rc == 0) {
+        for (size_t i = 0; i < run->n; i++) {
+            enum cmd_outcome o = out[i].status == BULK_APPLIED     ? OUT_APPLIED
+                                 : out[i].status == BULK_DUPLICATE ? OUT_DUPLICATE
+                                                                   : OUT_REJECTED;
+            apply_count(run->msgs[i], &run->cmds[i], o, &out[i].why, st);
+        }
+        st->bulk_commands += run->n;
+    } else if (rc > 0) {
+        st->bulk_fallbacks++;
+        rc = 0;
+        for (size_t i = 0; i < run->n && rc == 0; i++)
+            rc = apply_one(a, run->msgs[i], &run->cmds[i], st, err);
+    }
+    free(out);
+    bulk_clear(run);
     return rc;
 }
 
@@ -533,6 +574,10 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
         }
     }
 
+    bool bulk = strcmp(a->cfg->bulk_assign, "on") == 0;
+    struct bulk_run run;
+    bulk_init(&run, n);
+
     if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0)
         goto fail;
     if (apply_lock_positions(a, pos, n_pos, err) < 0)
@@ -543,19 +588,44 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
             local.skipped++; /* applied before: redelivered after a crash or rebalance */
             continue;
         }
-        if (apply_message(a, &msgs[i], &local, err) < 0)
-            goto fail;
         p->upto = msgs[i].offset + 1;
+        struct b2bd_command cmd;
+        struct b2bd_err why;
+        b2bd_err_clear(&why);
+        enum decode_outcome dec = decode_command(msgs[i].value, msgs[i].value_len,
+                                                 (size_t)a->cfg->max_message_bytes,
+                                                 msgs[i].topic, &cmd, &why);
+        if (dec == DECODE_OK && bulk && bulk_eligible(&cmd)) {
+            /* joins the run; a command that meets the run's customers starts the next */
+            if (!bulk_fits(&run, &cmd) && apply_flush_run(a, &run, &local, err) < 0) {
+                decode_free(&cmd);
+                goto fail;
+            }
+            bulk_add(&run, &msgs[i], &cmd);
+            continue;
+        }
+        int rc = apply_flush_run(a, &run, &local, err);
+        if (rc == 0)
+            rc = dec == DECODE_OK ? apply_one(a, &msgs[i], &cmd, &local, err)
+                                  : apply_invalid(a, &msgs[i], &cmd, dec, &why, &local, err);
+        decode_free(&cmd);
+        if (rc < 0)
+            goto fail;
     }
+    if (apply_flush_run(a, &run, &local, err) < 0)
+        goto fail;
     if (apply_save_positions(a, pos, n_pos, err) < 0 || outbox_wake(a->db, err) < 0 ||
         db_exec(a->db, "COMMIT", err) < 0)
         goto fail;
     free(pos);
+    bulk_free(&run);
     st->applied += local.applied;
     st->rejected += local.rejected;
     st->duplicates += local.duplicates;
     st->dead_letters += local.dead_letters;
     st->skipped += local.skipped;
+    st->bulk_commands += local.bulk_commands;
+    st->bulk_fallbacks += local.bulk_fallbacks;
     for (int t = 0; t <= CMD_UNKNOWN; t++) {
         st->applied_by_type[t] += local.applied_by_type[t];
         st->rejected_by_type[t] += local.rejected_by_type[t];
@@ -569,6 +639,7 @@ fail:
         db_exec(a->db, "ROLLBACK", &ignored);
     }
     free(pos);
+    bulk_free(&run);
     if (err->code != B2BD_ERR_DB && err->code != B2BD_ERR_INTERNAL)
         err->code = B2BD_ERR_DB;
     return -1;

@@ -39,6 +39,7 @@ struct cfg_key {
 
 static const char *const role_choices[] = {"all", "worker", "notifier", NULL};
 static const char *const starttls_choices[] = {"off", "try", "required", NULL};
+static const char *const on_off_choices[] = {"on", "off", NULL};
 
 #define OFF(f) offsetof(struct b2bd_config, f)
 
@@ -46,6 +47,7 @@ static const char *const starttls_choices[] = {"off", "try", "required", NULL};
 static const struct cfg_key keys[] = {
     {"batch_linger_ms", CFG_LONG, "5", OFF(batch_linger_ms), 0, 0, 60000, NULL},
     {"batch_max", CFG_LONG, "500", OFF(batch_max), 0, 1, 1000000, NULL},
+    {"bulk_assign", CFG_STRING, "on", OFF(bulk_assign), CFG_NONEMPTY, 0, 0, on_off_choices},
     {"group_id", CFG_STRING, "b2bd", OFF(group_id), CFG_NONEMPTY, 0, 0, NULL},
     {"http_listen", CFG_STRING, "127.0.0.1:9187", OFF(http_listen), CFG_NONEMPTY, 0, 0, NULL},
     {"kafka_bootstrap", CFG_STRING, NULL, OFF(kafka_bootstrap), CFG_REQUIRED, 0, 0, NULL},

@@ -142,8 +142,10 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
             next_report = util_now_ms() + 10000;
         }
     }
-    log_info("main", "stopping", "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu",
-             st.applied, st.rejected, st.duplicates, st.dead_letters);
+    log_info("main", "stopping",
+             "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu bulk=%lu bulk_fallbacks=%lu",
+             st.applied, st.rejected, st.duplicates, st.dead_letters, st.bulk_commands,
+             st.bulk_fallbacks);
     free(batch);
     free(msgs);
 }

@@ -316,6 +316,11 @@ struct b2bd_metrics *metrics_b2bd_new(void)
         "Repeats of applied commands (same command_id): the stored result was sent again.", NULL, NULL, 0);
     bm->skipped = metrics_register(r, METRIC_COUNTER, "b2bd_commands_redelivered_total",
         "Messages skipped because they were applied before (redelivered by Kafka).", NULL, NULL, 0);
+    bm->bulk_commands = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_commands_total",
+        "Plain assigns settled set-based, in runs (bulk_assign).", NULL, NULL, 0);
+    bm->bulk_fallbacks = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_fallbacks_total",
+        "Runs of assigns handed back to the one-by-one path (a race, or rows about one customer).",
+        NULL, NULL, 0);
     bm->dead_letters = metrics_register(r, METRIC_COUNTER, "b2bd_dead_letters_total",
         "Messages sent to the dead-letter topic, by code.", CODE, NULL, 0);
     bm->batch_size = metrics_register(r, METRIC_HISTOGRAM, "b2bd_batch_size_messages",
@@ -424,6 +429,10 @@ void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *bef
         metrics_inc(bm->duplicates, NULL, (double)(after->duplicates - before->duplicates));
     if (after->skipped != before->skipped)
         metrics_inc(bm->skipped, NULL, (double)(after->skipped - before->skipped));
+    if (after->bulk_commands != before->bulk_commands)
+        metrics_inc(bm->bulk_commands, NULL, (double)(after->bulk_commands - before->bulk_commands));
+    if (after->bulk_fallbacks != before->bulk_fallbacks)
+        metrics_inc(bm->bulk_fallbacks, NULL, (double)(after->bulk_fallbacks - before->bulk_fallbacks));
     if (n == 0)
         return;
     metrics_observe(bm->batch_size, NULL, (double)n, 1);

@@ -27,6 +27,8 @@ struct apply_stats {
     unsigned long duplicates;   /* repeats of applied commands (stored result sent again) */
     unsigned long dead_letters; /* messages sent to the dead-letter topic */
     unsigned long skipped;      /* messages already applied before (redelivered) */
+    unsigned long bulk_commands;  /* of those applied, rejected or duplicate: settled set-based */
+    unsigned long bulk_fallbacks; /* runs handed back to the one-by-one path */
     /* the same, by command type (CMD_UNKNOWN: type unknown or unreadable) */
     unsigned long applied_by_type[CMD_UNKNOWN + 1];
     unsigned long rejected_by_type[CMD_UNKNOWN + 1];

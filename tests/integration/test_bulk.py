@@ -1,0 +1,153 @@
+"""The set-based path for runs of plain assigns (bulk_assign, src/apply_bulk.c and
+sql/migrations/0007_assign_bulk.sql) against the one-by-one path: the same commands,
+sent to two worlds that differ only in bulk_assign, give the same results, the same
+access events and the same rows, for every outcome an assign can have."""
+import re
+import unittest
+
+import harness
+from b2btest import B2bTestCase
+
+COMPANY = "c-1"
+LOCATIONS = ("loc-1", "loc-2", "loc-3")
+
+
+def strip(msg, *keys):
+    return {k: v for k, v in msg.items() if k not in keys}
+
+
+class BulkMatchesOneByOne(B2bTestCase):
+    SHARED = False
+    START_DAEMON = False
+
+    def scenario(self):
+        """(setup commands, the assigns to compare): built once, so that both worlds get
+        the same command ids."""
+        shop = self.shop
+
+        def cmd(type, payload, command_id=None):
+            return harness.command(type, shop, payload, command_id=command_id)
+
+        def assign(customer, locs, company=COMPANY):
+            return cmd("assign", {"company_id": company, "customer": customer,
+                                  "locations": [{"location_id": l, "role": r} for l, r in locs]})
+
+        setup = [cmd("company.upsert", {"company_id": COMPANY, "name": "Company",
+                                        "locations": [{"location_id": l, "name": l} for l in LOCATIONS]})]
+        for i in range(1, 12):
+            setup.append(cmd("customer.upsert", {"customer_id": "u%d" % i, "email": "u%d@example.com" % i,
+                                                 "first_name": "F%d" % i}))
+        # its id is an email, its email another one
+        setup.append(cmd("customer.upsert", {"customer_id": "weird@example.com", "email": "other@example.com"}))
+        setup.append(assign({"id": "u7"}, [("loc-1", "ordering_only")]))
+
+        first = assign({"id": "u1"}, [("loc-1", "ordering_only")])
+        created = assign({"email": "New1@Example.com", "first_name": "Ann", "last_name": "Lee",
+                          "phone": "+1 555 0100"}, [("loc-2", "location_admin")])
+        reuse = dict(created, payload=dict(created["payload"], company_id="c-other"))
+        cmds = [
+            first,
+            created,
+            assign({"id": "u2", "email": "u2@example.com"}, [("loc-1", "ordering_only"), ("loc-3", "location_admin")]),
+            assign({"email": "U3@EXAMPLE.com"}, [("loc-3", "ordering_only")]),       # found by email
+            assign({"id": "n2", "email": "u4@example.com"}, [("loc-1", "ordering_only")]),  # CONFLICT
+            assign({"id": "ghost"}, [("loc-1", "ordering_only")]),                   # NOT_FOUND customer
+            assign({"id": "u5"}, [("loc-1", "ordering_only"), ("loc-404", "ordering_only")]),  # NOT_FOUND loc
+            assign({"id": "u6"}, [("loc-1", "ordering_only")], company="c-404"),     # NOT_FOUND company
+            assign({"email": "new3@example.com"}, [("loc-404", "ordering_only")]),   # nothing created
+            assign({"id": "u1"}, [("loc-2", "location_admin")]),                     # same customer again
+            first,                                                                  # duplicate
+            reuse,                                                                  # key reused
+            assign({"id": "u7"}, [("loc-1", "ordering_only")]),                      # no change
+            assign({"id": "u7"}, [("loc-1", "location_admin")]),                     # role changed
+            assign({"email": "Weird@Example.com"}, [("loc-1", "ordering_only")]),    # CONFLICT: id taken
+            assign({"id": "u8"}, [("loc-1", "ordering_only")]),
+            assign({"id": "u9"}, [("loc-2", "ordering_only")]),                      # LIMIT_REACHED
+            assign({"id": "u10"}, [("loc-3", "ordering_only")]),                     # LIMIT_REACHED
+            assign({"id": "u7"}, [("loc-2", "ordering_only")]),                      # no seat needed
+            assign({"email": "new4@example.com"}, []),                               # contact, no roles
+        ]
+        return setup, cmds
+
+    def run_world(self, setup, cmds, bulk):
+        prefix = harness.unique_name("t") + "."
+        harness.create_topics(prefix)
+        name, dsn = harness.create_database()
+        bus = harness.Bus(prefix)
+        try:
+            env = {"B2BD_BULK_ASSIGN": bulk, "B2BD_BATCH_LINGER_MS": "200"}
+            d = harness.Daemon(prefix, dsn, extra_env=env).start()
+            for c in setup:
+                bus.send(c)
+            bus.flush()
+            bus.wait_results([c["command_id"] for c in setup], timeout=60)
+            self.assertEqual(d.stop(), 0)
+            # seats: 9995 taken, so that the 6th new contact below is refused
+            harness.db_query(dsn, "UPDATE companies SET contact_count = 9995 WHERE shop_id = %s", (self.shop,))
+            # the commands wait in Kafka while no daemon runs: the next one reads them
+            # in one batch, where the runs form
+            for c in cmds:
+                bus.send(c)
+            bus.flush()
+            d = harness.Daemon(prefix, dsn, extra_env=env).start()
+            ids = [c["command_id"].lower() for c in cmds]
+            bus.wait_results(ids, timeout=90)
+            self.assertEqual(d.stop(), 0)
+            results = []
+            for cid in dict.fromkeys(ids):
+                for r in bus.results_for(cid):
+                    results.append(strip(r, "event_id", "processed_at"))
+            access = [strip(m[1], "event_id", "occurred_at") for m in bus.drain("events.access", quiet=1.0)
+                      if isinstance(m[1], dict) and m[1].get("shop_id") == self.shop]
+            access.sort(key=lambda e: (e["customer_id"], e["version"]))
+            rows = {
+                "customers": harness.db_query(dsn, "SELECT customer_id, email, first_name, last_name, phone,"
+                                                   " access_version FROM customers WHERE shop_id = %s ORDER BY 1",
+                                              (self.shop,)),
+                "contacts": harness.db_query(dsn, "SELECT company_id, customer_id FROM contacts"
+                                                  " WHERE shop_id = %s ORDER BY 1, 2", (self.shop,)),
+                "roles": harness.db_query(dsn, "SELECT company_id, customer_id, location_id, role FROM roles"
+                                               " WHERE shop_id = %s ORDER BY 1, 2, 3", (self.shop,)),
+                "seats": harness.db_query(dsn, "SELECT company_id, contact_count FROM companies"
+                                               " WHERE shop_id = %s ORDER BY 1", (self.shop,)),
+                "inbox": harness.db_query(dsn, "SELECT command_id::text, encode(payload_hash, 'hex')"
+                                               " FROM commands WHERE type = 'assign' ORDER BY 1"),
+            }
+            stopping = [l for l in d.log().splitlines() if "event=stopping" in l][-1]
+            bulk_n = int(re.search(r" bulk=(\d+)", stopping).group(1))
+            return results, access, rows, bulk_n
+        finally:
+            bus.close()
+            harness.drop_database(name)
+
+    def test_same_results_events_and_rows(self):
+        setup, cmds = self.scenario()
+        on = self.run_world(setup, cmds, "on")
+        off = self.run_world(setup, cmds, "off")
+        self.assertEqual(off[3], 0, "bulk_assign=off used the set-based path")
+        # most of the commands went through the set-based path (runs split at the
+        # second command about u1 and about u7)
+        self.assertGreaterEqual(on[3], 12, "the set-based path was hardly used")
+        self.assertEqual(on[0], off[0])
+        self.assertEqual(on[1], off[1])
+        self.assertEqual(on[2], off[2])
+
+        results = {r["command_id"]: r for r in on[0]}
+        codes = [(r["status"], (r["error"] or {}).get("code")) for r in on[0]]
+        for want in [("rejected", "CONFLICT"), ("rejected", "NOT_FOUND"), ("rejected", "LIMIT_REACHED"),
+                     ("rejected", "IDEMPOTENCY_KEY_REUSED"), ("applied", None)]:
+            self.assertIn(want, codes)
+        self.assertEqual(len(on[0]), len(cmds))  # the duplicate's stored result, sent again
+        created = results[cmds[1]["command_id"].lower()]["result"]
+        self.assertEqual(created["customer_id"], "new1@example.com")
+        self.assertTrue(created["customer_created"])
+        self.assertEqual(created["roles"], [{"location_id": "loc-2", "role": "location_admin"}])
+        customers = [r[0] for r in on[2]["customers"]]
+        self.assertNotIn("new3@example.com", customers)  # a rejected assign creates nothing
+        self.assertEqual(on[2]["seats"], [(COMPANY, 10000)])
+        # u7's no-change assign published no access event; its role change did
+        self.assertEqual([e["version"] for e in on[1] if e["customer_id"] == "u7"], [1, 2, 3])
+
+
+if __name__ == "__main__":
+    unittest.main()
