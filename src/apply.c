@@ -15,6 +15,9 @@
 /* A command that hits a race (deadlock, unique violation) is tried again this often
  * within its batch before the whole batch is rolled back and retried. */
 #define APPLY_COMMAND_TRIES 3
+/* Runs of fewer assigns go the one-by-one path: planning the bulk function's statements
+ * costs more than it saves for one or two (bench/apply_bench: batches of 1, 5, 20). */
+#define APPLY_BULK_MIN_RUN 3
 /* How much of a TOO_LARGE message its dead letter keeps. */
 #define APPLY_DLQ_KEEP_BYTES (64 * 1024)
 
@@ -481,6 +484,13 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
 {
     if (run->n == 0)
         return 0;
+    if (run->n < APPLY_BULK_MIN_RUN) {
+        int rc = 0;
+        for (size_t i = 0; i < run->n && rc == 0; i++)
+            rc = apply_one(a, run->msgs[i], &run->cmds[i], st, err);
+        bulk_clear(run);
+        return rc;
+    }
     struct bulk_outcome *out = calloc(run->n, sizeof *out);
     if (!out)
         abort();

@@ -45,16 +45,30 @@ CREATE TYPE b2bd_bulk_row AS (
 -- outcome ('applied', 'duplicate' or 'rejected', with code and field) in run order.
 CREATE FUNCTION b2bd_assign_bulk(p_rows jsonb, p_max_contacts integer)
 RETURNS TABLE (i integer, status text, code text, field text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- A run holds 1 to a few hundred rows, each looked up by key: plan every statement once
+-- per connection (planning them for each call cost more than running them), and never
+-- scan a whole table for a run's rows.
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 DECLARE
     v b2bd_bulk_row[];
     v_now text := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
     v_roles_changed integer[];
 BEGIN
+    -- the rows as given (an array, which the planner sizes small: lookups by key)
+    v := ARRAY(SELECT ROW(x.i, x.id, decode(x.h, 'hex'), x.imp, decode(x.k, 'hex'), x.shop, x.co,
+                          x.cu, x.em, x.fn, x.ln, x.ph, x.locs, x.roles,
+                          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)::b2bd_bulk_row
+                 FROM jsonb_to_recordset(p_rows) AS x(i integer, id text, h text, imp text, k text,
+                                                      shop text, co text, cu text, em text, fn text,
+                                                      ln text, ph text, locs text[], roles text[])
+                ORDER BY x.i);
+
     -- the seat counts first: the company rows' locks serialise racing assigns
     PERFORM 1 FROM companies c
-     WHERE (c.shop_id, c.company_id) IN (SELECT x.shop, x.co FROM jsonb_to_recordset(p_rows) AS x(shop text, co text))
+     WHERE (c.shop_id, c.company_id) IN (SELECT r.shop, r.company FROM unnest(v) r)
      ORDER BY c.shop_id, c.company_id FOR UPDATE;
 
     -- every check, read-only, in b2bd_assign's order; then seats among the rows that pass
@@ -72,7 +86,7 @@ BEGIN
                    OR t.seats + sum(CASE WHEN t.code IS NULL AND t.stored IS NULL AND t.contact_created
                                          THEN 1 ELSE 0 END)
                                     OVER (PARTITION BY t.shop, t.co ORDER BY t.i) <= p_max_contacts AS seat
-              FROM (SELECT x.i, x.id, decode(x.h, 'hex') AS hash, x.imp, decode(x.k, 'hex') AS k,
+              FROM (SELECT x.i, x.id, x.h AS hash, x.imp, x.k AS k,
                            x.shop, x.co, x.cu, x.em, x.fn, x.ln, x.ph, x.locs, x.roles,
                            cust.customer, cust.customer IS NOT NULL AND cust.create_customer AS create_customer,
                            NOT EXISTS (SELECT 1 FROM contacts k WHERE k.shop_id = x.shop AND k.company_id = x.co
@@ -94,10 +108,11 @@ BEGIN
                                 WHEN co.company_id IS NULL THEN 'no company with this id in the shop'
                                 WHEN miss.at IS NOT NULL THEN 'no location with this id in the company'
                                 ELSE cust.message END AS message
-                      FROM jsonb_to_recordset(p_rows) AS x(i integer, id text, h text, imp text, k text,
-                                                           shop text, co text, cu text, em text, fn text,
-                                                           ln text, ph text, locs text[], roles text[])
-                      LEFT JOIN LATERAL (SELECT m.payload_hash = decode(x.h, 'hex') AS same, m.result
+                      FROM (SELECT r.i, r.command_id AS id, r.hash AS h, r.import_id AS imp, r.msg_key AS k,
+                                   r.shop, r.company AS co, r.customer_in AS cu, r.email AS em,
+                                   r.first_name AS fn, r.last_name AS ln, r.phone AS ph, r.locs, r.roles
+                              FROM unnest(v) r) x
+                      LEFT JOIN LATERAL (SELECT m.payload_hash = x.h AS same, m.result
                                            FROM commands m WHERE m.command_id = x.id::uuid) inbox ON true
                       LEFT JOIN companies co ON co.shop_id = x.shop AND co.company_id = x.co
                       LEFT JOIN LATERAL (SELECT min(n) AS at FROM generate_subscripts(x.locs, 1) AS n
@@ -135,7 +150,8 @@ BEGIN
                                     LEFT JOIN LATERAL (SELECT u.customer_id AS by_email FROM customers u
                                                         WHERE b.by_id IS NULL AND x.em IS NOT NULL
                                                           AND u.shop_id = x.shop AND lower(u.email) = lower(x.em)) e
-                                           ON true) f) cust ON true) t) s;
+                                           ON true) f) cust ON true
+                    OFFSET 0) t) s;
 
     -- what a row-by-row reading could not settle goes back to b2bd, which applies the
     -- run one command at a time
