@@ -66,6 +66,10 @@ static rd_kafka_conf_t *kafka_conf(const struct b2bd_config *cfg, const char *co
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (kafka_set(conf, "bootstrap.servers", cfg->kafka_bootstrap, err) < 0)
         goto fail;
+    /* Small requests go out at once (TCP_NODELAY, as the Java clients do; librdkafka
+     * 2.0 leaves Nagle's algorithm on): a lone command's result is one small request. */
+    if (kafka_set(conf, "socket.nagle.disable", "true", err) < 0)
+        goto fail;
     for (size_t i = 0; defaults[i]; i += 2)
         if (kafka_set(conf, defaults[i], defaults[i + 1], err) < 0)
             goto fail;
@@ -210,14 +214,13 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
     while (n < max) {
         int timeout = wait_ms;
         if (n > 0) {
+            /* lingering; once it is over, only what is already fetched joins */
             int64_t left = deadline - util_now_ms();
-            if (left <= 0)
-                break;
-            timeout = (int)left;
+            timeout = left > 0 ? (int)left : 0;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, timeout);
         if (!m) {
-            if (n == 0)
+            if (n == 0 || timeout == 0)
                 break;
             continue;
         }

@@ -265,10 +265,34 @@ static void relay_probe(struct b2bd_relay *r)
     PQclear(res);
 }
 
+/* Learns the leaders of the topics the relay publishes to before the first row waits
+ * for them: without it, the first round after start took 0.9 s instead of 45 ms
+ * (1,000 rows, against the mock cluster). */
+static void relay_warm_up(struct b2bd_relay *r)
+{
+    static const char *const suffixes[] = {OUTBOX_RESULTS, OUTBOX_ACCESS, OUTBOX_NOTIFICATIONS,
+                                           OUTBOX_DLQ};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0] && !atomic_load(&r->stopping); i++) {
+        char *name = config_topic(r->cfg, suffixes[i]);
+        rd_kafka_topic_t *t = rd_kafka_topic_new(r->producer, name, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = t ? rd_kafka_metadata(r->producer, 0, t, &md, 2000)
+                                  : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        if (e)
+            log_warn("relay", "metadata_failed", "topic=%s code=%s", name, rd_kafka_err2name(e));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (t)
+            rd_kafka_topic_destroy(t);
+        free(name);
+    }
+}
+
 static void *relay_main(void *arg)
 {
     struct b2bd_relay *r = arg;
     long backoff = 100;
+    relay_warm_up(r);
     while (!relay_give_up(r)) {
         int connected = relay_connect(r);
         relay_probe(r);

@@ -21,7 +21,8 @@ struct kafka_in;
 struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *err);
 
 /* Waits up to wait_ms for a first message, then takes more until max messages or
- * linger_ms have passed. Returns how many were put in out (the caller destroys them
+ * linger_ms have passed, and then those already fetched (up to max): with linger_ms
+ * 0, a lone message goes at once and a burst still makes one batch. Returns how many were put in out (the caller destroys them
  * with rd_kafka_message_destroy); error events are logged and not returned. */
 size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
                      int linger_ms);

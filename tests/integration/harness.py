@@ -499,9 +499,10 @@ class Bus:
     value a dict if the payload is a JSON object else the raw bytes, headers a
     dict of str (bytes if not UTF-8)."""
 
-    def __init__(self, prefix, bootstrap=None):
+    def __init__(self, prefix, bootstrap=None, fetch_wait_ms=10):
         self.prefix = prefix
         self.bootstrap = bootstrap or env()["B2BD_KAFKA_BOOTSTRAP"]
+        self.fetch_wait_ms = fetch_wait_ms
         self._producer = None
         self._delivery_errors = []
         self._consumers = {}
@@ -578,7 +579,7 @@ class Bus:
                 "enable.partition.eof": False,
                 "auto.offset.reset": "earliest",
                 "topic.metadata.refresh.interval.ms": 5000,
-                "fetch.wait.max.ms": 10,  # see Daemon: the mock holds fetches this long
+                "fetch.wait.max.ms": self.fetch_wait_ms,  # see Daemon: the mock holds fetches this long
             })
             md = c.list_topics(topic, timeout=30)
             t = md.topics.get(topic)

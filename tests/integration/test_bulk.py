@@ -1,4 +1,4 @@
-"""The set-based path for runs of plain assigns (bulk_assign, src/apply_bulk.c and
+"""Batching, and the set-based path for runs of plain assigns (bulk_assign, src/apply_bulk.c and
 sql/migrations/0007_assign_bulk.sql) against the one-by-one path: the same commands,
 sent to two worlds that differ only in bulk_assign, give the same results, the same
 access events and the same rows, for every outcome an assign can have."""
@@ -8,6 +8,7 @@ import unittest
 
 import harness
 from b2btest import B2bTestCase
+from test_ops import free_port, scrape
 
 COMPANY = "c-1"
 LOCATIONS = ("loc-1", "loc-2", "loc-3")
@@ -162,6 +163,92 @@ class BulkMatchesOneByOne(B2bTestCase):
         self.assertEqual(on[2]["seats"], [(COMPANY, 10000)])
         # u7's no-change assign published no access event; its role change did
         self.assertEqual([e["version"] for e in on[1] if e["customer_id"] == "u7"], [1, 2, 3])
+
+
+class OneBatch(B2bTestCase):
+    """Commands that wait in Kafka while no daemon runs reach the next one in a single
+    batch (one transaction), checked with b2bd_batch_size_messages; each test runs with
+    the set-based path on and off."""
+
+    SHARED = False
+    START_DAEMON = False
+
+    def world(self):
+        d = self.start_daemon()
+        self.make_company(COMPANY, LOCATIONS)
+        for i in range(1, 6):
+            self.make_customer("u%d" % i)
+        self.assertEqual(d.stop(), 0)
+
+    def one_batch(self, cmds, bulk):
+        """Sends cmds with no daemon running, then starts one: returns their results."""
+        for c in cmds:
+            self.bus.send(c)
+        self.bus.flush()
+        port = free_port()
+        self.start_daemon(extra_env={"B2BD_BULK_ASSIGN": bulk, "B2BD_BATCH_LINGER_MS": "200",
+                                     "B2BD_HTTP_LISTEN": "127.0.0.1:%d" % port})
+        results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=60)
+        m = scrape(port)
+        self.assertEqual((m.get("b2bd_batch_size_messages_count"), m.get("b2bd_batch_size_messages_sum")),
+                         (1.0, float(len(cmds))), "the commands were not applied in one batch")
+        return results, m
+
+    def assign_cmd(self, customer, locs):
+        return self.command("assign", self.assign(customer, locs))
+
+    def test_rejected_commands_between_applied_ones(self):
+        for bulk in ("on", "off"):
+            with self.subTest(bulk_assign=bulk):
+                self.shop = harness.unique_name("shop-")
+                self.world()
+                cmds = [self.assign_cmd("u1", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("ghost", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("u2", [("loc-2", "ordering_only")]),
+                        self.assign_cmd("u3", [("loc-1", "ordering_only"), ("loc-404", "ordering_only")]),
+                        self.assign_cmd("u4", [("loc-3", "location_admin")])]
+                results, m = self.one_batch(cmds, bulk)
+                self.assertEqual([r["status"] for r in results],
+                                 ["applied", "rejected", "applied", "rejected", "applied"])
+                self.assertEqual(results[1]["error"]["field"], "payload.customer.id")
+                self.assertEqual(results[3]["error"]["field"], "payload.locations[1].location_id")
+                self.assertEqual(self.roles_in_db("u3"), [])  # its loc-1 role was undone
+                self.assertEqual(self.query("SELECT count(*) FROM contacts WHERE shop_id = %s", (self.shop,)),
+                                 [(3,)])
+                self.assertEqual(m.get("b2bd_apply_bulk_commands_total"), 5.0 if bulk == "on" else 0.0)
+                for d in self._daemons:
+                    d.stop()
+
+    def test_two_commands_for_the_same_customer_in_order(self):
+        for bulk in ("on", "off"):
+            with self.subTest(bulk_assign=bulk):
+                self.shop = harness.unique_name("shop-")
+                self.world()
+                # runs: [u1 u2 u4] [u1 u3 u5] [u1]: a command about u1 closes the run
+                cmds = [self.assign_cmd("u1", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("u2", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("u4", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("u1", [("loc-1", "location_admin")]),
+                        self.assign_cmd("u3", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("u5", [("loc-1", "ordering_only")]),
+                        self.assign_cmd("u1", [("loc-2", "ordering_only")])]
+                results, m = self.one_batch(cmds, bulk)
+                self.assertEqual([r["status"] for r in results], ["applied"] * 7)
+                self.assertEqual(m.get("b2bd_apply_bulk_commands_total"), 6.0 if bulk == "on" else 0.0)
+                results = [results[0], None, results[3], None, results[6]]
+                self.assertEqual([r["result"]["roles"] for r in (results[0], results[2], results[4])], [
+                    [{"location_id": "loc-1", "role": "ordering_only"}],
+                    [{"location_id": "loc-1", "role": "location_admin"}],
+                    [{"location_id": "loc-1", "role": "location_admin"},
+                     {"location_id": "loc-2", "role": "ordering_only"}]])
+                self.assertEqual([r["result"]["contact_created"] for r in (results[0], results[2], results[4])],
+                                 [True, False, False])
+                self.assertEqual(self.roles_in_db("u1"), [("loc-1", "location_admin"), ("loc-2", "ordering_only")])
+                events = self.access_events("u1")
+                self.assertEqual([(e["version"], e["caused_by"]) for e in events],
+                                 [(i + 1, cmds[k]["command_id"].lower()) for i, k in enumerate((0, 3, 6))])
+                for d in self._daemons:
+                    d.stop()
 
 
 if __name__ == "__main__":
