@@ -568,6 +568,23 @@ static int apply_save_positions(struct b2bd_applier *a, const struct part_pos *p
     return 0;
 }
 
+void apply_stats_add(struct apply_stats *into, const struct apply_stats *from)
+{
+    into->applied += from->applied;
+    into->rejected += from->rejected;
+    into->duplicates += from->duplicates;
+    into->dead_letters += from->dead_letters;
+    into->skipped += from->skipped;
+    into->bulk_commands += from->bulk_commands;
+    into->bulk_fallbacks += from->bulk_fallbacks;
+    for (int t = 0; t <= CMD_UNKNOWN; t++) {
+        into->applied_by_type[t] += from->applied_by_type[t];
+        into->rejected_by_type[t] += from->rejected_by_type[t];
+    }
+    for (int c = 0; c <= B2BD_ERR_INTERNAL; c++)
+        into->by_code[c] += from->by_code[c];
+}
+
 int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
                 struct apply_stats *st, struct b2bd_err *err)
 {
@@ -629,19 +646,7 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
         goto fail;
     free(pos);
     bulk_free(&run);
-    st->applied += local.applied;
-    st->rejected += local.rejected;
-    st->duplicates += local.duplicates;
-    st->dead_letters += local.dead_letters;
-    st->skipped += local.skipped;
-    st->bulk_commands += local.bulk_commands;
-    st->bulk_fallbacks += local.bulk_fallbacks;
-    for (int t = 0; t <= CMD_UNKNOWN; t++) {
-        st->applied_by_type[t] += local.applied_by_type[t];
-        st->rejected_by_type[t] += local.rejected_by_type[t];
-    }
-    for (int c = 0; c <= B2BD_ERR_INTERNAL; c++)
-        st->by_code[c] += local.by_code[c];
+    apply_stats_add(st, &local);
     return 0;
 fail:
     if (db_connected(a->db)) {

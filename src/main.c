@@ -20,6 +20,7 @@
 #include "b2bd/relay.h"
 #include "b2bd/sdnotify.h"
 #include "b2bd/util.h"
+#include "b2bd/workers.h"
 
 extern char **environ;
 
@@ -95,11 +96,14 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
                        const struct email_template *tmpl, struct b2bd_relay *relay)
 {
     struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl};
+    struct workers *workers = workers_new((size_t)cfg->apply_workers, &ap);
     struct apply_stats st = {0};
     size_t max = (size_t)cfg->batch_max;
     rd_kafka_message_t **batch = calloc(max, sizeof *batch);
+    rd_kafka_message_t **done = calloc(max, sizeof *done);
     struct b2bd_msg *msgs = calloc(max, sizeof *msgs);
-    if (!batch || !msgs)
+    unsigned char *ok = calloc(max, 1);
+    if (!batch || !done || !msgs || !ok)
         abort();
     int64_t next_report = util_now_ms() + 10000;
     while (!stop_requested) {
@@ -124,13 +128,17 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
         if (n > 0) {
             struct apply_stats before = st;
             double started = metrics_clock();
-            if (apply_with_retry(&ap, msgs, n, &st) == 0) {
-                metrics_record_batch(metrics_global(), &before, &st, n, metrics_clock() - started);
-                kafka_in_commit(in, batch, n, stop_requested);
-            }
-            else
+            if (workers_apply(workers, msgs, n, apply_with_retry, &st, ok) > 1)
+                metrics_inc(metrics_global()->parallel_batches, NULL, 1);
+            size_t n_done = 0;
+            for (size_t i = 0; i < n; i++)
+                if (ok[i])
+                    done[n_done++] = batch[i];
+            metrics_record_batch(metrics_global(), &before, &st, n_done, metrics_clock() - started);
+            kafka_in_commit(in, done, n_done, stop_requested);
+            if (n_done < n)
                 log_warn("main", "batch_abandoned",
-                         "messages=%zu note=\"not committed: applied after the restart\"", n);
+                         "messages=%zu note=\"not committed: applied after the restart\"", n - n_done);
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(batch[i]);
@@ -146,8 +154,11 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
              "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu bulk=%lu bulk_fallbacks=%lu",
              st.applied, st.rejected, st.duplicates, st.dead_letters, st.bulk_commands,
              st.bulk_fallbacks);
+    workers_free(workers);
     free(batch);
+    free(done);
     free(msgs);
+    free(ok);
 }
 
 static int run(const struct b2bd_config *cfg)

@@ -321,6 +321,9 @@ struct b2bd_metrics *metrics_b2bd_new(void)
     bm->bulk_fallbacks = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_fallbacks_total",
         "Runs of assigns handed back to the one-by-one path (a race, or rows about one customer).",
         NULL, NULL, 0);
+    bm->parallel_batches = metrics_register(r, METRIC_COUNTER, "b2bd_apply_parallel_batches_total",
+        "Batches whose partitions were applied by more than one worker (apply_workers).",
+        NULL, NULL, 0);
     bm->dead_letters = metrics_register(r, METRIC_COUNTER, "b2bd_dead_letters_total",
         "Messages sent to the dead-letter topic, by code.", CODE, NULL, 0);
     bm->batch_size = metrics_register(r, METRIC_HISTOGRAM, "b2bd_batch_size_messages",

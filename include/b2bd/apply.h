@@ -52,4 +52,7 @@ struct b2bd_applier {
 int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
                 struct apply_stats *st, struct b2bd_err *err);
 
+/* Adds from's counts to into's. */
+void apply_stats_add(struct apply_stats *into, const struct apply_stats *from);
+
 #endif

@@ -34,6 +34,8 @@ struct b2bd_config {
     enum log_level log_level;       /* log_level: debug|info|warn|error, default info */
     long max_message_bytes;         /* max_message_bytes, default 1048576 */
     long batch_max;                 /* batch_max: commands per transaction, default 500 */
+    long apply_workers;             /* apply_workers: a batch's partitions applied in
+                                       parallel by this many connections, default 2 */
     char *bulk_assign;              /* bulk_assign: on (default) or off: runs of plain assigns
                                        applied set-based (apply_bulk.c) */
     long batch_linger_ms;           /* batch_linger_ms, default 5 */

@@ -180,14 +180,15 @@ class OneBatch(B2bTestCase):
             self.make_customer("u%d" % i)
         self.assertEqual(d.stop(), 0)
 
-    def one_batch(self, cmds, bulk):
-        """Sends cmds with no daemon running, then starts one: returns their results."""
-        for c in cmds:
-            self.bus.send(c)
+    def one_batch(self, cmds, bulk, partitions=None, env=None):
+        """Sends cmds with no daemon running (cmds[i] to partitions[i] when given), then
+        starts one: returns their results and the daemon's metrics."""
+        for i, c in enumerate(cmds):
+            self.bus.send(c, partition=partitions[i] if partitions else None)
         self.bus.flush()
         port = free_port()
-        self.start_daemon(extra_env={"B2BD_BULK_ASSIGN": bulk, "B2BD_BATCH_LINGER_MS": "200",
-                                     "B2BD_HTTP_LISTEN": "127.0.0.1:%d" % port})
+        self.start_daemon(extra_env=dict(env or {}, B2BD_BULK_ASSIGN=bulk, B2BD_BATCH_LINGER_MS="200",
+                                         B2BD_HTTP_LISTEN="127.0.0.1:%d" % port))
         results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=60)
         m = scrape(port)
         self.assertEqual((m.get("b2bd_batch_size_messages_count"), m.get("b2bd_batch_size_messages_sum")),
@@ -249,6 +250,33 @@ class OneBatch(B2bTestCase):
                                  [(i + 1, cmds[k]["command_id"].lower()) for i, k in enumerate((0, 3, 6))])
                 for d in self._daemons:
                     d.stop()
+
+    def test_two_partitions_two_workers(self):
+        """Two companies' commands on two partitions of one batch: each partition goes to
+        one worker, in order, and both workers run; every command is applied once."""
+        self.world()
+        d = self.start_daemon()
+        self.make_company("c-2", ("loc-b1", "loc-b2"))
+        self.assertEqual(d.stop(), 0)
+        cmds, parts = [], []
+        for i in range(1, 6):
+            for company, locs, part in ((COMPANY, ("loc-1", "loc-2"), 0), ("c-2", ("loc-b1", "loc-b2"), 1)):
+                cmds.append(self.command("assign", self.assign("u%d" % i, [(locs[0], "ordering_only")],
+                                                               company=company)))
+                cmds.append(self.command("assign", self.assign("u%d" % i, [(locs[1], "location_admin")],
+                                                               company=company)))
+                parts += [part, part]
+        results, m = self.one_batch(cmds, "on", parts, {"B2BD_APPLY_WORKERS": "2"})
+        self.assertEqual([r["status"] for r in results], ["applied"] * len(cmds))
+        self.assertEqual(m.get("b2bd_apply_parallel_batches_total"), 1.0)
+        for i in range(1, 6):
+            self.assertEqual(self.roles_in_db("u%d" % i), [("loc-1", "ordering_only"), ("loc-2", "location_admin")])
+            self.assertEqual(self.roles_in_db("u%d" % i, "c-2"),
+                             [("loc-b1", "ordering_only"), ("loc-b2", "location_admin")])
+            # four changes of each customer, in two companies: versions 1..4, no gap
+            self.assertEqual(sorted(e["version"] for e in self.access_events("u%d" % i, quiet=0.2)), [1, 2, 3, 4])
+        self.assertEqual(self.query("SELECT company_id, contact_count FROM companies WHERE shop_id = %s"
+                                    " ORDER BY 1", (self.shop,)), [(COMPANY, 5), ("c-2", 5)])
 
 
 if __name__ == "__main__":

@@ -597,7 +597,7 @@ static void test_dump_hides_secrets(void **state)
 
     /* Every key once, sorted, then the kafka.* properties in order. */
     static const char *const all[] = {
-        "batch_linger_ms", "batch_max", "bulk_assign", "group_id", "http_listen", "kafka_bootstrap",
+        "apply_workers", "batch_linger_ms", "batch_max", "bulk_assign", "group_id", "http_listen", "kafka_bootstrap",
         "log_level", "max_message_bytes", "notifier_concurrency", "notifier_give_up_s",
         "notifier_rate_per_s", "notifier_retry_initial_ms", "notifier_retry_max_ms", "pg_dsn", "pg_password_file",
         "role", "smtp_from", "smtp_password_file", "smtp_starttls", "smtp_url", "templates_dir",
