@@ -46,7 +46,7 @@ static const char *const on_off_choices[] = {"on", "off", NULL};
 /* Every key, sorted by name (looked up with bsearch; config_dump prints this order). */
 static const struct cfg_key keys[] = {
     {"apply_workers", CFG_LONG, "2", OFF(apply_workers), 0, 1, 64, NULL},
-    {"batch_linger_ms", CFG_LONG, "5", OFF(batch_linger_ms), 0, 0, 60000, NULL},
+    {"batch_linger_ms", CFG_LONG, "0", OFF(batch_linger_ms), 0, 0, 60000, NULL},
     {"batch_max", CFG_LONG, "500", OFF(batch_max), 0, 1, 1000000, NULL},
     {"bulk_assign", CFG_STRING, "on", OFF(bulk_assign), CFG_NONEMPTY, 0, 0, on_off_choices},
     {"group_id", CFG_STRING, "b2bd", OFF(group_id), CFG_NONEMPTY, 0, 0, NULL},

@@ -95,7 +95,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.log_level, LOG_INFO);
     assert_int_equal(cfg.max_message_bytes, 1048576);
     assert_int_equal(cfg.batch_max, 500);
-    assert_int_equal(cfg.batch_linger_ms, 5);
+    assert_int_equal(cfg.batch_linger_ms, 0);
     assert_int_equal(cfg.notifier_retry_initial_ms, 60000);
     assert_int_equal(cfg.notifier_retry_max_ms, 3600000);
     assert_int_equal(cfg.notifier_give_up_s, 432000);
@@ -123,7 +123,7 @@ static void test_file_parsed(void **state)
         "log_level = debug\n"
         "max_message_bytes = 2048\n"
         "batch_max = 10\n"
-        "batch_linger_ms = 0\n"
+        "batch_linger_ms = 7\n"
         "notifier_retry_initial_ms = 1000\n"
         "notifier_retry_max_ms = 20000\n"
         "notifier_give_up_s = 300\n"
@@ -146,7 +146,7 @@ static void test_file_parsed(void **state)
     assert_int_equal(cfg.log_level, LOG_DEBUG);
     assert_int_equal(cfg.max_message_bytes, 2048);
     assert_int_equal(cfg.batch_max, 10);
-    assert_int_equal(cfg.batch_linger_ms, 0);
+    assert_int_equal(cfg.batch_linger_ms, 7);
     assert_int_equal(cfg.notifier_retry_initial_ms, 1000);
     assert_int_equal(cfg.notifier_retry_max_ms, 20000);
     assert_int_equal(cfg.notifier_give_up_s, 300);
@@ -336,7 +336,7 @@ static void test_numbers_accepted(void **state)
     char *const env[] = {"B2BD_KAFKA_BOOTSTRAP=a:1",
                          "B2BD_PG_DSN=x",
                          "B2BD_BATCH_MAX=1",
-                         "B2BD_BATCH_LINGER_MS=0",
+                         "B2BD_BATCH_LINGER_MS=60000",
                          "B2BD_NOTIFIER_GIVE_UP_S=2147483647",
                          "B2BD_MAX_MESSAGE_BYTES=007",
                          "B2BD_LOG_LEVEL=WARN",
@@ -344,7 +344,7 @@ static void test_numbers_accepted(void **state)
     struct b2bd_config cfg;
     load_ok(NULL, env, &cfg);
     assert_int_equal(cfg.batch_max, 1);
-    assert_int_equal(cfg.batch_linger_ms, 0);
+    assert_int_equal(cfg.batch_linger_ms, 60000);
     assert_int_equal(cfg.notifier_give_up_s, 2147483647L);
     assert_int_equal(cfg.max_message_bytes, 7);
     assert_int_equal(cfg.log_level, LOG_WARN);
