@@ -14,6 +14,60 @@
 DROP INDEX contacts_customer;
 CREATE INDEX contacts_customer ON contacts (shop_id, customer_id, company_id);
 
+-- The access event of a customer (CONTRACT.md, "Access event") as compact JSON in the
+-- contract's key order, with the customer's whole access as it stands: one definition
+-- for b2bd_emit_access (one customer) and b2bd_assign_bulk (a run).
+CREATE FUNCTION b2bd_access_event(p_shop text, p_customer text, p_email text, p_version bigint,
+                                  p_caused_by text, p_event_id uuid, p_occurred_at text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT '{"event_id":' || to_json(p_event_id)::text
+           || ',"shop_id":' || to_json(p_shop)::text
+           || ',"customer_id":' || to_json(p_customer)::text
+           || ',"email":' || coalesce(to_json(p_email)::text, 'null')
+           || ',"experience":' || CASE WHEN d.any_role THEN '"b2b"' ELSE '"d2c"' END
+           || ',"companies":' || d.companies
+           || ',"version":' || p_version
+           || ',"caused_by":' || to_json(p_caused_by)::text
+           || ',"occurred_at":' || to_json(p_occurred_at)::text || '}'
+      FROM (SELECT '[' || coalesce(string_agg(c.doc, ',' ORDER BY c.company_id), '') || ']' AS companies,
+                   coalesce(bool_or(c.has_role), false) AS any_role
+              FROM (SELECT k.company_id, count(o.location_id) > 0 AS has_role,
+                           '{"company_id":' || to_json(k.company_id)::text
+                           || ',"access":' || CASE WHEN count(o.location_id) > 0 THEN '"locations"'
+                                                   ELSE '"no_access"' END
+                           || ',"locations":['
+                           || coalesce(string_agg('{"location_id":' || to_json(o.location_id)::text
+                                                  || ',"role":' || to_json(o.role)::text || '}',
+                                                  ',' ORDER BY o.location_id)
+                                           FILTER (WHERE o.location_id IS NOT NULL), '')
+                           || ']}' AS doc
+                      FROM contacts k
+                      LEFT JOIN roles o ON o.shop_id = k.shop_id AND o.company_id = k.company_id
+                                       AND o.customer_id = k.customer_id
+                     WHERE k.shop_id = p_shop AND k.customer_id = p_customer
+                     GROUP BY k.company_id) c) d
+$$;
+
+CREATE OR REPLACE FUNCTION b2bd_emit_access(p_shop text, p_customer text, p_caused_by uuid,
+                                            p_event_id uuid, p_occurred_at text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_version bigint;
+    v_email text;
+BEGIN
+    UPDATE customers SET access_version = access_version + 1, updated_at = now()
+     WHERE shop_id = p_shop AND customer_id = p_customer
+    RETURNING access_version, email INTO v_version, v_email;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % vanished while applying', p_customer;
+    END IF;
+    INSERT INTO outbox (topic, key, value)
+    VALUES ('events.access', convert_to(p_shop || '/' || p_customer, 'UTF8'),
+            convert_to(b2bd_access_event(p_shop, p_customer, v_email, v_version, p_caused_by::text,
+                                         p_event_id, p_occurred_at), 'UTF8'));
+END
+$$;
+
 CREATE TYPE b2bd_bulk_row AS (
     i                integer,  -- the row's place in the run
     command_id       text,     -- lower case, as in the result
@@ -206,34 +260,9 @@ BEGIN
         RETURNING r.i, r.command_id, u.shop_id, u.customer_id, u.email, u.access_version),
     access AS MATERIALIZED (
         SELECT b.i, convert_to(b.shop_id || '/' || b.customer_id, 'UTF8') AS key,
-               convert_to('{"event_id":' || to_json(gen_random_uuid())::text
-                          || ',"shop_id":' || to_json(b.shop_id)::text
-                          || ',"customer_id":' || to_json(b.customer_id)::text
-                          || ',"email":' || coalesce(to_json(b.email)::text, 'null')
-                          || ',"experience":' || CASE WHEN d.any_role THEN '"b2b"' ELSE '"d2c"' END
-                          || ',"companies":' || d.companies
-                          || ',"version":' || b.access_version
-                          || ',"caused_by":' || to_json(b.command_id)::text
-                          || ',"occurred_at":' || to_json(v_now)::text || '}', 'UTF8') AS value
-          FROM bumped b
-          CROSS JOIN LATERAL (
-              SELECT '[' || coalesce(string_agg(c.doc, ',' ORDER BY c.company_id), '') || ']' AS companies,
-                     coalesce(bool_or(c.has_role), false) AS any_role
-                FROM (SELECT k.company_id, count(o.location_id) > 0 AS has_role,
-                             '{"company_id":' || to_json(k.company_id)::text
-                             || ',"access":' || CASE WHEN count(o.location_id) > 0 THEN '"locations"'
-                                                     ELSE '"no_access"' END
-                             || ',"locations":['
-                             || coalesce(string_agg('{"location_id":' || to_json(o.location_id)::text
-                                                    || ',"role":' || to_json(o.role)::text || '}',
-                                                    ',' ORDER BY o.location_id)
-                                             FILTER (WHERE o.location_id IS NOT NULL), '')
-                             || ']}' AS doc
-                        FROM contacts k
-                        LEFT JOIN roles o ON o.shop_id = k.shop_id AND o.company_id = k.company_id
-                                         AND o.customer_id = k.customer_id
-                       WHERE k.shop_id = b.shop_id AND k.customer_id = b.customer_id
-                       GROUP BY k.company_id) c) d),
+               convert_to(b2bd_access_event(b.shop_id, b.customer_id, b.email, b.access_version,
+                                            b.command_id, gen_random_uuid(), v_now), 'UTF8') AS value
+          FROM bumped b),
     results AS MATERIALIZED (
         SELECT r.i, r.msg_key, r.code IS NULL AND r.stored IS NULL AS applied, r.command_id, r.hash,
                r.shop, r.import_id,
