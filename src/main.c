@@ -1,5 +1,6 @@
 /* main: the b2bd daemon: consume commands, apply them, publish what changed. */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,10 @@ int main(int argc, char **argv)
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
+    /* glibc gives each thread that allocates an arena of its own (up to 8 per core),
+     * each keeping what it freed: with the apply workers, relay, notifiers and
+     * librdkafka's threads that was several MiB of resident memory for nothing */
+    mallopt(M_ARENA_MAX, 2);
     const char *path = NULL, *role = NULL;
     int check = 0, o;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
