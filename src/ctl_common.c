@@ -46,26 +46,16 @@ const char *ctl_command_topic(const char *type)
 
 rd_kafka_t *ctl_reader_open(const struct b2bd_config *cfg, const char *suffix, int from_end)
 {
-    char why[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char group[64];
     char id[37];
     util_uuid_v4(id);
     snprintf(group, sizeof group, "b2bctl-%s", id);
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_bootstrap, why, sizeof why)
-        || rd_kafka_conf_set(conf, "group.id", group, why, sizeof why)
-        || rd_kafka_conf_set(conf, "enable.auto.commit", "false", why, sizeof why)
-        || rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why)) {
-        fprintf(stderr, "b2bctl: %s\n", why);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    for (size_t i = 0; i < cfg->n_kafka; i++)
-        rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why, sizeof why);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    const char *const defaults[] = {"group.id", group, "enable.auto.commit", "false",
+                                    "auto.offset.reset", "earliest", NULL};
+    struct b2bd_err err;
+    rd_kafka_t *rk = kafka_client_new(cfg, RD_KAFKA_CONSUMER, defaults, &err);
     if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", why);
-        rd_kafka_conf_destroy(conf);
+        fprintf(stderr, "b2bctl: %s\n", err.msg);
         return NULL;
     }
     rd_kafka_poll_set_consumer(rk);

@@ -10,6 +10,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "b2bd/ctl_common.h"
+#include "b2bd/kafka.h"
 
 json_t *ctl_topics_plan(const json_t *manifest, const json_t *entry, const char *prefix, int n_brokers)
 {
@@ -69,20 +70,12 @@ static int topics_apply(const struct b2bd_config *cfg, const char *manifest_path
         json_decref(manifest);
         return 2;
     }
+    static const char *const no_defaults[] = {NULL};
+    struct b2bd_err kerr;
+    rd_kafka_t *rk = kafka_client_new(cfg, RD_KAFKA_PRODUCER, no_defaults, &kerr);
     char why[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_bootstrap, why, sizeof why)) {
-        fprintf(stderr, "b2bctl: %s\n", why);
-        rd_kafka_conf_destroy(conf);
-        json_decref(manifest);
-        return 2;
-    }
-    for (size_t i = 0; i < cfg->n_kafka; i++)
-        rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why, sizeof why);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
     if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", why);
-        rd_kafka_conf_destroy(conf);
+        fprintf(stderr, "b2bctl: %s\n", kerr.msg);
         json_decref(manifest);
         return 2;
     }

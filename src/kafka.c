@@ -84,6 +84,27 @@ fail:
     return NULL;
 }
 
+static rd_kafka_t *kafka_new(const struct b2bd_config *cfg, rd_kafka_type_t type,
+                             const char *const *defaults,
+                             void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                             struct b2bd_err *err)
+{
+    rd_kafka_conf_t *conf = kafka_conf(cfg, defaults, err);
+    if (!conf)
+        return NULL;
+    if (dr_cb)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot create the Kafka %s: %s",
+                     type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
+        return NULL;
+    }
+    return rk; /* rd_kafka_new took ownership of conf */
+}
+
 rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
                                void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                struct b2bd_err *err)
@@ -92,19 +113,13 @@ rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
     static const char *const defaults[] = {
         "enable.idempotence", "true", "linger.ms", "5", "message.timeout.ms", "30000",
         "partitioner", "murmur2_random", "client.id", "b2bd", NULL};
-    rd_kafka_conf_t *conf = kafka_conf(cfg, defaults, err);
-    if (!conf)
-        return NULL;
-    if (dr_cb)
-        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot create the Kafka producer: %s", why);
-        return NULL;
-    }
-    return rk; /* rd_kafka_new took ownership of conf */
+    return kafka_new(cfg, RD_KAFKA_PRODUCER, defaults, dr_cb, err);
+}
+
+rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type,
+                             const char *const *defaults, struct b2bd_err *err)
+{
+    return kafka_new(cfg, type, defaults, NULL, err);
 }
 
 /* Publishes the consumer's partition count (metrics and readiness). */

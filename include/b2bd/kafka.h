@@ -14,6 +14,12 @@ rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
                                void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                struct b2bd_err *err);
 
+/* A plain client of the given type with the common settings (bootstrap, the kafka.*
+ * pass-through, logs through log.c) over defaults (name, value, ..., NULL): b2bctl's
+ * readers and admin calls. Returns NULL with err on a bad setting. */
+rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type,
+                             const char *const *defaults, struct b2bd_err *err);
+
 struct kafka_in;
 
 /* A consumer in the configured group, subscribed to the five command topics, with
