@@ -624,11 +624,13 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
                                                  msgs[i].topic, &cmd, &why);
         if (dec == DECODE_OK && bulk && bulk_eligible(&cmd)) {
             /* joins the run; a command that meets the run's customers starts the next */
-            if (!bulk_fits(&run, &cmd) && apply_flush_run(a, &run, &local, err) < 0) {
-                decode_free(&cmd);
-                goto fail;
+            if (!bulk_try_add(&run, &msgs[i], &cmd)) {
+                if (apply_flush_run(a, &run, &local, err) < 0) {
+                    decode_free(&cmd);
+                    goto fail;
+                }
+                bulk_try_add(&run, &msgs[i], &cmd);
             }
-            bulk_add(&run, &msgs[i], &cmd);
             continue;
         }
         int rc = apply_flush_run(a, &run, &local, err);

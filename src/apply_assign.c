@@ -6,9 +6,6 @@
 #include "apply_internal.h"
 #include "b2bd/util.h"
 
-/* DOMAIN.md: at most 10,000 customers can be assigned to a company. */
-#define COMPANY_MAX_CONTACTS 10000
-
 /* The rules of assign run in b2bd_assign() (sql/migrations/0004_assign_functions.sql):
  * one round trip, next to the data. */
 static const char SQL_ASSIGN[] =

@@ -9,11 +9,9 @@
 
 #include <jansson.h>
 
+#include "apply_internal.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
-
-/* DOMAIN.md: at most 10,000 customers can be assigned to a company (as apply_assign.c). */
-#define COMPANY_MAX_CONTACTS "10000"
 
 static const char SQL_BULK[] = "SELECT i, status, code, field FROM b2bd_assign_bulk($1::jsonb, $2)";
 #define STMT_BULK_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT bulk", .simple = 1})
@@ -110,41 +108,32 @@ static size_t cmd_keys(const struct b2bd_command *cmd, char *out[3])
     return n;
 }
 
-bool bulk_fits(const struct bulk_run *r, const struct b2bd_command *cmd)
+bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd)
 {
     if (r->n == r->cap)
         return false;
     char *k[3];
     size_t n = cmd_keys(cmd, k);
+    size_t slot[3];
     bool fits = true;
     for (size_t i = 0; i < n; i++) {
-        if (r->keys[key_slot(r, k[i])])
-            fits = false;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(k[i], k[j]) == 0)
-                fits = false; /* its id is its own email: leave it to the one-by-one path */
+        slot[i] = key_slot(r, k[i]);
+        fits = fits && !r->keys[slot[i]];
     }
-    for (size_t i = 0; i < n; i++)
-        free(k[i]);
-    return fits;
-}
-
-void bulk_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd)
-{
-    char *k[3];
-    size_t n = cmd_keys(cmd, k);
     for (size_t i = 0; i < n; i++) {
-        size_t s = key_slot(r, k[i]);
-        if (r->keys[s]) {
-            free(k[i]);
-        } else {
-            r->keys[s] = k[i];
+        if (fits && !r->keys[slot[i]]) {
+            r->keys[slot[i]] = k[i]; /* its id may be its own email: kept once */
             r->n_keys++;
+        } else {
+            free(k[i]);
         }
     }
+    if (!fits)
+        return false;
     r->msgs[r->n] = msg;
     r->cmds[r->n++] = *cmd;
     memset(cmd, 0, sizeof *cmd);
+    return true;
 }
 
 /* ---- applying ---------------------------------------------------------------------- */
@@ -168,11 +157,6 @@ static json_t *hex_or_null(const void *p, size_t len)
     return j;
 }
 
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 /* The run as b2bd_assign_bulk reads it (see the function's comment). */
 static char *bulk_rows(const struct bulk_run *r)
 {
@@ -189,15 +173,15 @@ static char *bulk_rows(const struct bulk_run *r)
         json_object_set_new(row, "i", json_integer((json_int_t)i));
         json_object_set_new(row, "id", json_string(cmd->command_id));
         json_object_set_new(row, "h", hex_or_null(cmd->hash, sizeof cmd->hash));
-        json_object_set_new(row, "imp", str_or_null(cmd->import_id));
+        json_object_set_new(row, "imp", apply_jstr(cmd->import_id));
         json_object_set_new(row, "k", hex_or_null(r->msgs[i]->key, r->msgs[i]->key_len));
         json_object_set_new(row, "shop", json_string(cmd->shop_id));
         json_object_set_new(row, "co", json_string(p->company_id));
-        json_object_set_new(row, "cu", str_or_null(p->customer_id));
-        json_object_set_new(row, "em", str_or_null(p->email));
-        json_object_set_new(row, "fn", str_or_null(p->first_name));
-        json_object_set_new(row, "ln", str_or_null(p->last_name));
-        json_object_set_new(row, "ph", str_or_null(p->phone));
+        json_object_set_new(row, "cu", apply_jstr(p->customer_id));
+        json_object_set_new(row, "em", apply_jstr(p->email));
+        json_object_set_new(row, "fn", apply_jstr(p->first_name));
+        json_object_set_new(row, "ln", apply_jstr(p->last_name));
+        json_object_set_new(row, "ph", apply_jstr(p->phone));
         json_object_set_new(row, "locs", locs);
         json_object_set_new(row, "roles", roles);
         json_array_append_new(rows, row);
@@ -238,7 +222,9 @@ int bulk_apply(struct b2bd_db *db, struct bulk_run *r, struct bulk_outcome *out,
                struct b2bd_err *err)
 {
     char *rows = bulk_rows(r);
-    const char *v[] = {rows, COMPANY_MAX_CONTACTS};
+    char max[16];
+    snprintf(max, sizeof max, "%d", COMPANY_MAX_CONTACTS);
+    const char *v[] = {rows, max};
     struct db_stmt stmts[] = {STMT_BULK_SAVEPOINT, {.sql = SQL_BULK, .n = 2, .values = v},
                               STMT_BULK_RELEASE};
     PGresult *res[3];

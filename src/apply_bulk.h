@@ -38,11 +38,10 @@ void bulk_free(struct bulk_run *r);
 /* True for a command the bulk function applies: an assign without migration or email. */
 bool bulk_eligible(const struct b2bd_command *cmd);
 
-/* True when cmd can join the run: room left, and no key in common with its commands. */
-bool bulk_fits(const struct bulk_run *r, const struct b2bd_command *cmd);
-
-/* Adds a decoded command to the run, which takes it over (cmd is left zeroed). */
-void bulk_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd);
+/* Adds a decoded command to the run, which takes it over (cmd is left zeroed), when
+ * there is room and it has no key in common with the run's commands; else returns
+ * false and leaves cmd alone. An empty run takes any eligible command. */
+bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd);
 
 /* Applies the run inside its own savepoint. Returns 0 with out[i] for each command;
  * 1 when the run was rolled back to its savepoint and must be applied one command at

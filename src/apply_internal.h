@@ -10,6 +10,9 @@
 #include "b2bd/decode.h"
 #include "b2bd/err.h"
 
+/* DOMAIN.md: at most 10,000 customers can be assigned to a company. */
+#define COMPANY_MAX_CONTACTS 10000
+
 /* The state of one command being applied. */
 struct apply_cmd {
     struct b2bd_db *db;
