@@ -484,17 +484,11 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
 {
     if (run->n == 0)
         return 0;
-    if (run->n < APPLY_BULK_MIN_RUN) {
-        int rc = 0;
-        for (size_t i = 0; i < run->n && rc == 0; i++)
-            rc = apply_one(a, run->msgs[i], &run->cmds[i], st, err);
-        bulk_clear(run);
-        return rc;
-    }
     struct bulk_outcome *out = calloc(run->n, sizeof *out);
     if (!out)
         abort();
-    int rc = bulk_apply(a->db, run, out, err);
+    /* 1: one command at a time (a short run, or one the bulk function handed back) */
+    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : bulk_apply(a->db, run, out, err);
     if (rc == 0) {
         for (size_t i = 0; i < run->n; i++) {
             enum cmd_outcome o = out[i].status == BULK_APPLIED     ? OUT_APPLIED
@@ -504,7 +498,8 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
         }
         st->bulk_commands += run->n;
     } else if (rc > 0) {
-        st->bulk_fallbacks++;
+        if (run->n >= APPLY_BULK_MIN_RUN)
+            st->bulk_fallbacks++;
         rc = 0;
         for (size_t i = 0; i < run->n && rc == 0; i++)
             rc = apply_one(a, run->msgs[i], &run->cmds[i], st, err);
