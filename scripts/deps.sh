@@ -16,6 +16,8 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # systemd-analyze verify of the unit files
   systemd
+  # the daemon under valgrind (tests/integration/test_valgrind.py)
+  valgrind
 )
 
 missing=()

@@ -117,9 +117,28 @@ class B2bTestCase(harness.TestCase):
             and m[1].get("customer_id") == customer_id and m[1].get("version") == version,
             timeout=timeout)[1]
 
-    def roles_in_db(self, customer_id, company="c-1"):
+    def roles_in_db(self, customer_id, company="c-1", shop=None):
         return self.query("SELECT location_id, role FROM roles WHERE shop_id = %s AND company_id = %s"
-                          " AND customer_id = %s ORDER BY 1", (self.shop, company, customer_id))
+                          " AND customer_id = %s ORDER BY 1", (shop or self.shop, company, customer_id))
+
+    # -- two daemons in one group ------------------------------------------
+    def start_two_daemons(self, extra_env=None):
+        """Two daemons of one consumer group, returned once each holds its half of the
+        partitions (range assignment: partitions 0-1 of every topic go to one, 2-3 to
+        the other), so that commands sent to partitions 0 and 2 meet two daemons."""
+        d1 = self.start_daemon(extra_env=extra_env)
+        d2 = self.start_daemon(extra_env=extra_env, group_id=d1.env["B2BD_GROUP_ID"])
+        half = len(harness.COMMAND_TOPIC_SUFFIXES) * harness.PARTITIONS // 2
+        wait_until(lambda: all(d.metrics().get("b2bd_consumer_assigned_partitions") == half for d in (d1, d2)),
+                   timeout=60, what="both daemons holding half of the partitions")
+        return d1, d2
+
+    @staticmethod
+    def commands_done(d, type):
+        """Commands of a type a daemon applied or rejected so far (its /metrics)."""
+        m = d.metrics()
+        return (m.get("b2bd_commands_applied_total", type=type)
+                + m.get("b2bd_commands_rejected_total", type=type))
 
     def check_schemas(self):
         """Every result and access event read in this test matches its schema."""

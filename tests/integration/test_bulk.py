@@ -8,7 +8,6 @@ import unittest
 
 import harness
 from b2btest import B2bTestCase
-from test_ops import free_port, scrape
 
 COMPANY = "c-1"
 LOCATIONS = ("loc-1", "loc-2", "loc-3")
@@ -186,11 +185,10 @@ class OneBatch(B2bTestCase):
         for i, c in enumerate(cmds):
             self.bus.send(c, partition=partitions[i] if partitions else None)
         self.bus.flush()
-        port = free_port()
-        self.start_daemon(extra_env=dict(env or {}, B2BD_BULK_ASSIGN=bulk, B2BD_BATCH_LINGER_MS="200",
-                                         B2BD_HTTP_LISTEN="127.0.0.1:%d" % port))
+        d = self.start_daemon(extra_env=dict(env or {}, B2BD_BULK_ASSIGN=bulk, B2BD_BATCH_LINGER_MS="200",
+                                             B2BD_HTTP_LISTEN="127.0.0.1:0"))
         results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=60)
-        m = scrape(port)
+        m = d.metrics()
         self.assertEqual((m.get("b2bd_batch_size_messages_count"), m.get("b2bd_batch_size_messages_sum")),
                          (1.0, float(len(cmds))), "the commands were not applied in one batch")
         return results, m

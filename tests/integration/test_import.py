@@ -29,7 +29,7 @@ class ImportCase(B2bTestCase):
     def setUp(self):
         super().setUp()
         if not os.access(B2BCTL, os.X_OK):
-            raise unittest.SkipTest("b2bctl is not built")
+            harness.missing("b2bctl is not built")
         self.tmp = tempfile.mkdtemp(prefix="import-", dir=harness.LOCALENV_DIR)
 
     def tearDown(self):
