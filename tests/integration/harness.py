@@ -50,6 +50,7 @@ import psycopg2
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, "..", "schema"))
 SOURCE_DIR = os.environ.get("B2BD_SOURCE_DIR") or os.path.dirname(os.path.dirname(_HERE))
 BUILD_DIR = os.environ.get("B2BD_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
 LOCALENV_DIR = os.environ.get("B2BD_LOCALENV_DIR") or os.path.join(BUILD_DIR, "localenv")
@@ -607,7 +608,11 @@ class Bus:
     value a dict if the payload is a JSON object else the raw bytes, headers a
     dict of str (bytes if not UTF-8)."""
 
+    # every Bus made, so that TestCase.tearDown can check what each one read
+    opened = []
+
     def __init__(self, prefix, bootstrap=None, fetch_wait_ms=10):
+        Bus.opened.append(self)
         self.prefix = prefix
         self.bootstrap = bootstrap or env()["B2BD_KAFKA_BOOTSTRAP"]
         self.fetch_wait_ms = fetch_wait_ms
@@ -786,6 +791,31 @@ class Bus:
                                      % (timeout, len(missing), len(ids), missing[0]))
             self.poll("results", min(left, 0.5))
 
+    def read_to_end(self, topic_suffix, timeout=30):
+        """Reads every partition of an output topic up to its high watermark as of now;
+        returns everything read from the topic. What the broker acknowledged before
+        the call is all there: call it once b2bd has published what the test waits for
+        (B2bTestCase.settle(), or after b2bd exited, since SIGTERM flushes the outbox)."""
+        c = self._consumer(topic_suffix)
+        topic = self.prefix + topic_suffix
+        ends = {}
+        for tp in c.assignment():
+            low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if high > low:
+                ends[tp.partition] = high
+        deadline = time.monotonic() + timeout
+        while True:
+            upto = {}
+            for m in self._read[topic_suffix]:
+                upto[m[3]] = max(upto.get(m[3], -1), m[4] + 1)
+            behind = {p: h for p, h in ends.items() if upto.get(p, 0) < h}
+            if not behind:
+                return list(self._read[topic_suffix])
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: partitions %s not read to their end within %ss"
+                                     % (topic, sorted(behind), timeout))
+            self.poll(topic_suffix, 0.2)
+
     def drain(self, topic_suffix, quiet=1.0, timeout=60):
         """Reads until nothing new arrives for quiet seconds (at most timeout);
         returns everything read from the topic."""
@@ -797,6 +827,24 @@ class Bus:
                 return list(self._read[topic_suffix]) if topic_suffix in self._read else self.messages(topic_suffix)
             if self.poll(topic_suffix, min(0.2, quiet)):
                 last = time.monotonic()
+
+    def schema_problems(self):
+        """Every message this bus read from b2bd's output topics checked against its
+        schema in topics/schemas: results, access and notification events, and the
+        headers of dead letters. Returns readable problems (empty when all match)."""
+        import schemas  # tests/schema, on sys.path (see the top of this module)
+        problems = []
+        for suffix, kind, part in (("results", "result", 1), ("events.access", "access", 1),
+                                   ("events.notifications", "notification", 1), ("dlq", "dead-letter", 2)):
+            for m in self._read.get(suffix, []):
+                value = m[part]
+                if suffix == "events.access" and value is None:
+                    continue  # a tombstone (null value) on the compacted access topic
+                errs = schemas.errors(kind, value) if isinstance(value, dict) else ["not a JSON object"]
+                if errs:
+                    problems.append("%s message does not match its schema (%s): %r"
+                                    % (kind, "; ".join(errs), value))
+        return problems
 
     def close(self):
         for c in self._consumers.values():
@@ -822,6 +870,11 @@ class TestCase(unittest.TestCase):
     Set SHARED = True in a subclass to create prefix and database once per class
     (setUpClass) instead of once per test. KEEP_FAILED_DB = True keeps the
     database of a failed test for inspection."""
+
+    # tearDown checks every message the test read from b2bd's output topics against
+    # topics/schemas; only a test of the harness itself, which writes those topics
+    # by hand, turns it off
+    CHECK_SCHEMAS = True
 
     SHARED = False
     KEEP_FAILED_DB = True
@@ -854,6 +907,7 @@ class TestCase(unittest.TestCase):
             self._make_world(self)
         self.shop = unique_name("shop-")
         self._bus = None
+        self._buses_from = len(Bus.opened)
         self._daemons = []
         self._smtp_servers = []
 
@@ -890,8 +944,15 @@ class TestCase(unittest.TestCase):
                                  % (d.log_path, d.returncode, d.log()[-100000:]))
         for s in self._smtp_servers:
             s.stop()
-        if self._bus is not None:
-            self._bus.close()
+        # every result, event and dead letter this test read (through self.bus or a bus
+        # of its own) matches its schema
+        buses = Bus.opened[self._buses_from:]
+        del Bus.opened[self._buses_from:]
+        if not failed and self.CHECK_SCHEMAS:
+            for b in buses:
+                problems.extend(p[:3000] for p in b.schema_problems())
+        for b in buses:
+            b.close()
         if not self.SHARED and not (failed and self.KEEP_FAILED_DB):
             try:
                 drop_database(self.db_name)

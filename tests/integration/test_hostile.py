@@ -48,7 +48,8 @@ class HostileBase(B2bTestCase):
 
     def my_dlq(self, partition):
         """This test's dead letters from one partition (the class shares its topics)."""
-        return [m for m in self.bus.drain("dlq", quiet=1.0) if m[2].get("source.partition") == str(partition)
+        self.settle()
+        return [m for m in self.bus.read_to_end("dlq") if m[2].get("source.partition") == str(partition)
                 and isinstance(m[0], str) and m[0].startswith(self.shop + "/")]
 
     def assert_flowing(self, topics=("commands.assign", "commands.sync", "commands.notify")):

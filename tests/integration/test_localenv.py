@@ -40,6 +40,7 @@ class KeysTest(unittest.TestCase):
 
 
 class LocalEnvTest(harness.TestCase):
+    CHECK_SCHEMAS = False  # the round trip writes raw bytes to the results topic itself
     def test_postgres_as_b2bd(self):
         rows = self.query("SELECT current_user, current_database(), "
                           "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
@@ -66,7 +67,7 @@ class LocalEnvTest(harness.TestCase):
         m = self.bus.wait_for("results", lambda m: m[0] == "k1", timeout=30)
         self.assertEqual(m[1], b"\xff not json")
         self.assertEqual(m[2], {"error.code": "NOT_JSON"})
-        self.assertEqual(len(self.bus.drain("results", quiet=0.5)), 1)
+        self.assertEqual(len(self.bus.read_to_end("results")), 1)
 
     def test_kafka_control(self):
         self.assertEqual(harness.kafka_control("ping"), "ok")
