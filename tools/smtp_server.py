@@ -38,6 +38,8 @@ reply line per command, "ok[ <detail>]" or "error <message>":
     stats                         -> ok accepted=A refused=R dropped=D rcpt_refused=F
     reset-stats                   set those counters to 0
     count                         -> ok <number of messages in DIR/new>
+    busy                          -> ok <number of DATA commands being answered now>
+                                  (0 once a delayed DATA has been answered)
 
 CODE must be 400..599. A refused or dropped message is counted, never stored.
 """
@@ -57,6 +59,7 @@ class State:
     def __init__(self, directory):
         self.dir = directory
         self.seq = 0
+        self.busy = 0  # DATA commands being answered (not a statistic: never reset)
         self.clear()
         self.reset_stats()
 
@@ -116,6 +119,14 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        st = self.state
+        st.busy += 1
+        try:
+            return await self.answer_DATA(server, session, envelope)
+        finally:
+            st.busy -= 1
+
+    async def answer_DATA(self, server, session, envelope):
         st = self.state
         if st.delay_ms:
             await asyncio.sleep(st.delay_ms / 1000.0)
@@ -198,6 +209,8 @@ def control_command(state, line):
         if cmd == "reset-stats":
             state.reset_stats()
             return "ok"
+        if cmd == "busy":
+            return "ok %d" % state.busy
         if cmd == "count":
             return "ok %d" % len(os.listdir(os.path.join(state.dir, "new")))
         return "error unknown command %s" % cmd

@@ -46,8 +46,11 @@ class KafkaFaultTest(B2bTestCase):
         self.kafka = PrivateKafka()
         self.prefix = PREFIX
         self._bus = harness.Bus(PREFIX, bootstrap=self.kafka.bootstrap)
-        self.d = self.start_daemon(extra_env={"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
-                                              "B2BD_TOPIC_PREFIX": PREFIX, "B2BD_BATCH_MAX": "25"})
+
+    def start(self, extra_env=None):
+        env = {"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, "B2BD_TOPIC_PREFIX": PREFIX, "B2BD_BATCH_MAX": "25"}
+        env.update(extra_env or {})
+        self.d = self.start_daemon(extra_env=env)
         self.make_company("c-1", ["loc-1"])
 
     def tearDown(self):
@@ -68,8 +71,9 @@ class KafkaFaultTest(B2bTestCase):
     def check_once(self, cmds):
         results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=120)
         self.assertTrue(all(r["status"] == "applied" for r in results))
+        self.settle()
         events = {}
-        for m in self.bus.drain("results", quiet=2.0):
+        for m in self.bus.read_to_end("results"):
             events.setdefault(m[1]["command_id"], set()).add(m[1]["event_id"])
         self.assertTrue(all(len(events[c["command_id"]]) == 1 for c in cmds), "one result per command")
         self.assertEqual(self.query("SELECT contact_count FROM companies WHERE shop_id = %s", (self.shop,)),
@@ -82,16 +86,28 @@ class KafkaFaultTest(B2bTestCase):
                       "enable.auto.commit": False})
         try:
             parts = [TopicPartition(PREFIX + "commands.assign", p) for p in range(4)]
-            for tp in c.committed(parts, timeout=30):
-                if tp.offset >= 0:
-                    self.assertLessEqual(tp.offset, applied.get((tp.topic, tp.partition), 0), tp)
+            committed = []
+
+            def read_committed():
+                committed[:] = [tp for tp in c.committed(parts, timeout=30) if tp.offset >= 0]
+                return committed
+            # offsets are committed to Kafka asynchronously, after the transaction
+            wait_until(read_committed, timeout=30, what="an offset of commands.assign committed to Kafka")
         finally:
             c.close()
+        # the check below must not pass vacuously: offsets were committed
+        self.assertTrue(committed, "no offset of commands.assign committed to Kafka")
+        for tp in committed:
+            self.assertIn((tp.topic, tp.partition), applied, tp)
+            self.assertLessEqual(tp.offset, applied[(tp.topic, tp.partition)], tp)
 
     def test_all_brokers_down_then_back(self):
+        self.start()
         cmds = self.stream(300)
-        wait_until(lambda: self.bus.poll("results", 0.2) is not None
-                   and len(self.bus._read["results"]) >= 60, what="a fifth of the results")
+        def results_read():
+            self.bus.poll("results", 0.2)
+            return len(self.bus.messages("results"))
+        wait_until(lambda: results_read() >= 60, what="a fifth of the results")
         for b in (1, 2, 3):
             self.kafka.control("broker-down %d" % b)
         time.sleep(5)
@@ -101,12 +117,19 @@ class KafkaFaultTest(B2bTestCase):
         self.check_once(cmds)
 
     def test_produce_and_commit_errors(self):
+        # librdkafka's protocol log (debug) shows the responses b2bd's clients received
+        self.start({"B2BD_LOG_LEVEL": "debug", "B2BD_KAFKA__DEBUG": "protocol,msg,cgrp"})
         self.kafka.control("push-errors Produce 6 NOT_LEADER_FOR_PARTITION NOT_LEADER_FOR_PARTITION "
                            "REQUEST_TIMED_OUT REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS")
         self.kafka.control("push-errors OffsetCommit 4 REQUEST_TIMED_OUT COORDINATOR_NOT_AVAILABLE "
                            "NOT_COORDINATOR REQUEST_TIMED_OUT")
         cmds = self.stream(200)
         self.check_once(cmds)
+        # b2bd itself met the injected errors, and went on
+        log = self.d.log()
+        for err in ("NOT_LEADER_FOR_PARTITION", "REQUEST_TIMED_OUT", "NOT_ENOUGH_REPLICAS",
+                    "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"):
+            self.assertIn(err, log, "b2bd's clients never received %s" % err)
 
 
 if __name__ == "__main__":
