@@ -117,19 +117,29 @@ class KafkaFaultTest(B2bTestCase):
         self.check_once(cmds)
 
     def test_produce_and_commit_errors(self):
-        # librdkafka's protocol log (debug) shows the responses b2bd's clients received
-        self.start({"B2BD_LOG_LEVEL": "debug", "B2BD_KAFKA__DEBUG": "protocol,msg,cgrp"})
+        # The mock's error stack serves whichever client sends the next such request:
+        # the commands are produced while no b2bd runs, and only then are the errors
+        # pushed, so that b2bd's own producer (results, events) and consumer (offset
+        # commits) are the ones that meet them. librdkafka's protocol log (debug) shows
+        # what they received.
+        debug = {"B2BD_LOG_LEVEL": "debug", "B2BD_KAFKA__DEBUG": "protocol,msg,cgrp"}
+        self.start(debug)
+        self.assertEqual(self.d.stop(), 0)
+        cmds = self.stream(200)
         self.kafka.control("push-errors Produce 6 NOT_LEADER_FOR_PARTITION NOT_LEADER_FOR_PARTITION "
                            "REQUEST_TIMED_OUT REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS")
         self.kafka.control("push-errors OffsetCommit 4 REQUEST_TIMED_OUT COORDINATOR_NOT_AVAILABLE "
                            "NOT_COORDINATOR REQUEST_TIMED_OUT")
-        cmds = self.stream(200)
+        env = {"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, "B2BD_TOPIC_PREFIX": PREFIX, "B2BD_BATCH_MAX": "25"}
+        env.update(debug)
+        self.d = self.start_daemon(extra_env=env)
         self.check_once(cmds)
         # b2bd itself met the injected errors, and went on
         log = self.d.log()
-        for err in ("NOT_LEADER_FOR_PARTITION", "REQUEST_TIMED_OUT", "NOT_ENOUGH_REPLICAS",
-                    "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"):
-            self.assertIn(err, log, "b2bd's clients never received %s" % err)
+        for text in ("Broker: Not leader for partition", "Broker: Request timed out",
+                     "Broker: Not enough in-sync replicas", "Broker: Coordinator not available",
+                     "Broker: Not coordinator"):
+            self.assertIn(text, log, "b2bd's clients never received %r (log: %s)" % (text, self.d.log_path))
 
 
 if __name__ == "__main__":
