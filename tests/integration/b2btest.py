@@ -122,12 +122,17 @@ class B2bTestCase(harness.TestCase):
                           " AND customer_id = %s ORDER BY 1", (self.shop, company, customer_id))
 
     def check_schemas(self):
-        """Every result and access event read in this test matches its schema."""
+        """Every result and event read in this test matches its schema (a tombstone, a
+        null value on a compacted topic, has none)."""
         for suffix, kind in (("results", "result"), ("events.access", "access"),
-                             ("events.notifications", "notification")):
+                             ("events.notifications", "notification"),
+                             ("events.shops", "shop.settings"),
+                             ("events.privacy", "customer.data_export")):
             if suffix not in self.bus._read:
                 continue
             for m in self.bus._read[suffix]:
+                if m[1] is None and suffix in ("events.access", "events.shops"):
+                    continue
                 problems = schemas.errors(kind, m[1]) if isinstance(m[1], dict) else ["not JSON"]
                 self.assertEqual(problems, [], "%s message does not match its schema: %r" % (kind, m[1]))
 

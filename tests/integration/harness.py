@@ -64,6 +64,10 @@ COMMAND_TOPICS = {
     "customer.upsert": "commands.sync",
     "order.upsert": "commands.sync",
     "template.update": "commands.sync",
+    "customer.merge": "commands.sync",
+    "customer.data_request": "commands.sync",
+    "customer.redact": "commands.sync",
+    "shop.redact": "commands.sync",
 }
 
 _env_cache = None
@@ -120,8 +124,10 @@ def key_for(cmd):
 
     if t in ("assign", "revoke", "migrate", "notify", "company.upsert"):
         return "%s/%s" % (shop, part("company_id"))
-    if t in ("customer.upsert", "order.upsert"):
+    if t in ("customer.upsert", "order.upsert", "customer.merge"):
         return "%s/%s" % (shop, part("customer_id"))
+    if t in ("customer.data_request", "customer.redact"):
+        return "%s/%s" % (shop, part("customer_id") or part("email").lower())
     return shop
 
 
