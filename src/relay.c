@@ -276,7 +276,7 @@ static void relay_probe(struct b2bd_relay *r)
 static void relay_warm_up(struct b2bd_relay *r)
 {
     static const char *const suffixes[] = {OUTBOX_RESULTS, OUTBOX_ACCESS, OUTBOX_NOTIFICATIONS,
-                                           OUTBOX_DLQ};
+                                           OUTBOX_DLQ, OUTBOX_SHOPS, OUTBOX_PRIVACY};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0] && !atomic_load(&r->stopping); i++) {
         char *name = config_topic(r->cfg, suffixes[i]);
         rd_kafka_topic_t *t = rd_kafka_topic_new(r->producer, name, NULL);

@@ -68,6 +68,10 @@ COMMAND_TOPICS = {
     "customer.upsert": "commands.sync",
     "order.upsert": "commands.sync",
     "template.update": "commands.sync",
+    "customer.merge": "commands.sync",
+    "customer.data_request": "commands.sync",
+    "customer.redact": "commands.sync",
+    "shop.redact": "commands.sync",
 }
 COMMAND_TOPIC_SUFFIXES = sorted(set(COMMAND_TOPICS.values()))
 
@@ -125,8 +129,10 @@ def key_for(cmd):
 
     if t in ("assign", "revoke", "migrate", "notify", "company.upsert"):
         return "%s/%s" % (shop, part("company_id"))
-    if t in ("customer.upsert", "order.upsert"):
+    if t in ("customer.upsert", "order.upsert", "customer.merge"):
         return "%s/%s" % (shop, part("customer_id"))
+    if t in ("customer.data_request", "customer.redact"):
+        return "%s/%s" % (shop, part("customer_id") or part("email").lower())
     return shop
 
 
@@ -835,11 +841,13 @@ class Bus:
         import schemas  # tests/schema, on sys.path (see the top of this module)
         problems = []
         for suffix, kind, part in (("results", "result", 1), ("events.access", "access", 1),
-                                   ("events.notifications", "notification", 1), ("dlq", "dead-letter", 2)):
+                                   ("events.notifications", "notification", 1), ("dlq", "dead-letter", 2),
+                                   ("events.shops", "shop.settings", 1),
+                                   ("events.privacy", "customer.data_export", 1)):
             for m in self._read.get(suffix, []):
                 value = m[part]
-                if suffix == "events.access" and value is None:
-                    continue  # a tombstone (null value) on the compacted access topic
+                if suffix in ("events.access", "events.shops") and value is None:
+                    continue  # a tombstone (null value) on a compacted topic
                 errs = schemas.errors(kind, value) if isinstance(value, dict) else ["not a JSON object"]
                 if errs:
                     problems.append("%s message does not match its schema (%s): %r"
