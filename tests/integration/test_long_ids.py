@@ -255,6 +255,33 @@ class LongIdsOneByOne(LongIdsBase):
         self.assertEqual(self.db_roles(cu), [(co, l1, "ordering_only")])
 
 
+    def test_rejections_quote_ids_whole_characters(self):
+        """A rejection's message that quotes an id cuts it between characters: ids of
+        three-byte characters, cut at 80 or 100 bytes, once made a message that was not
+        UTF-8, and the result went out without it."""
+        self.start()
+        self.do("shop.upsert", {"name": "Shop"})
+
+        def id3():
+            return "".join(chr(RNG.randint(0x4E00, 0x9FFF)) for _ in range(255))
+        co, other, l1, l2, cu = id3(), id3(), id3(), id3(), id3()
+        self.do("company.upsert", {"company_id": co, "name": "A", "locations": [{"location_id": l1},
+                                                                                {"location_id": l2}]})
+        r = self.do("company.upsert", {"company_id": other, "name": "B", "locations": [{"location_id": l2}]},
+                    status="rejected")
+        self.assertEqual((r["error"]["code"], r["error"]["field"]), ("CONFLICT", "payload.locations[0].location_id"))
+        self.assertEqual(r["error"]["message"],
+                         "location %s belongs to another company of the shop" % l2[:26])
+        self.do("customer.upsert", {"customer_id": cu, "email": "d.%s@example.com" % uuid.uuid4().hex[:8]})
+        self.do("assign", {"company_id": co, "customer": {"id": cu}, "migrate_orders_to": l1,
+                           "locations": [{"location_id": l1, "role": "ordering_only"},
+                                         {"location_id": l2, "role": "ordering_only"}]})
+        r = self.do("migrate", {"company_id": co, "location_id": l2, "customer_id": cu}, status="rejected")
+        self.assertEqual(r["error"]["code"], "ALREADY_MIGRATED")
+        self.assertEqual(r["error"]["message"],
+                         "the customer's order history went to location %s of this company" % l1[:33])
+
+
 class LongIdsBulk(LongIdsBase):
     """A run of plain assigns goes through b2bd_assign_bulk (set-based)."""
 
