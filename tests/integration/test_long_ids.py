@@ -8,13 +8,18 @@ character repeated would let PostgreSQL compress an index entry under its limit 
 the problem (roles' old primary key took three such ids: SQLSTATE 54000, and the batch
 was retried for ever). Commands go to Kafka as raw UTF-8 JSON, not as \\u escapes."""
 import json
+import os
 import random
 import re
+import shutil
+import subprocess
+import tempfile
 import unittest
 import uuid
 
 import harness
 from b2btest import B2bTestCase, wait_until
+from test_import import B2BCTL, ctl_env
 
 RNG = random.SystemRandom()
 WAIT = 20  # seconds for one result: a command that stalls fails the test, not the suite
@@ -254,6 +259,48 @@ class LongIdsOneByOne(LongIdsBase):
             self.assertIn("255", r["error"]["message"])
         self.assertEqual(self.db_roles(cu), [(co, l1, "ordering_only")])
 
+
+    def test_b2bctl_import_status_access_and_timeline(self):
+        """b2bctl with such ids: an import (its --import-id one too), its status, a
+        customer's access and email timeline."""
+        self.start()
+        self.world()
+        co, (l1, l2, _) = self.co, self.locs
+        cu, imp = long_id(), long_id()
+        email = "e.%s@example.com" % uuid.uuid4().hex[:8]
+        tmp = tempfile.mkdtemp(prefix="import-", dir=harness.LOCALENV_DIR)
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "rows.csv")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("customer_id,email,first_name,location_id,role,notify\n%s,%s,Ann,%s,location_admin,yes\n"
+                    % (cu, email, l2))
+        env = ctl_env(self.prefix, self.dsn)
+
+        def ctl(*args):
+            p = subprocess.run([B2BCTL] + list(args), env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace"))
+            return json.loads(p.stdout.decode("utf-8"))
+        s = ctl("import", "--shop", self.shop, "--company", co, "--location", l1, "--import-id", imp,
+                "--json", path)
+        self.assertEqual((s["import_id"], s["applied"], s["rejected"]), (imp, 1, 0), s)
+        s = ctl("import", "status", imp, "--json")
+        self.assertEqual((s["import_id"], s["applied"], s["by_type"]), (imp, 1, {"assign": 1}))
+        a = ctl("access", self.shop, cu, "--json")
+        self.assertEqual(a["customer_id"], cu)
+        self.assertEqual([(c["company_id"], [(x["location_id"], x["role"]) for x in c["locations"]])
+                          for c in a["companies"]], [(co, [(l2, "location_admin")])])
+
+        def sent():
+            items = ctl("timeline", self.shop, cu, "--json")["notifications"]
+            return items if items and all(i["status"] == "sent" for i in items) else None
+        items = wait_until(sent, timeout=WAIT, what="the email sent")
+        self.assertEqual([(i["company_id"], i["to_address"]) for i in items], [(co, email)])
+        too_long = subprocess.run([B2BCTL, "import", "--shop", self.shop, "--company", co,
+                                   "--import-id", long_id(256), path], env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=60)
+        self.assertEqual(too_long.returncode, 2)
+        self.assertIn(b"--import-id must have 1 to 255 characters", too_long.stderr)
 
     def test_rejections_quote_ids_whole_characters(self):
         """A rejection's message that quotes an id cuts it between characters: ids of
