@@ -36,19 +36,14 @@ def long_shop():
 
 
 class LongIdsBase(B2bTestCase):
-    SHARED = False
-    START_DAEMON = False
+    """Each test: its own shop (of 64 characters), company and three locations."""
 
     def setUp(self):
         super().setUp()
         self.shop = long_shop()
-        self.smtp = self.start_smtp()
         self.co = long_id()
         self.locs = [long_id() for _ in range(3)]
         self.loc_names = ["Location %d %s" % (i + 1, long_id(20)) for i in range(3)]
-
-    def start(self, **env):
-        return self.start_daemon(extra_env=dict(env, B2BD_BATCH_LINGER_MS="200"), smtp_url=self.smtp.url)
 
     def cmd(self, type, payload):
         return harness.command(type, self.shop, payload)
@@ -118,9 +113,10 @@ class LongIdsBase(B2bTestCase):
 
 
 class LongIdsOneByOne(LongIdsBase):
+    """One daemon, sending to its own SMTP server (self.smtp), for the class."""
+    PRIVATE_SMTP = True
 
     def test_every_command_type(self):
-        self.start()
         self.world()
         co, (l1, l2, l3) = self.co, self.locs
         cu, ghost = long_id(), long_id()
@@ -224,7 +220,6 @@ class LongIdsOneByOne(LongIdsBase):
     def test_256_characters_are_invalid(self):
         """The decoder counts characters: 255 four-byte characters pass (above), 256 do
         not, in any id position."""
-        self.start()
         self.world()
         co, l1 = self.co, self.locs[0]
         cu = long_id()
@@ -263,7 +258,6 @@ class LongIdsOneByOne(LongIdsBase):
     def test_b2bctl_import_status_access_and_timeline(self):
         """b2bctl with such ids: an import (its --import-id one too), its status, a
         customer's access and email timeline."""
-        self.start()
         self.world()
         co, (l1, l2, _) = self.co, self.locs
         cu, imp = long_id(), long_id()
@@ -306,7 +300,6 @@ class LongIdsOneByOne(LongIdsBase):
         """A rejection's message that quotes an id cuts it between characters: ids of
         three-byte characters, cut at 80 or 100 bytes, once made a message that was not
         UTF-8, and the result went out without it."""
-        self.start()
         self.do("shop.upsert", {"name": "Shop"})
 
         def id3():
@@ -330,7 +323,13 @@ class LongIdsOneByOne(LongIdsBase):
 
 
 class LongIdsBulk(LongIdsBase):
-    """A run of plain assigns goes through b2bd_assign_bulk (set-based)."""
+    """A run of plain assigns goes through b2bd_assign_bulk (set-based): the test starts
+    its daemons itself, so that a run waits in Kafka for the next one."""
+    SHARED = False
+    START_DAEMON = False
+
+    def start(self):
+        return self.start_daemon(extra_env={"B2BD_BATCH_LINGER_MS": "200"})
 
     def test_run_of_assigns(self):
         d = self.start()
