@@ -293,7 +293,7 @@ struct run {
     size_t len;
     bool jsonl, json_out, tty;
     struct ctl_import_opts opts;
-    char import_id[256];
+    char import_id[4 * 255 + 1]; /* an identifier: 255 characters of up to 4 bytes */
     long wait_timeout_s;
     struct row *rows;
     size_t n_rows, cap_rows;
@@ -801,8 +801,8 @@ int ctl_import_main(const struct b2bd_config *cfg, int argc, char **argv)
         fprintf(stderr, "b2bctl: --role must be ordering_only or location_admin\n");
         return 2;
     }
-    if (import_id && (!*import_id || strlen(import_id) > 255)) {
-        fprintf(stderr, "b2bctl: --import-id must have 1 to 255 characters\n");
+    if (import_id && !decode_is_id(import_id)) {
+        fprintf(stderr, "b2bctl: --import-id must have 1 to 255 characters (UTF-8, no control characters)\n");
         return 2;
     }
     if (read_file(r.path, &r.data, &r.len) < 0)

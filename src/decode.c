@@ -235,6 +235,16 @@ bool decode_is_shop_id(const char *s)
     return true;
 }
 
+bool decode_is_id(const char *s)
+{
+    json_t *valid = s ? json_string(s) : NULL; /* NULL unless UTF-8 */
+    if (!valid)
+        return false;
+    json_decref(valid);
+    size_t n = utf8_count(s, strlen(s));
+    return n >= 1 && n <= ID_MAX && !has_control(s);
+}
+
 /* One '@', non-empty local and domain parts, no whitespace or control characters,
  * at most 254 bytes; the domain has no empty label. Unicode is allowed. */
 bool decode_is_email(const char *s)

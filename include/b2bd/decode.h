@@ -217,5 +217,8 @@ int decode_hash(const char *type, const char *shop_id, const json_t *payload,
 bool decode_is_uuid(const char *s);
 bool decode_is_shop_id(const char *s);
 bool decode_is_email(const char *s);
+/* An identifier as commands carry it: UTF-8, 1 to 255 characters (up to 1,020 bytes),
+ * no control characters. */
+bool decode_is_id(const char *s);
 
 #endif

@@ -654,6 +654,17 @@ static void test_id_lengths(void **state)
         free(id255);
         free(id256);
     }
+    /* decode_is_id (b2bctl's --import-id): characters counted, not bytes */
+    char *w255 = rep("\xf0\xa0\x80\x80", 255), *w256 = rep("\xf0\xa0\x80\x80", 256);
+    assert_true(decode_is_id(w255));
+    assert_false(decode_is_id(w256));
+    free(w255);
+    free(w256);
+    assert_true(decode_is_id("imp-1"));
+    assert_false(decode_is_id(""));
+    assert_false(decode_is_id(NULL));
+    assert_false(decode_is_id("a\tb"));
+    assert_false(decode_is_id("a\xf0\xa0"));  /* not UTF-8 */
     payload_bad("migrate", "{'company_id':'','location_id':'l','customer_id':'u'}",
                 "payload.company_id");
     /* control characters: refused in ids, kept in names */
