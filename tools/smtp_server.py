@@ -34,7 +34,11 @@ reply line per command, "ok[ <detail>]" or "error <message>":
                                   (data, the default: after the whole message was
                                   received), close the connection without a reply
     delay MS                      wait MS milliseconds before answering each DATA
-    clear                         forget all of the above
+    hold                          hold every DATA reply (the message is received,
+                                  the client waits for the answer) until "release"
+    held                          -> ok <number of DATA replies held now>
+    release                       answer the held DATA as usual and stop holding
+    clear                         forget all of the above (and release)
     stats                         -> ok accepted=A refused=R dropped=D rcpt_refused=F
     reset-stats                   set those counters to 0
     count                         -> ok <number of messages in DIR/new>
@@ -69,6 +73,14 @@ class State:
         self.drop_connect = 0
         self.drop_data = 0
         self.delay_ms = 0
+        self.release()
+
+    def release(self):
+        if getattr(self, "released", None) is not None:
+            self.released.set()
+        self.released = asyncio.Event()
+        self.released.set()
+        self.held = getattr(self, "held", 0)
 
     def reset_stats(self):
         self.accepted = 0
@@ -130,6 +142,12 @@ class Handler:
         st = self.state
         if st.delay_ms:
             await asyncio.sleep(st.delay_ms / 1000.0)
+        if not st.released.is_set():
+            st.held += 1
+            try:
+                await st.released.wait()
+            finally:
+                st.held -= 1
         if st.drop_data > 0:
             st.drop_data -= 1
             st.dropped += 1
@@ -199,6 +217,14 @@ def control_command(state, line):
             if ms < 0:
                 raise ValueError("MS must be >= 0")
             state.delay_ms = ms
+            return "ok"
+        if cmd == "hold":
+            state.released.clear()
+            return "ok"
+        if cmd == "held":
+            return "ok %d" % state.held
+        if cmd == "release":
+            state.release()
             return "ok"
         if cmd == "clear":
             state.clear()
