@@ -1,6 +1,8 @@
 """The contract's "Privacy, profiles and audit": audit (actor, issued_at, access history),
 shop.settings events, stale upserts, customer.merge, customer.data_request,
 customer.redact and shop.redact, through Kafka and PostgreSQL."""
+import json
+import os
 import subprocess
 import time
 import unittest
@@ -411,6 +413,43 @@ class ShopRedactTest(PrivacyBase):
         self.applied("shop.upsert", {"name": "Again"})
         ev = self.bus.wait_for("events.shops", lambda m: m[0] == self.shop and m[1] and m[1]["name"] == "Again")[1]
         self.assertEqual(ev["version"], 1)
+
+
+class CtlTest(PrivacyBase):
+    """b2bctl privacy export|redact and b2bctl history."""
+
+    def ctl(self, *args):
+        exe = os.path.join(harness.BUILD_DIR, "b2bctl")
+        if not os.path.exists(exe):
+            raise unittest.SkipTest("b2bctl is not built")
+        e = dict(os.environ, B2BD_KAFKA_BOOTSTRAP=harness.env()["B2BD_KAFKA_BOOTSTRAP"],
+                 B2BD_TOPIC_PREFIX=self.prefix, B2BD_PG_DSN=self.dsn)
+        return subprocess.run([exe] + list(args), env=e, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=120)
+
+    def test_export_history_redact(self):
+        self.make_customer("cust-1", email="c1.%s@example.com" % self.shop, first_name="Cy")
+        a = self.run_cmd("assign", self.assign("cust-1", [("loc-1", "ordering_only")]), actor="staff:3")
+        self.run_cmd("revoke", {"company_id": "c-1", "customer_id": "cust-1", "scope": "all_locations"})
+        p = self.ctl("history", "--json", self.shop, "cust-1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        h = json.loads(p.stdout)["access_history"]
+        self.assertEqual([(x["version"], x["caused_by"], x["actor"]) for x in h],
+                         [(1, a["command_id"], "staff:3"), (2, h[1]["caused_by"], None)])
+        self.assertEqual(h[0]["companies"][0]["locations"], [{"location_id": "loc-1", "role": "ordering_only"}])
+        p = self.ctl("privacy", "export", "--email", self.shop, "C1.%s@example.com" % self.shop)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual((doc["type"], doc["customer_id"], doc["profile"]["first_name"]),
+                         ("customer.data_export", "cust-1", "Cy"))
+        self.assertEqual(len(doc["access_history"]), 2)
+        p = self.ctl("privacy", "redact", self.shop, "cust-1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("erased: contacts 1, roles 0", p.stdout)
+        p = self.ctl("privacy", "redact", self.shop, "cust-1")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("NOT_FOUND", p.stdout)
+        self.assertIn("no access history", self.ctl("history", self.shop, "cust-1").stdout)
 
 
 if __name__ == "__main__":
