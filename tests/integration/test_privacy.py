@@ -415,6 +415,32 @@ class ShopRedactTest(PrivacyBase):
         self.assertEqual(ev["version"], 1)
 
 
+class ExportLimitTest(PrivacyBase):
+    """An export over max_message_bytes is LIMIT_REACHED, and nothing is published."""
+    START_DAEMON = False
+
+    def setUp(self):
+        super(PrivacyBase, self).setUp()
+        path = os.path.join(harness.LOCALENV_DIR, "%s.conf" % self.shop)
+        with open(path, "w") as f:
+            f.write("max_message_bytes = 2000\n")
+        self.d = self.start_daemon(args=["--config", path], extra_env=FAST_RETRY, smtp_url=self.smtp.url)
+
+    def test_export_over_the_limit(self):
+        self.make_customer("cust-1")
+        for i in range(30):
+            self.order("o-%03d" % i, "cust-1")
+        r = self.rejected("customer.data_request", {"customer_id": "cust-1"}, "LIMIT_REACHED",
+                          "payload.customer_id")
+        self.assertIn("2000", r["error"]["message"])
+        self.make_customer("cust-2")
+        ok = self.run_cmd("customer.data_request", {"customer_id": "cust-2"})
+        self.assertEqual(ok["status"], "applied", ok)
+        msgs = self.bus.drain("events.privacy", quiet=0.5)
+        self.assertEqual([m[1]["request_command_id"] for m in msgs], [ok["command_id"]])
+        self.assertLessEqual(max(len(json.dumps(m[1]).encode()) for m in msgs), 2000)
+
+
 class CtlTest(PrivacyBase):
     """b2bctl privacy export|redact and b2bctl history."""
 
