@@ -428,8 +428,10 @@ class ExportLimitTest(PrivacyBase):
 
     def test_export_over_the_limit(self):
         self.make_customer("cust-1")
-        for i in range(30):
-            self.order("o-%03d" % i, "cust-1")
+        orders = [self.command("order.upsert", {"order_id": "o-%03d" % i, "customer_id": "cust-1",
+                                                "status": "open", "total": "10.00", "currency": "EUR"})
+                  for i in range(30)]
+        self.assertEqual({r["status"] for r in self.run_cmds(orders)}, {"applied"})
         r = self.rejected("customer.data_request", {"customer_id": "cust-1"}, "LIMIT_REACHED",
                           "payload.customer_id")
         self.assertIn("2000", r["error"]["message"])
