@@ -8,6 +8,7 @@
 
 #include "apply_bulk.h"
 #include "apply_internal.h"
+#include "apply_privacy.h"
 #include "b2bd/log.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
@@ -125,15 +126,19 @@ static enum b2bd_code apply_unsupported(struct apply_cmd *c, struct b2bd_err *er
 static apply_fn apply_fn_for(enum b2bd_cmd_type t)
 {
     switch (t) {
-    case CMD_SHOP_UPSERT: return apply_shop_upsert;
-    case CMD_COMPANY_UPSERT: return apply_company_upsert;
-    case CMD_CUSTOMER_UPSERT: return apply_customer_upsert;
-    case CMD_ORDER_UPSERT: return apply_order_upsert;
+    case CMD_SHOP_UPSERT: return apply_shop_upsert_tracked;
+    case CMD_COMPANY_UPSERT: return apply_company_upsert_tracked;
+    case CMD_CUSTOMER_UPSERT: return apply_customer_upsert_tracked;
+    case CMD_ORDER_UPSERT: return apply_order_upsert_tracked;
     case CMD_ASSIGN: return apply_assign;
     case CMD_REVOKE: return apply_revoke;
     case CMD_MIGRATE: return apply_migrate;
     case CMD_NOTIFY: return apply_notify;
     case CMD_TEMPLATE_UPDATE: return apply_template_update;
+    case CMD_CUSTOMER_MERGE: return apply_customer_merge;
+    case CMD_CUSTOMER_DATA_REQUEST: return apply_customer_data_request;
+    case CMD_CUSTOMER_REDACT: return apply_customer_redact;
+    case CMD_SHOP_REDACT: return apply_shop_redact;
     default: return apply_unsupported;
     }
 }
@@ -266,6 +271,8 @@ static struct db_stmt apply_access_stmt(struct apply_cmd *c, const char *custome
 static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *msg,
                                   struct b2bd_err *err)
 {
+    if (audit_note(c->db, c->cmd, 1, err) < 0)
+        return B2BD_ERR_DB;
     enum b2bd_code code = apply_fn_for(c->cmd->type)(c, err);
     if (code != B2BD_OK)
         return code;
@@ -488,7 +495,9 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
     if (!out)
         abort();
     /* 1: one command at a time (a short run, or one the bulk function handed back) */
-    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : bulk_apply(a->db, run, out, err);
+    int rc = run->n < APPLY_BULK_MIN_RUN                       ? 1
+             : audit_note(a->db, run->cmds, run->n, err) < 0 ? -1
+                                                               : bulk_apply(a->db, run, out, err);
     if (rc == 0) {
         for (size_t i = 0; i < run->n; i++) {
             enum cmd_outcome o = out[i].status == BULK_APPLIED     ? OUT_APPLIED

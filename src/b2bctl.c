@@ -14,6 +14,7 @@
 #include "b2bd/ctl_send.h"
 #include "b2bd/ctl_csv.h"
 #include "b2bd/ctl_import.h"
+#include "b2bd/ctl_privacy.h"
 #include "b2bd/ctl_topics.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
@@ -76,6 +77,8 @@ static void usage(FILE *f)
             "  resend SHOP NOTIFICATION_ID [--staff]    send an email again\n"
             "  dlq list | dlq replay                    the dead letters\n"
             "  topics apply [--manifest FILE]           create the contract's topics\n"
+            "  privacy export|redact SHOP CUSTOMER      a customer's data export or erasure\n"
+            "  history SHOP CUSTOMER                    a customer's access versions\n"
             "access, timeline, resend, dlq, topics and import take --json.\n"
             "Settings as for b2bd (--config FILE and B2BD_* variables: B2BD_KAFKA_BOOTSTRAP,\n"
             "B2BD_TOPIC_PREFIX, B2BD_PG_DSN, ...; only the ones a command needs must be set).\n");
@@ -816,7 +819,8 @@ int main(int argc, char **argv)
         int (*fn)(const struct b2bd_config *, int, char **);
     } cmds[] = {{"import", ctl_import_main}, {"send", cmd_send},     {"tail", cmd_tail},
                 {"access", cmd_access},      {"timeline", cmd_timeline}, {"resend", cmd_resend},
-                {"dlq", cmd_dlq},            {"topics", ctl_topics_main}};
+                {"dlq", cmd_dlq},            {"topics", ctl_topics_main},
+                {"privacy", ctl_privacy_main}, {"history", ctl_history_main}};
     rc = -1;
     for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++)
         if (!strcmp(cmd, cmds[c].name))

@@ -1,6 +1,7 @@
 /* ctl_common: what b2bctl's commands share: keys and topics of commands, readers, the database. */
 #include "b2bd/ctl_common.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,22 @@ char *ctl_command_key(const json_t *cmd)
     if (!type || !shop)
         return NULL;
     const char *second = NULL;
-    if (!strcmp(type, "shop.upsert") || !strcmp(type, "template.update"))
+    char *lowered = NULL;
+    if (!strcmp(type, "shop.upsert") || !strcmp(type, "template.update") || !strcmp(type, "shop.redact"))
         second = NULL;
-    else if (!strcmp(type, "customer.upsert") || !strcmp(type, "order.upsert"))
+    else if (!strcmp(type, "customer.upsert") || !strcmp(type, "order.upsert")
+             || !strcmp(type, "customer.merge"))
         second = json_string_value(json_object_get(p, "customer_id"));
-    else
+    else if (!strcmp(type, "customer.data_request") || !strcmp(type, "customer.redact")) {
+        /* by id, or shop_id/ and the email lower-cased */
+        second = json_string_value(json_object_get(p, "customer_id"));
+        const char *email = json_string_value(json_object_get(p, "email"));
+        if (!second && email && (lowered = strdup(email)) != NULL) {
+            for (char *q = lowered; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+            second = lowered;
+        }
+    } else
         second = json_string_value(json_object_get(p, "company_id"));
     struct sbuf b = {0};
     sbuf_adds(&b, shop);
@@ -30,6 +42,7 @@ char *ctl_command_key(const json_t *cmd)
         sbuf_adds(&b, "/");
         sbuf_adds(&b, second);
     }
+    free(lowered);
     return b.s;
 }
 
