@@ -7,6 +7,8 @@ answered within seconds."""
 import json
 import time
 
+from confluent_kafka import Producer
+
 import harness
 from b2btest import B2bTestCase
 
@@ -217,6 +219,20 @@ class DefaultLimitTest(LimitBase):
         self.assertEqual([s["customer_id"] for s in skipped], ids[:12345] + ids[12346:])
         self.assertEqual({s["reason"] for s in skipped}, {"NOT_FOUND"})
         self.assertLess(seconds, 30)
+        self.assertNothingParked()
+
+    def test_dead_letter_just_under_the_limit(self):
+        """A message that is not JSON, just under 1 MiB: not TOO_LARGE, but with its
+        headers over the limit: its dead letter keeps its first 64 KiB."""
+        value = b"\xff" + b"x" * (1048576 - 100)
+        p = Producer({"bootstrap.servers": harness.env()["B2BD_KAFKA_BOOTSTRAP"],
+                      "message.max.bytes": 2000000, "message.timeout.ms": 30000})
+        p.produce(self.prefix + "commands.notify", key=(self.shop + "/c-1").encode(), value=value, partition=1)
+        self.assertEqual(p.flush(30), 0)
+        m = self.bus.wait_for("dlq", lambda m: m[2].get("source.partition") == "1", timeout=60)
+        self.assertEqual(m[2]["error.code"], "NOT_JSON")
+        self.assertEqual((m[2]["source.size"], m[2]["value.truncated"]), (str(len(value)), "true"))
+        self.assertEqual(m[1], value[:65536])
         self.assertNothingParked()
 
 
