@@ -80,6 +80,8 @@ enum b2bd_code apply_access_too_large(struct apply_cmd *c, struct b2bd_err *err)
     const char *field = "payload";
     if (cmd->type == CMD_ASSIGN)
         field = "payload.locations";
+    else if (cmd->type == CMD_CUSTOMER_UPSERT)
+        field = "payload.email"; /* the event carries the email */
     else if (cmd->type == CMD_REVOKE)
         field = cmd->u.revoke.scope == SCOPE_LOCATIONS ? "payload.location_ids" : "payload.scope";
     return apply_too_large(c, field, "access event", err);
