@@ -37,6 +37,7 @@ static const char SQL_INBOX_PUT[] =
     "INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
 static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3, $4, $5)";
+static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes', $1, true)";
 /* A command's savepoint: it is all or nothing within the batch's transaction. */
 #define STMT_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT cmd", .simple = 1})
 #define STMT_RELEASE ((struct db_stmt){.sql = "RELEASE SAVEPOINT cmd", .simple = 1})
@@ -219,8 +220,9 @@ static int apply_emit_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
     return rc;
 }
 
-static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg,
-                                  const struct b2bd_err *why, struct b2bd_err *err)
+static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_config *cfg,
+                                  const struct b2bd_msg *msg, const struct b2bd_err *why,
+                                  struct b2bd_err *err)
 {
     char partition[16], offset[24], size[24];
     snprintf(partition, sizeof partition, "%d", (int)msg->partition);
@@ -228,16 +230,21 @@ static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg
     json_t *h = json_pack("[[ss][ss][ss][ss][ss]]", "error.code", b2bd_code_name(why->code),
                           "error.message", why->msg, "source.topic", msg->topic_name,
                           "source.partition", partition, "source.offset", offset);
-    /* A message over the size limit would be refused by Kafka again: keep its start,
-     * and say so in two more headers. */
+    /* A message over the size limit would be refused by Kafka again, and so would one
+     * just under it with the headers added: keep its start, and say so in two more
+     * headers. */
     size_t value_len = msg->value_len;
-    if (why->code == B2BD_TOO_LARGE && value_len > APPLY_DLQ_KEEP_BYTES) {
+    char *headers = apply_dump(h);
+    if (value_len > APPLY_DLQ_KEEP_BYTES &&
+        (why->code == B2BD_TOO_LARGE ||
+         !apply_message_fits(cfg, msg->key_len + value_len + strlen(headers)))) {
         value_len = APPLY_DLQ_KEEP_BYTES;
         snprintf(size, sizeof size, "%zu", msg->value_len);
         json_array_append_new(h, json_pack("[ss]", "source.size", size));
         json_array_append_new(h, json_pack("[ss]", "value.truncated", "true"));
+        free(headers);
+        headers = apply_dump(h);
     }
-    char *headers = apply_dump(h);
     json_decref(h);
     int rc = outbox_append(db, OUTBOX_DLQ, msg->key, msg->key_len, msg->value, value_len,
                            headers, err);
@@ -274,8 +281,15 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     if (audit_note(c->db, c->cmd, 1, err) < 0)
         return B2BD_ERR_DB;
     enum b2bd_code code = apply_fn_for(c->cmd->type)(c, err);
+    if (code == B2BD_ERR_DB && apply_is_access_too_large(c->db))
+        return apply_access_too_large(c, err);
     if (code != B2BD_OK)
         return code;
+    char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
+    if ((code = apply_result_fits(c, msg->key_len + strlen(text), err)) != B2BD_OK) {
+        free(text);
+        return code;
+    }
 
     /* its access events, inbox row and result, and the savepoint's release: one round trip */
     size_t n = c->n_touched + 3;
@@ -286,7 +300,6 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     size_t k = 0;
     for (size_t i = 0; i < c->n_touched; i++)
         stmts[k++] = apply_access_stmt(c, c->touched[i], &ap[i]);
-    char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
     const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name,
                        (const char *)c->cmd->hash, c->cmd->import_id, text};
     int len[] = {0, 0, 0, 32, 0, 0};
@@ -299,6 +312,8 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     free(text);
     free(stmts);
     free(ap);
+    if (rc < 0 && apply_is_access_too_large(c->db))
+        return apply_access_too_large(c, err);
     return rc < 0 ? B2BD_ERR_DB : B2BD_OK;
 }
 
@@ -468,7 +483,7 @@ static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
     }
     int rc;
     if (dec == DECODE_DEAD_LETTER) {
-        rc = apply_emit_dead_letter(a->db, msg, why, err);
+        rc = apply_emit_dead_letter(a->db, a->cfg, msg, why, err);
         st->dead_letters++;
         st->by_code[why->code]++;
         log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",
@@ -609,7 +624,12 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     struct bulk_run run;
     bulk_init(&run, n);
 
-    if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0)
+    /* the transaction and its message limit (for the outbox's check, migration 0013) */
+    char limit[24];
+    snprintf(limit, sizeof limit, "%ld", a->cfg->max_message_bytes);
+    const char *lv[] = {limit};
+    struct db_stmt begin[] = {{.sql = "BEGIN", .simple = 1}, {.sql = SQL_LIMIT_SET, .n = 1, .values = lv}};
+    if (db_connect(a->db, err) < 0 || db_pipeline(a->db, begin, 2, NULL, err) < 0)
         goto fail;
     if (apply_lock_positions(a, pos, n_pos, err) < 0)
         goto fail;

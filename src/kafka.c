@@ -117,10 +117,17 @@ rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
                                void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                struct b2bd_err *err)
 {
+    /* Results and access events stay within max_message_bytes (apply_limit.c); a dead
+     * letter may add its headers to a message of that size, or keep its first 64 KiB
+     * under a smaller limit. librdkafka's own limit (1,000,000 bytes, below the default
+     * 1 MiB) refused some of them, and the relay parked them. */
+    char max[24];
+    long limit = cfg->max_message_bytes + 65536 + 4096;
+    snprintf(max, sizeof max, "%ld", limit < 1000000000 ? limit : 1000000000);
     /* murmur2 places keys as the Java clients do, so topics can be co-partitioned */
-    static const char *const defaults[] = {
+    const char *const defaults[] = {
         "enable.idempotence", "true", "linger.ms", "5", "message.timeout.ms", "30000",
-        "partitioner", "murmur2_random", "client.id", "b2bd", NULL};
+        "partitioner", "murmur2_random", "client.id", "b2bd", "message.max.bytes", max, NULL};
     return kafka_new(cfg, RD_KAFKA_PRODUCER, defaults, dr_cb, err);
 }
 
