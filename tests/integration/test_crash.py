@@ -393,6 +393,10 @@ class CrashBase(B2bTestCase):
         if model.poisoned:
             kinds += ["poisoned"] * 5
         kind = rnd.choice(kinds)
+        applied = [i for i in done if i.expect[0] == "applied"]
+        assigns = [i for i in applied if i.cmd["type"] == "assign"]
+        if (kind == "replay" and not applied) or (kind == "reuse" and not assigns):
+            kind = "unknown_customer"  # nothing applied yet to repeat
         key = "%s/%s" % (shop, company)
         if kind == "bad_role":
             return Item("hostile", ("rejected", "INVALID"), harness.command("assign", shop, {
@@ -430,12 +434,10 @@ class CrashBase(B2bTestCase):
             return Item("hostile", model.assign(company, p, locs), harness.command("assign", shop, {
                 "company_id": company, "customer": {"id": p},
                 "locations": [{"location_id": l, "role": r} for l, r in locs.items()]}))
-        applied = [i for i in done if i.expect[0] == "applied"]
-        if kind == "replay" and applied:
+        if kind == "replay":
             orig = rnd.choice(applied)
             return Item("replay", ("applied", None), dict(orig.cmd), of=orig)
-        assigns = [i for i in applied if i.cmd["type"] == "assign"]
-        if kind == "reuse" and assigns:
+        if kind == "reuse":
             orig = rnd.choice(assigns)
             cmd = json.loads(json.dumps(orig.cmd))
             c = cmd["payload"]["company_id"]
@@ -453,6 +455,7 @@ class CrashBase(B2bTestCase):
             return Item("dead", ("dead", "NOT_A_COMMAND"), raw=json.dumps(
                 {"command_id": "not-a-uuid-" + marker, "type": "notify", "shop_id": shop}).encode(),
                 topic="commands.notify", key=key)
+        assert kind == "too_large", kind
         cmd = harness.command("assign", shop, {"company_id": company, "customer": {"id": k},
                                                "locations": [], "pad": marker + "x" * MAX_MESSAGE_BYTES})
         return Item("dead", ("dead", "TOO_LARGE"), raw=json.dumps(cmd).encode(), topic="commands.assign", key=key)
@@ -615,11 +618,12 @@ class CrashBase(B2bTestCase):
             self.assertEqual(sorted(versions), list(range(1, n + 1)), k)
             self.assertTrue(all(len(e) == 1 for e in versions.values()), k)
         repeats = self.check_emails(model)
+        kinds = [it.kind for it in items]
         sys.stderr.write("\n%s: %d commands (%d rejected, %d dead letters, %d replays, %d reused ids), "
                          "%d crashes, %d emails, %d sent twice\n" % (
-                             self.id().rsplit(".", 1)[1], len(cmds), sum(1 for r in results if r["status"] == "rejected"),
-                             sum(1 for it in items if it.kind == "dead"), sum(1 for it in items if it.kind == "replay"),
-                             len(reused), len(self.crash_times), model.emails, repeats))
+                             self._testMethodName, len(cmds), sum(1 for r in results if r["status"] == "rejected"),
+                             kinds.count("dead"), kinds.count("replay"), kinds.count("reuse"),
+                             len(self.crash_times), model.emails, repeats))
 
     def check_emails(self, model):
         """Every email asked for was sent; one sent twice only when its first copy was
