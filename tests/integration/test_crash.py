@@ -84,6 +84,7 @@ class Item:
 
     def __init__(self, kind, expect, cmd=None, raw=None, topic=None, key=None, of=None):
         self.kind, self.expect, self.cmd, self.raw, self.of = kind, expect, cmd, raw, of
+        self.reused = False  # its id was sent again with another payload
         self.topic = topic or harness.topic_for(cmd["type"])
         self.key = key if key is not None else (harness.key_for(cmd) if cmd else None)
 
@@ -394,7 +395,7 @@ class CrashBase(B2bTestCase):
             kinds += ["poisoned"] * 5
         kind = rnd.choice(kinds)
         applied = [i for i in done if i.expect[0] == "applied"]
-        assigns = [i for i in applied if i.cmd["type"] == "assign"]
+        assigns = [i for i in applied if i.cmd["type"] == "assign" and not i.reused]
         if (kind == "replay" and not applied) or (kind == "reuse" and not assigns):
             kind = "unknown_customer"  # nothing applied yet to repeat
         key = "%s/%s" % (shop, company)
@@ -439,6 +440,7 @@ class CrashBase(B2bTestCase):
             return Item("replay", ("applied", None), dict(orig.cmd), of=orig)
         if kind == "reuse":
             orig = rnd.choice(assigns)
+            orig.reused = True  # a second reuse would add a third result to the id
             cmd = json.loads(json.dumps(orig.cmd))
             c = cmd["payload"]["company_id"]
             cmd["payload"]["locations"] = [] if cmd["payload"]["locations"] else [
