@@ -678,7 +678,7 @@ class KillTest(CrashBase):
         (failpoints of class 22 and 23) interleaved."""
         d = self.daemon_()
         poisoned = self.install_failpoints(DATA_FAILURES)
-        sync, rounds, model = self.scenario(800, seed=20261127, hostile=0.5, poisoned=poisoned)
+        sync, rounds, model = self.scenario(640, seed=20261127, hostile=0.5, poisoned=poisoned)
         items = flatten(rounds)
         self.assertTrue({"hostile", "replay", "reuse", "dead"} <= {it.kind for it in items})
         for s in DATA_FAILURES:
@@ -701,7 +701,7 @@ class TwoInstancesTest(CrashBase):
     def test_one_of_two_killed_mid_stream(self):
         a = self.daemon_()
         b = self.start_daemon(extra_env=self.ENV, smtp_url=self.smtp.url, group_id=a.env["B2BD_GROUP_ID"])
-        sync, rounds, model = self.scenario(400, seed=7, hostile=0.3)
+        sync, rounds, model = self.scenario(320, seed=7, hostile=0.3)
         items = flatten(rounds)
         self.apply_sync(sync)
         t = self.start_stream(rounds)
@@ -789,7 +789,7 @@ class PostgresKillTest(CrashBase):
         sys.stderr.write("\nPostgreSQL killed with %d of %d results of the burst out\n" % (done, len(burst)))
         self.bus.wait_results(list(ids), timeout=180)
         # then the mixed stream, hostile messages interleaved; the cluster dies again mid-way
-        more = self.rounds(random.Random(12), model, customers, 320, hostile=0.5)
+        more = self.rounds(random.Random(12), model, customers, 240, hostile=0.5)
         items = burst + flatten(more)
         t = self.start_stream(more)
         wait_until(lambda: self.sent >= 0.5 * len(flatten(more)) or not t.is_alive(), timeout=300,
