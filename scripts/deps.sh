@@ -16,6 +16,12 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # systemd-analyze verify of the unit files
   systemd
+  # the Debian package (scripts/package.sh, ctest package.deb), the man pages (mandoc -T lint)
+  debhelper dpkg-dev fakeroot lintian mandoc
+  # promtool: the alerting rules (monitoring/) and /metrics (promtool check metrics)
+  prometheus
+  # the AsyncAPI document's validation (scripts/asyncapi-tools.sh installs its npm packages)
+  nodejs
 )
 
 missing=()
@@ -25,6 +31,11 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+
+# npm: its own package in Debian, but part of nodejs in other builds (NodeSource's)
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"
