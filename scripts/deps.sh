@@ -11,7 +11,7 @@ PACKAGES=(
   libmicrohttpd-dev libsystemd-dev
   # local environment, demo and integration tests
   postgresql python3 python3-aiosmtpd python3-confluent-kafka python3-psycopg2
-  python3-jsonschema procps curl iproute2 ca-certificates
+  python3-jsonschema python3-yaml procps curl iproute2 ca-certificates
   # fuzzing (fuzz/run.sh, ctest fuzz.short): clang and libFuzzer's runtime
   clang libclang-rt-14-dev
   # systemd-analyze verify of the unit files
