@@ -18,7 +18,7 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir "$WORK/b2bd"
 # The source tree without builds, Git's data or npm's downloads.
 tar -C "$ROOT" --exclude=./build --exclude='./build-*' --exclude=./.git \
-    --exclude=./node_modules --exclude='./obj-*' --exclude=./debian/b2bd \
+    --exclude=node_modules --exclude='./obj-*' --exclude=./debian/b2bd \
     --exclude=./debian/.debhelper --exclude=./debian/tmp -cf - . | tar -C "$WORK/b2bd" -xf -
 
 (
