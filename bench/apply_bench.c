@@ -1,6 +1,7 @@
 /* apply_bench: commands per second through apply_batch alone (no Kafka), against the
  * database of B2BD_PG_DSN, which must hold company c-0 with location l-0 and customers
- * u-0-0 .. u-0-(N-1) in shop "bench" (bench/assign_bench.py's world). */
+ * u-0-0 .. u-0-(N-1) in shop "bench" (bench/assign_bench.py's world).
+ *   apply_bench [N [BATCH [new]]]   new: assigns by email creating N new customers */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 10000;
     long batch = argc > 2 ? atol(argv[2]) : 500;
+    /* "new": assigns by email that create their customers (a CSV import's commands) */
+    int new_customers = argc > 3 && strcmp(argv[3], "new") == 0;
     struct b2bd_config cfg;
     struct b2bd_err err;
     if (config_load(NULL, environ, &cfg, &err) < 0) {
@@ -34,9 +37,16 @@ int main(int argc, char **argv)
         char id[37];
         util_uuid_v4(id);
         struct sbuf b = {0};
-        sbuf_addf(&b, "{\"command_id\":\"%s\",\"type\":\"assign\",\"shop_id\":\"bench\",\"payload\":"
-                      "{\"company_id\":\"c-0\",\"customer\":{\"id\":\"u-0-%ld\"},"
-                      "\"locations\":[{\"location_id\":\"l-0\",\"role\":\"ordering_only\"}]}}", id, i);
+        if (new_customers)
+            sbuf_addf(&b, "{\"command_id\":\"%s\",\"type\":\"assign\",\"shop_id\":\"bench\",\"payload\":"
+                          "{\"company_id\":\"c-0\",\"customer\":{\"email\":\"New.%ld@Example.com\","
+                          "\"first_name\":\"N\\u00e9w %ld\"},"
+                          "\"locations\":[{\"location_id\":\"l-0\",\"role\":\"ordering_only\"}]}}",
+                      id, i, i);
+        else
+            sbuf_addf(&b, "{\"command_id\":\"%s\",\"type\":\"assign\",\"shop_id\":\"bench\",\"payload\":"
+                          "{\"company_id\":\"c-0\",\"customer\":{\"id\":\"u-0-%ld\"},"
+                          "\"locations\":[{\"location_id\":\"l-0\",\"role\":\"ordering_only\"}]}}", id, i);
         values[i] = b.s;
         msgs[i] = (struct b2bd_msg){.topic = TOPIC_ASSIGN, .topic_name = "bench.commands.assign",
                                     .partition = 0, .offset = i, .key = "bench/c-0", .key_len = 9,

@@ -2,7 +2,9 @@
 # The benchmark: builds b2bd without sanitizers (build-bench/), starts a local environment
 # and measures, in one run: 10,000 assign commands end to end with batching on and off,
 # the COPY floor, single-command latency at a light rate, and peak memory over 100,000
-# commands. Prints a table; writes build-bench/bench.json.
+# commands; and the path users take: new customers by email (1 and 10 companies), b2bctl
+# import of a CSV of new customers, 5,000 revokes, each with its ratio to the COPY floor.
+# Prints a table; writes build-bench/bench.json.
 #   bench/run.sh [--quick]     (--quick: smaller sizes, for a smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,7 @@ root=$(pwd)
 build=$root/build-bench
 bash scripts/deps.sh
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DB2BD_SANITIZE=OFF -DB2BD_TESTS=OFF >/dev/null
-cmake --build "$build" -j2 --target b2bd b2b-kafka-mock apply_bench >/dev/null
+cmake --build "$build" -j2 --target b2bd b2bctl b2b-kafka-mock apply_bench >/dev/null
 trap 'bash scripts/localenv.sh stop "$build/localenv" "$build" >/dev/null 2>&1 || true' EXIT
 # a durable PostgreSQL (fsync, synchronous commit): each commit costs what it does in production
 B2BD_LOCALENV_DURABLE=1 bash scripts/localenv.sh start "$build/localenv" "$build" >/dev/null

@@ -16,6 +16,8 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # systemd-analyze verify of the unit files
   systemd
+  # the daemon under valgrind (tests/integration/test_valgrind.py)
+  valgrind
   # the Debian package (scripts/package.sh, ctest package.deb), the man pages (mandoc -T lint)
   debhelper dpkg-dev fakeroot lintian mandoc
   # promtool: the alerting rules (monitoring/) and /metrics (promtool check metrics)

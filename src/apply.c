@@ -118,7 +118,7 @@ static void apply_cmd_reset(struct apply_cmd *c)
 
 static enum b2bd_code apply_unsupported(struct apply_cmd *c, struct b2bd_err *err)
 {
-    return b2bd_err_set(err, B2BD_INVALID, "type", "%s is not supported by this version of b2bd",
+    return b2bd_err_set(err, B2BD_UNPROCESSABLE, "type", "%s is not supported by this version of b2bd",
                         decode_type_name(c->cmd->type));
 }
 

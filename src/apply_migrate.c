@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "apply_internal.h"
+#include "b2bd/util.h"
 
 static const char SQL_LOCATION_IN[] =
     "SELECT 1 FROM locations WHERE shop_id = $1 AND location_id = $2 AND company_id = $3";
@@ -68,8 +69,8 @@ enum b2bd_code apply_migration(struct apply_cmd *c, const char *company, const c
     int bound = PQntuples(res) > 0;
     if (bound && strcmp(PQgetvalue(res, 0, 0), location) != 0) {
         b2bd_err_set(err, B2BD_ALREADY_MIGRATED, location_field,
-                     "the customer's order history went to location %.100s of this company",
-                     PQgetvalue(res, 0, 0));
+                     "the customer's order history went to location %.*s of this company",
+                     util_utf8_prefix(PQgetvalue(res, 0, 0), 100), PQgetvalue(res, 0, 0));
         PQclear(res);
         return B2BD_ALREADY_MIGRATED;
     }

@@ -72,8 +72,8 @@ enum b2bd_code apply_company_upsert(struct apply_cmd *c, struct b2bd_err *err)
             char field[64];
             snprintf(field, sizeof field, "payload.locations[%zu].location_id", i);
             b2bd_err_set(err, B2BD_CONFLICT, field,
-                         "location %.80s belongs to another company of the shop",
-                         l->location_id);
+                         "location %.*s belongs to another company of the shop",
+                         util_utf8_prefix(l->location_id, 80), l->location_id);
             PQclear(res);
             return B2BD_CONFLICT;
         }

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "b2bd/ctl_common.h"
+#include "b2bd/ctl_send.h"
 #include "b2bd/decode.h"
 #include "b2bd/kafka.h"
 #include "b2bd/util.h"
@@ -293,7 +294,7 @@ struct run {
     size_t len;
     bool jsonl, json_out, tty;
     struct ctl_import_opts opts;
-    char import_id[256];
+    char import_id[4 * 255 + 1]; /* an identifier: 255 characters of up to 4 bytes */
     long wait_timeout_s;
     struct row *rows;
     size_t n_rows, cap_rows;
@@ -462,20 +463,13 @@ static void run_progress(struct run *r, const char *stage, int final)
     fflush(stderr);
 }
 
-static void run_take_result(struct run *r, const rd_kafka_message_t *m)
+/* The first result of row number `tag` (ctl_send's result callback). */
+static void run_take_result(void *arg, size_t tag, json_t *res)
 {
-    json_t *res = json_loadb(m->payload, m->len, 0, NULL);
-    const char *id = json_string_value(json_object_get(res, "command_id"));
-    json_t *at = id ? json_object_get(r->by_id, id) : NULL;
-    if (!at) {
-        json_decref(res);
+    struct run *r = arg;
+    struct row *w = &r->rows[tag];
+    if (w->state != ROW_PENDING)
         return;
-    }
-    struct row *w = &r->rows[json_integer_value(at)];
-    if (w->state != ROW_PENDING) {
-        json_decref(res);
-        return;
-    }
     r->results++;
     const char *status = json_string_value(json_object_get(res, "status"));
     if (status && !strcmp(status, "applied")) {
@@ -498,67 +492,37 @@ static void run_take_result(struct run *r, const rd_kafka_message_t *m)
                       json_string_value(json_object_get(err, "message")));
         json_object_set_new(r->codes, code, json_integer(json_integer_value(json_object_get(r->codes, code)) + 1));
     }
-    json_decref(res);
+}
+
+static void run_tick(void *arg)
+{
+    run_progress(arg, "waiting", 0);
 }
 
 static int run_send_and_wait(struct run *r)
 {
-    struct b2bd_err err;
-    rd_kafka_t *reader = ctl_reader_open(r->cfg, "results", 1);
-    if (!reader)
+    struct ctl_send *s = ctl_send_open(r->cfg, run_take_result, r);
+    if (!s)
         return -1;
-    rd_kafka_t *rk = kafka_producer_new(r->cfg, NULL, &err);
-    if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        ctl_reader_close(reader);
-        return -1;
-    }
     util_now_rfc3339(r->started);
-    long total = (long)json_object_size(r->by_id);
     for (size_t i = 0; i < r->n_rows && !ctl_interrupted; i++) {
         struct row *w = &r->rows[i];
         if (w->state != ROW_PENDING)
             continue;
-        char *value = json_dumps(w->cmd, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        char *key = ctl_command_key(w->cmd);
-        char *topic = config_topic(r->cfg, ctl_command_topic(json_string_value(json_object_get(w->cmd, "type"))));
-        rd_kafka_resp_err_t e = ctl_produce(rk, topic, key, key ? strlen(key) : 0, value, strlen(value));
-        free(topic);
-        free(key);
-        free(value);
+        rd_kafka_resp_err_t e = ctl_send_command(s, w->cmd, NULL, 0, i);
         if (e) {
             fprintf(stderr, "b2bctl: %s:%ld: not sent: %s\n", r->path, w->line, rd_kafka_err2str(e));
             continue;
         }
         r->sent++;
-        rd_kafka_message_t *m;
-        while ((m = rd_kafka_consumer_poll(reader, 0))) {
-            if (!m->err)
-                run_take_result(r, m);
-            rd_kafka_message_destroy(m);
-        }
         run_progress(r, "sending", 0);
     }
-    rd_kafka_flush(rk, 30000);
-    int undelivered = rd_kafka_outq_len(rk);
+    int undelivered = ctl_send_flush(s);
     if (undelivered > 0)
         fprintf(stderr, "b2bctl: %d commands not delivered\n", undelivered);
-    rd_kafka_destroy(rk);
-    int64_t idle_until = util_now_ms() + r->wait_timeout_s * 1000;
-    while (r->results < total && util_now_ms() < idle_until && !ctl_interrupted) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 100);
-        if (m) {
-            long before = r->results;
-            if (!m->err)
-                run_take_result(r, m);
-            if (r->results > before)
-                idle_until = util_now_ms() + r->wait_timeout_s * 1000;
-            rd_kafka_message_destroy(m);
-        }
-        run_progress(r, "waiting", 0);
-    }
+    ctl_send_wait(s, r->wait_timeout_s, true, run_tick);
     run_progress(r, "done", 1);
-    ctl_reader_close(reader);
+    ctl_send_close(s);
     return 0;
 }
 
@@ -801,8 +765,8 @@ int ctl_import_main(const struct b2bd_config *cfg, int argc, char **argv)
         fprintf(stderr, "b2bctl: --role must be ordering_only or location_admin\n");
         return 2;
     }
-    if (import_id && (!*import_id || strlen(import_id) > 255)) {
-        fprintf(stderr, "b2bctl: --import-id must have 1 to 255 characters\n");
+    if (import_id && !decode_is_id(import_id)) {
+        fprintf(stderr, "b2bctl: --import-id must have 1 to 255 characters (UTF-8, no control characters)\n");
         return 2;
     }
     if (read_file(r.path, &r.data, &r.len) < 0)

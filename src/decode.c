@@ -42,6 +42,9 @@
  * - `total` is a decimal string: an optional '-', 1 to 20 digits, optionally '.' and
  *   1 to 10 digits. `placed_at`/`issued_at`: RFC 3339 `date-time` with 'T' (or 't'),
  *   year 0001 or later, a real calendar date, seconds up to 60, any fraction.
+ * - customer.data_request and customer.redact take `customer_id` or `email`, not both
+ *   (INVALID on payload.email). customer.merge with the same id twice is INVALID on
+ *   payload.merge_customer_id. shop.redact ignores what its payload holds.
  * - The hash is SHA-256 of json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
  *   of {"payload", "shop_id", "type"}; it never changes once commands are stored.
  * - On a failed allocation the outcome is DECODE_REJECTED with B2BD_ERR_INTERNAL
@@ -98,6 +101,10 @@ const char *decode_type_name(enum b2bd_cmd_type t)
     case CMD_CUSTOMER_UPSERT: return "customer.upsert";
     case CMD_ORDER_UPSERT: return "order.upsert";
     case CMD_TEMPLATE_UPDATE: return "template.update";
+    case CMD_CUSTOMER_MERGE: return "customer.merge";
+    case CMD_CUSTOMER_DATA_REQUEST: return "customer.data_request";
+    case CMD_CUSTOMER_REDACT: return "customer.redact";
+    case CMD_SHOP_REDACT: return "shop.redact";
     case CMD_UNKNOWN: break;
     }
     return "unknown";
@@ -226,6 +233,16 @@ bool decode_is_shop_id(const char *s)
             return false;
     }
     return true;
+}
+
+bool decode_is_id(const char *s)
+{
+    json_t *valid = s ? json_string(s) : NULL; /* NULL unless UTF-8 */
+    if (!valid)
+        return false;
+    json_decref(valid);
+    size_t n = utf8_count(s, strlen(s));
+    return n >= 1 && n <= ID_MAX && !has_control(s);
 }
 
 /* One '@', non-empty local and domain parts, no whitespace or control characters,
@@ -699,6 +716,13 @@ static int decode_notify(const json_t *p, struct b2bd_notify *nt, struct b2bd_er
     return 0;
 }
 
+/* Every upsert's optional `source_updated_at`. */
+static int get_source_updated_at(const json_t *p, const char **out, struct b2bd_err *err)
+{
+    return get_checked(p, "payload", "source_updated_at", false, is_rfc3339,
+                       "must be an RFC 3339 timestamp such as \"2026-11-22T10:00:00Z\"", out, err);
+}
+
 static int decode_shop(const json_t *p, struct b2bd_shop_upsert *s, struct b2bd_err *err)
 {
     return get_text(p, "payload", "name", true, TEXT_MAX, &s->name, err)
@@ -706,6 +730,7 @@ static int decode_shop(const json_t *p, struct b2bd_shop_upsert *s, struct b2bd_
                    || get_email(p, "payload", "from_email", false, &s->from_email, err)
                    || get_email(p, "payload", "staff_email", false, &s->staff_email, err)
                    || get_bool(p, "payload", "b2b_only", &s->b2b_only, err)
+                   || get_source_updated_at(p, &s->source_updated_at, err)
                ? -1
                : 0;
 }
@@ -717,6 +742,7 @@ static int decode_company(const json_t *p, struct b2bd_company_upsert *c,
     int r;
     if (get_id(p, "payload", "company_id", true, &c->company_id, err)
         || get_text(p, "payload", "name", true, TEXT_MAX, &c->name, err)
+        || get_source_updated_at(p, &c->source_updated_at, err)
         || (r = get_array(p, "payload", "locations", false, false, &locs, err)) < 0)
         return -1;
     size_t n = r ? json_array_size(locs) : 0;
@@ -823,6 +849,7 @@ static int decode_customer(const json_t *p, struct b2bd_customer_upsert *c,
                    || get_text(p, "payload", "first_name", false, TEXT_MAX, &c->first_name, err)
                    || get_text(p, "payload", "last_name", false, TEXT_MAX, &c->last_name, err)
                    || get_text(p, "payload", "phone", false, TEXT_MAX, &c->phone, err)
+                   || get_source_updated_at(p, &c->source_updated_at, err)
                    || decode_tags(p, c, err)
                ? -1
                : 0;
@@ -852,6 +879,7 @@ static int decode_order(const json_t *p, struct b2bd_order_upsert *o, struct b2b
                    || get_checked(p, "payload", "currency", false, is_currency,
                                   "must be three upper-case letters (ISO 4217), such as \"EUR\"",
                                   &o->currency, err)
+                   || get_source_updated_at(p, &o->source_updated_at, err)
                ? -1
                : 0;
 }
@@ -864,6 +892,29 @@ static int decode_template(const json_t *p, struct b2bd_template_update *t,
                    || get_string(p, "payload", "html", true, &t->html, err)
                ? -1
                : 0;
+}
+
+static int decode_merge(const json_t *p, struct b2bd_customer_merge *m, struct b2bd_err *err)
+{
+    if (get_id(p, "payload", "customer_id", true, &m->customer_id, err)
+        || get_id(p, "payload", "merge_customer_id", true, &m->merge_customer_id, err))
+        return -1;
+    if (strcmp(m->customer_id, m->merge_customer_id) == 0)
+        return invalid(err, "payload.merge_customer_id", "must not be the customer_id itself");
+    return 0;
+}
+
+/* {"customer_id"} or {"email"}: exactly one. */
+static int decode_customer_ref(const json_t *p, struct b2bd_customer_ref *r, struct b2bd_err *err)
+{
+    if (get_id(p, "payload", "customer_id", false, &r->customer_id, err)
+        || get_email(p, "payload", "email", false, &r->email, err))
+        return -1;
+    if (!r->customer_id && !r->email)
+        return invalid(err, "payload.customer_id", "is required (or email)");
+    if (r->customer_id && r->email)
+        return invalid(err, "payload.email", "must not be given with customer_id (one of the two)");
+    return 0;
 }
 
 static int decode_payload(struct b2bd_command *cmd, struct b2bd_err *err)
@@ -879,6 +930,10 @@ static int decode_payload(struct b2bd_command *cmd, struct b2bd_err *err)
     case CMD_CUSTOMER_UPSERT: return decode_customer(p, &cmd->u.customer, err);
     case CMD_ORDER_UPSERT: return decode_order(p, &cmd->u.order, err);
     case CMD_TEMPLATE_UPDATE: return decode_template(p, &cmd->u.tmpl, err);
+    case CMD_CUSTOMER_MERGE: return decode_merge(p, &cmd->u.merge, err);
+    case CMD_CUSTOMER_DATA_REQUEST:
+    case CMD_CUSTOMER_REDACT: return decode_customer_ref(p, &cmd->u.subject, err);
+    case CMD_SHOP_REDACT: return 0;
     case CMD_UNKNOWN: break;
     }
     return invalid(err, "type", "is not a known type");

@@ -43,16 +43,24 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
               "kafka", "client_log", "facility=%s msg=%s", facility, msg);
 }
 
+/* Logs a client's fatal error with its real cause (rd_kafka_fatal_error). */
+static void kafka_log_fatal(rd_kafka_t *rk)
+{
+    char fatal[512], msg[512];
+    rd_kafka_resp_err_t real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+    log_quote(msg, sizeof msg, fatal);
+    log_error("kafka", "fatal", "client=%s code=%s msg=%s note=\"the client cannot go on: b2bd exits\"",
+              rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer",
+              rd_kafka_err2name(real), msg);
+}
+
 static void kafka_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 {
     (void)opaque;
     char msg[512];
     log_quote(msg, sizeof msg, reason);
     if (code == RD_KAFKA_RESP_ERR__FATAL) {
-        char fatal[512];
-        rd_kafka_resp_err_t real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-        log_quote(msg, sizeof msg, fatal);
-        log_error("kafka", "fatal", "code=%s msg=%s", rd_kafka_err2name(real), msg);
+        kafka_log_fatal(rk);
         return;
     }
     log_warn("kafka", "client_error", "code=%s msg=%s",
@@ -239,6 +247,12 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
                 break;
             continue;
         }
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+            /* the high-level consumer reports its fatal errors here, not to error_cb */
+            kafka_log_fatal(k->rk);
+            rd_kafka_message_destroy(m);
+            break;
+        }
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 log_warn("kafka", "consume_error", "code=%s topic=%s",
@@ -275,6 +289,16 @@ void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
+rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk)
+{
+    return rd_kafka_fatal_error(rk, NULL, 0);
+}
+
+rd_kafka_resp_err_t kafka_in_fatal(const struct kafka_in *k)
+{
+    return kafka_fatal(k->rk);
+}
+
 int kafka_in_assigned(const struct kafka_in *k)
 {
     return atomic_load(&k->assigned);
@@ -284,7 +308,7 @@ void kafka_in_close(struct kafka_in *k)
 {
     if (!k)
         return;
-    rd_kafka_consumer_close(k->rk);
+    rd_kafka_consumer_close(k->rk); /* on a dead consumer: returns at once */
     rd_kafka_destroy(k->rk);
     free(k);
 }

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,16 @@ static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
 /* What main() loaded the configuration from, for a reload: --config and --role. */
 static const char *config_path, *role_override;
+
+/* Exit status after a fatal Kafka client error: systemd's Restart=on-failure starts a
+ * new process, with new clients; the outbox and the uncommitted offsets wait for it. */
+#define EXIT_KAFKA_FATAL 3
+
+/* True once a Kafka client of the daemon is dead (logged as it happened). */
+static bool kafka_dead(struct kafka_in *in, const struct b2bd_relay *relay)
+{
+    return (in && kafka_in_fatal(in)) || relay_failed(relay);
+}
 
 static void on_signal(int sig)
 {
@@ -140,7 +151,7 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
     if (!batch || !done || !msgs || !ok)
         abort();
     int64_t next_report = util_now_ms() + 10000;
-    while (!stop_requested) {
+    while (!stop_requested && !kafka_dead(in, relay)) {
         if (reload_requested) {
             reload(cfg, "consuming commands");
             if ((size_t)cfg->batch_max != max) { /* empty between rounds: sized anew */
@@ -159,6 +170,12 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
         }
         sdnotify_watchdog();
         size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
+        if (kafka_in_fatal(in)) {
+            /* nothing of this batch applied or committed: the next process takes it */
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(batch[i]);
+            break;
+        }
         for (size_t i = 0; i < n; i++) {
             const char *topic = rd_kafka_topic_name(batch[i]->rkt);
             msgs[i] = (struct b2bd_msg){
@@ -274,12 +291,18 @@ static int run(struct b2bd_config *cfg)
     if (worker)
         run_worker(cfg, in, &db, &tmpl, relay);
     else
-        while (!stop_requested) {
+        while (!stop_requested && !kafka_dead(NULL, relay)) {
             if (reload_requested)
                 reload(cfg, "sending notifications");
             sdnotify_watchdog();
             util_sleep_ms(200);
         }
+    if (kafka_dead(in, relay)) {
+        log_error("main", "fatal_stop", "client=%s exit=%d note=\"a Kafka client failed for good; "
+                  "what is not published stays in the outbox for the next start\"",
+                  relay_failed(relay) ? "producer" : "consumer", EXIT_KAFKA_FATAL);
+        rc = EXIT_KAFKA_FATAL;
+    }
 out:
     atomic_store(&metrics_global()->stopping, 1);
     sdnotify_stopping();

@@ -118,6 +118,18 @@ void util_pg_text_array(struct sbuf *b, const char *const *v, size_t n)
     sbuf_adds(b, "}");
 }
 
+int util_utf8_prefix(const char *s, int max)
+{
+    int n = 0;
+    while (n < max && s[n])
+        n++;
+    if (s[n] == '\0' || ((unsigned char)s[n] & 0xC0) != 0x80)
+        return n; /* all of s, or cut before a lead byte */
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--; /* back to the lead byte of the character cut */
+    return n;
+}
+
 void util_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};

@@ -64,6 +64,7 @@ static const char *const TOPIC_SUFFIXES[] = {
     "commands.assign", "commands.revoke", "commands.migrate",
     "commands.notify", "commands.sync",   "results",
     "events.access",   "events.notifications", "dlq",
+    "events.shops",    "events.privacy",
 };
 
 static volatile sig_atomic_t g_stop;

@@ -34,10 +34,16 @@ reply line per command, "ok[ <detail>]" or "error <message>":
                                   (data, the default: after the whole message was
                                   received), close the connection without a reply
     delay MS                      wait MS milliseconds before answering each DATA
-    clear                         forget all of the above
+    hold                          hold every DATA reply (the message is received,
+                                  the client waits for the answer) until "release"
+    held                          -> ok <number of DATA replies held now>
+    release                       answer the held DATA as usual and stop holding
+    clear                         forget all of the above (and release)
     stats                         -> ok accepted=A refused=R dropped=D rcpt_refused=F
     reset-stats                   set those counters to 0
     count                         -> ok <number of messages in DIR/new>
+    busy                          -> ok <number of DATA commands being answered now>
+                                  (0 once a delayed DATA has been answered)
 
 CODE must be 400..599. A refused or dropped message is counted, never stored.
 """
@@ -57,6 +63,7 @@ class State:
     def __init__(self, directory):
         self.dir = directory
         self.seq = 0
+        self.busy = 0  # DATA commands being answered (not a statistic: never reset)
         self.clear()
         self.reset_stats()
 
@@ -66,6 +73,14 @@ class State:
         self.drop_connect = 0
         self.drop_data = 0
         self.delay_ms = 0
+        self.release()
+
+    def release(self):
+        if getattr(self, "released", None) is not None:
+            self.released.set()
+        self.released = asyncio.Event()
+        self.released.set()
+        self.held = getattr(self, "held", 0)
 
     def reset_stats(self):
         self.accepted = 0
@@ -117,8 +132,22 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         st = self.state
+        st.busy += 1
+        try:
+            return await self.answer_DATA(server, session, envelope)
+        finally:
+            st.busy -= 1
+
+    async def answer_DATA(self, server, session, envelope):
+        st = self.state
         if st.delay_ms:
             await asyncio.sleep(st.delay_ms / 1000.0)
+        if not st.released.is_set():
+            st.held += 1
+            try:
+                await st.released.wait()
+            finally:
+                st.held -= 1
         if st.drop_data > 0:
             st.drop_data -= 1
             st.dropped += 1
@@ -189,6 +218,14 @@ def control_command(state, line):
                 raise ValueError("MS must be >= 0")
             state.delay_ms = ms
             return "ok"
+        if cmd == "hold":
+            state.released.clear()
+            return "ok"
+        if cmd == "held":
+            return "ok %d" % state.held
+        if cmd == "release":
+            state.release()
+            return "ok"
         if cmd == "clear":
             state.clear()
             return "ok"
@@ -198,6 +235,8 @@ def control_command(state, line):
         if cmd == "reset-stats":
             state.reset_stats()
             return "ok"
+        if cmd == "busy":
+            return "ok %d" % state.busy
         if cmd == "count":
             return "ok %d" % len(os.listdir(os.path.join(state.dir, "new")))
         return "error unknown command %s" % cmd

@@ -33,6 +33,10 @@ enum b2bd_cmd_type {
     CMD_CUSTOMER_UPSERT,
     CMD_ORDER_UPSERT,
     CMD_TEMPLATE_UPDATE,
+    CMD_CUSTOMER_MERGE,
+    CMD_CUSTOMER_DATA_REQUEST,
+    CMD_CUSTOMER_REDACT,
+    CMD_SHOP_REDACT,
     CMD_UNKNOWN
 };
 
@@ -104,6 +108,7 @@ struct b2bd_shop_upsert {
     const char *from_email;
     const char *staff_email;
     bool b2b_only;
+    const char *source_updated_at; /* RFC 3339, optional (also in the other upserts) */
 };
 
 struct b2bd_location_upsert {
@@ -116,6 +121,7 @@ struct b2bd_company_upsert {
     const char *name;
     struct b2bd_location_upsert *locations; /* owned array */
     size_t n_locations;
+    const char *source_updated_at;
 };
 
 struct b2bd_customer_upsert {
@@ -126,6 +132,7 @@ struct b2bd_customer_upsert {
     const char *phone;
     const char **tags;  /* owned array, at most 250, duplicates (case-insensitive) removed */
     size_t n_tags;
+    const char *source_updated_at;
 };
 
 enum b2bd_order_status { ORDER_OPEN, ORDER_CLOSED, ORDER_CANCELLED, ORDER_DELETED };
@@ -140,12 +147,24 @@ struct b2bd_order_upsert {
     const char *placed_at;   /* RFC 3339 timestamp, optional */
     const char *total;       /* decimal string, optional */
     const char *currency;    /* ISO 4217, three upper-case letters, optional */
+    const char *source_updated_at;
 };
 
 struct b2bd_template_update {
     const char *subject;
     const char *text;
     const char *html;
+};
+
+struct b2bd_customer_merge {
+    const char *customer_id;       /* kept */
+    const char *merge_customer_id; /* merged into the first, then deleted */
+};
+
+/* customer.data_request and customer.redact: exactly one of the two is set. */
+struct b2bd_customer_ref {
+    const char *customer_id;
+    const char *email;
 };
 
 struct b2bd_command {
@@ -169,6 +188,8 @@ struct b2bd_command {
         struct b2bd_customer_upsert customer;
         struct b2bd_order_upsert order;
         struct b2bd_template_update tmpl;
+        struct b2bd_customer_merge merge;
+        struct b2bd_customer_ref subject; /* customer.data_request, customer.redact */
     } u;
 };
 
@@ -196,5 +217,8 @@ int decode_hash(const char *type, const char *shop_id, const json_t *payload,
 bool decode_is_uuid(const char *s);
 bool decode_is_shop_id(const char *s);
 bool decode_is_email(const char *s);
+/* An identifier as commands carry it: UTF-8, 1 to 255 characters (up to 1,020 bytes),
+ * no control characters. */
+bool decode_is_id(const char *s);
 
 #endif

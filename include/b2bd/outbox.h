@@ -11,6 +11,8 @@
 #define OUTBOX_ACCESS "events.access"
 #define OUTBOX_NOTIFICATIONS "events.notifications"
 #define OUTBOX_DLQ "dlq"
+#define OUTBOX_SHOPS "events.shops"
+#define OUTBOX_PRIVACY "events.privacy"
 
 /* Appends one message to the outbox in the open transaction. key and value are bytes
  * (key may be NULL: no key); headers is a JSON array text of [name, value] pairs or

@@ -30,6 +30,10 @@ const char *sbuf_str(struct sbuf *b);
 /* Builds a PostgreSQL array literal ({"a","b"}) of n strings, for a text[] parameter. */
 void util_pg_text_array(struct sbuf *b, const char *const *v, size_t n);
 
+/* The length in bytes of the longest prefix of s of at most max bytes that ends at a
+ * character boundary (UTF-8), for quoting a cut value with "%.*s". */
+int util_utf8_prefix(const char *s, int max);
+
 /* Sleeps ms milliseconds (interrupted early by a signal). */
 void util_sleep_ms(long ms);
 

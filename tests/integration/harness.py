@@ -40,13 +40,17 @@ import sys
 import tempfile
 import threading
 import time
+import re
 import unittest
+import urllib.error
+import urllib.request
 import uuid
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, "..", "schema"))
 SOURCE_DIR = os.environ.get("B2BD_SOURCE_DIR") or os.path.dirname(os.path.dirname(_HERE))
 BUILD_DIR = os.environ.get("B2BD_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
 LOCALENV_DIR = os.environ.get("B2BD_LOCALENV_DIR") or os.path.join(BUILD_DIR, "localenv")
@@ -64,7 +68,12 @@ COMMAND_TOPICS = {
     "customer.upsert": "commands.sync",
     "order.upsert": "commands.sync",
     "template.update": "commands.sync",
+    "customer.merge": "commands.sync",
+    "customer.data_request": "commands.sync",
+    "customer.redact": "commands.sync",
+    "shop.redact": "commands.sync",
 }
+COMMAND_TOPIC_SUFFIXES = sorted(set(COMMAND_TOPICS.values()))
 
 _env_cache = None
 _lock = threading.Lock()
@@ -120,8 +129,10 @@ def key_for(cmd):
 
     if t in ("assign", "revoke", "migrate", "notify", "company.upsert"):
         return "%s/%s" % (shop, part("company_id"))
-    if t in ("customer.upsert", "order.upsert"):
+    if t in ("customer.upsert", "order.upsert", "customer.merge"):
         return "%s/%s" % (shop, part("customer_id"))
+    if t in ("customer.data_request", "customer.redact"):
+        return "%s/%s" % (shop, part("customer_id") or part("email").lower())
     return shop
 
 
@@ -333,6 +344,94 @@ class SmtpServer:
 # --------------------------------------------------------------------------
 # The daemon
 
+def missing(what):
+    """A tool or build product the test needs is missing: under CI (CI set, as .ci/run
+    runs) that is a failure, because scripts/deps.sh and the build must provide it;
+    run by hand, the test is skipped (and ctest shows a file whose tests all skipped as
+    skipped: tests/run_unittest.py exits 77)."""
+    if os.environ.get("CI"):
+        raise AssertionError(what + " (CI: scripts/deps.sh and the build must provide it)")
+    raise unittest.SkipTest(what)
+
+
+def need_tool(name):
+    """The path of a program on PATH, or missing()."""
+    import shutil
+    path = shutil.which(name)
+    if path is None:
+        missing("%s is not installed" % name)
+    return path
+
+
+def free_port():
+    """A port free at this moment. Only for a server that cannot bind port 0 and report
+    it (PostgreSQL): whoever binds it must retry on a clash."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def http_get(port, path, method="GET", timeout=10):
+    """(status, content type, body text) of one HTTP request to 127.0.0.1:port."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode("utf-8")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode("utf-8")
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+class Metrics:
+    """A parsed /metrics text: samples by (name, labels) and HELP/TYPE per family."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = {}
+        self.help = {}
+        self.type = {}
+        for line in text.splitlines():
+            if line.startswith("# HELP "):
+                name, _, help_text = line[7:].partition(" ")
+                self.help[name] = help_text
+            elif line.startswith("# TYPE "):
+                name, _, t = line[7:].partition(" ")
+                self.type[name] = t
+            elif line and not line.startswith("#"):
+                m = _SAMPLE.match(line)
+                if not m:
+                    raise AssertionError("not a sample line: %r" % line)
+                labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
+                self.samples[(m.group(1), labels)] = float(m.group(3))
+
+    def get(self, name, **labels):
+        return self.samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def total(self, name):
+        """The sum of every series of a family."""
+        return sum(v for k, v in self.samples.items() if k[0] == name)
+
+    def series(self, name):
+        return {dict(k[1]).get("partition", "") + "@" + dict(k[1]).get("topic", ""): v
+                for k, v in self.samples.items() if k[0] == name}
+
+
+def scrape(port):
+    status, ctype, body = http_get(port, "/metrics")
+    if status != 200:
+        raise AssertionError("/metrics answered %s: %s" % (status, body))
+    return Metrics(body)
+
+
+_HTTP_LISTENING = re.compile(r"event=http_listening addr=\S+ port=(\d+)")
+
+
 class Daemon:
     """BUILD_DIR/b2bd configured from the environment only (no --config)."""
 
@@ -376,7 +475,7 @@ class Daemon:
 
     def start(self, wait_ready=True, timeout=30):
         if not os.access(self.binary, os.X_OK):
-            raise unittest.SkipTest("%s is not built" % self.binary)
+            missing("%s is not built" % self.binary)
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
@@ -448,6 +547,22 @@ class Daemon:
         self.returncode = self.proc.wait(timeout)
         return self.returncode
 
+    def http_port(self, timeout=30):
+        """The port of the daemon's HTTP endpoint, as it logged it (the tests let it
+        bind port 0, so no other process can take the port in between)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = _HTTP_LISTENING.search(self.log())
+            if m:
+                return int(m.group(1))
+            if not self.alive() or time.monotonic() > deadline:
+                raise AssertionError("b2bd logged no http_listening; log:\n%s" % self.log()[-5000:])
+            time.sleep(0.05)
+
+    def metrics(self):
+        """The daemon's /metrics, parsed."""
+        return scrape(self.http_port())
+
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
@@ -499,7 +614,11 @@ class Bus:
     value a dict if the payload is a JSON object else the raw bytes, headers a
     dict of str (bytes if not UTF-8)."""
 
+    # every Bus made, so that TestCase.tearDown can check what each one read
+    opened = []
+
     def __init__(self, prefix, bootstrap=None, fetch_wait_ms=10):
+        Bus.opened.append(self)
         self.prefix = prefix
         self.bootstrap = bootstrap or env()["B2BD_KAFKA_BOOTSTRAP"]
         self.fetch_wait_ms = fetch_wait_ms
@@ -678,6 +797,31 @@ class Bus:
                                      % (timeout, len(missing), len(ids), missing[0]))
             self.poll("results", min(left, 0.5))
 
+    def read_to_end(self, topic_suffix, timeout=30):
+        """Reads every partition of an output topic up to its high watermark as of now;
+        returns everything read from the topic. What the broker acknowledged before
+        the call is all there: call it once b2bd has published what the test waits for
+        (B2bTestCase.settle(), or after b2bd exited, since SIGTERM flushes the outbox)."""
+        c = self._consumer(topic_suffix)
+        topic = self.prefix + topic_suffix
+        ends = {}
+        for tp in c.assignment():
+            low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if high > low:
+                ends[tp.partition] = high
+        deadline = time.monotonic() + timeout
+        while True:
+            upto = {}
+            for m in self._read[topic_suffix]:
+                upto[m[3]] = max(upto.get(m[3], -1), m[4] + 1)
+            behind = {p: h for p, h in ends.items() if upto.get(p, 0) < h}
+            if not behind:
+                return list(self._read[topic_suffix])
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: partitions %s not read to their end within %ss"
+                                     % (topic, sorted(behind), timeout))
+            self.poll(topic_suffix, 0.2)
+
     def drain(self, topic_suffix, quiet=1.0, timeout=60):
         """Reads until nothing new arrives for quiet seconds (at most timeout);
         returns everything read from the topic."""
@@ -689,6 +833,26 @@ class Bus:
                 return list(self._read[topic_suffix]) if topic_suffix in self._read else self.messages(topic_suffix)
             if self.poll(topic_suffix, min(0.2, quiet)):
                 last = time.monotonic()
+
+    def schema_problems(self):
+        """Every message this bus read from b2bd's output topics checked against its
+        schema in topics/schemas: results, access and notification events, and the
+        headers of dead letters. Returns readable problems (empty when all match)."""
+        import schemas  # tests/schema, on sys.path (see the top of this module)
+        problems = []
+        for suffix, kind, part in (("results", "result", 1), ("events.access", "access", 1),
+                                   ("events.notifications", "notification", 1), ("dlq", "dead-letter", 2),
+                                   ("events.shops", "shop.settings", 1),
+                                   ("events.privacy", "customer.data_export", 1)):
+            for m in self._read.get(suffix, []):
+                value = m[part]
+                if suffix in ("events.access", "events.shops") and value is None:
+                    continue  # a tombstone (null value) on a compacted topic
+                errs = schemas.errors(kind, value) if isinstance(value, dict) else ["not a JSON object"]
+                if errs:
+                    problems.append("%s message does not match its schema (%s): %r"
+                                    % (kind, "; ".join(errs), value))
+        return problems
 
     def close(self):
         for c in self._consumers.values():
@@ -714,6 +878,11 @@ class TestCase(unittest.TestCase):
     Set SHARED = True in a subclass to create prefix and database once per class
     (setUpClass) instead of once per test. KEEP_FAILED_DB = True keeps the
     database of a failed test for inspection."""
+
+    # tearDown checks every message the test read from b2bd's output topics against
+    # topics/schemas; only a test of the harness itself, which writes those topics
+    # by hand, turns it off
+    CHECK_SCHEMAS = True
 
     SHARED = False
     KEEP_FAILED_DB = True
@@ -746,6 +915,7 @@ class TestCase(unittest.TestCase):
             self._make_world(self)
         self.shop = unique_name("shop-")
         self._bus = None
+        self._buses_from = len(Bus.opened)
         self._daemons = []
         self._smtp_servers = []
 
@@ -782,8 +952,15 @@ class TestCase(unittest.TestCase):
                                  % (d.log_path, d.returncode, d.log()[-100000:]))
         for s in self._smtp_servers:
             s.stop()
-        if self._bus is not None:
-            self._bus.close()
+        # every result, event and dead letter this test read (through self.bus or a bus
+        # of its own) matches its schema
+        buses = Bus.opened[self._buses_from:]
+        del Bus.opened[self._buses_from:]
+        if not failed and self.CHECK_SCHEMAS:
+            for b in buses:
+                problems.extend(p[:3000] for p in b.schema_problems())
+        for b in buses:
+            b.close()
         if not self.SHARED and not (failed and self.KEEP_FAILED_DB):
             try:
                 drop_database(self.db_name)

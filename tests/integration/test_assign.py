@@ -133,8 +133,7 @@ class CompanyLimitTest(B2bTestCase):
     START_DAEMON = False
 
     def test_two_commands_race_for_the_10001st_seat(self):
-        d1 = self.start_daemon()
-        d2 = self.start_daemon(group_id=d1.env["B2BD_GROUP_ID"])
+        d1, d2 = self.start_two_daemons()
         self.make_company("c-big", ["loc-1"])
         # 9,999 contacts straight into the database, then two newcomers race for the last seat
         self.query("INSERT INTO customers (shop_id, customer_id, email) SELECT %s, 'bulk-' || g,"
@@ -147,10 +146,14 @@ class CompanyLimitTest(B2bTestCase):
                                                                  [("loc-1", "ordering_only")], company="c-big"))
                 for i in range(6)]
         # different partitions, so that both daemons work at once
+        before = [self.commands_done(d, "assign") for d in (d1, d2)]
         for i, c in enumerate(cmds):
             self.bus.send(c, partition=i % 4)
         self.bus.flush()
         results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=60)
+        done = [self.commands_done(d, "assign") - b for d, b in zip((d1, d2), before)]
+        self.assertEqual(sum(done), 6, done)
+        self.assertTrue(all(n > 0 for n in done), "both daemons took part: %s" % done)
         applied = [r for r in results if r["status"] == "applied"]
         limited = [r for r in results if r["status"] == "rejected"]
         self.assertEqual(len(applied), 1, results)
@@ -165,6 +168,53 @@ class CompanyLimitTest(B2bTestCase):
         # an existing contact can still be given roles at a full company
         r = self.applied("assign", self.assign("bulk-1", [("loc-1", "location_admin")], company="c-big"))
         self.assertFalse(r["contact_created"])
+
+
+class LimitThroughCommandsTest(B2bTestCase):
+    """The 10,000-contact limit reached through commands alone (no counter written by
+    SQL): 9,999 assigns that create their customers, two newcomers from two partitions
+    (two daemons) racing for the last seat, then the 10,001st."""
+
+    START_DAEMON = False
+
+    def test_10000_assigns_then_the_race_then_the_10001st(self):
+        d1, d2 = self.start_two_daemons()
+        self.make_company("c-max", ["loc-1"])
+        first = [harness.command("assign", self.shop, self.assign({"email": "m%05d@example.com" % i},
+                                                                  [("loc-1", "ordering_only")], company="c-max"))
+                 for i in range(9999)]
+        for c in first:
+            self.bus.send(c)
+        self.bus.flush()
+        results = self.bus.wait_results([c["command_id"] for c in first], timeout=300)
+        self.assertEqual({r["status"] for r in results}, {"applied"})
+        self.assertEqual(self.query("SELECT contact_count FROM companies WHERE shop_id = %s AND company_id = 'c-max'",
+                                    (self.shop,)), [(9999,)])
+        # two newcomers for the last seat, on partitions held by the two daemons
+        racers = [harness.command("assign", self.shop, self.assign({"email": "racer%d@example.com" % i},
+                                                                   [("loc-1", "ordering_only")], company="c-max"))
+                  for i in range(2)]
+        before = [self.commands_done(d, "assign") for d in (d1, d2)]
+        for i, c in enumerate(racers):
+            self.bus.send(c, partition=2 * i)
+        self.bus.flush()
+        race = self.bus.wait_results([c["command_id"] for c in racers], timeout=60)
+        self.assertEqual([self.commands_done(d, "assign") - b for d, b in zip((d1, d2), before)], [1, 1],
+                         "each daemon applied one of the racers")
+        self.assertEqual(sorted(r["status"] for r in race), ["applied", "rejected"], race)
+        self.assertEqual([r["error"]["code"] for r in race if r["status"] == "rejected"], ["LIMIT_REACHED"])
+        # the 10,001st
+        self.rejected("assign", self.assign({"email": "late@example.com"}, [("loc-1", "ordering_only")],
+                                            company="c-max"), "LIMIT_REACHED")
+        count = "SELECT count(*) FROM contacts WHERE shop_id = %s AND company_id = 'c-max'"
+        self.assertEqual(self.query(count, (self.shop,)), [(10000,)])
+        self.assertEqual(self.query("SELECT contact_count FROM companies WHERE shop_id = %s AND company_id = 'c-max'",
+                                    (self.shop,)), [(10000,)])
+        # a seat freed by a revoke is taken again by the next newcomer
+        self.applied("revoke", {"company_id": "c-max", "customer_id": "m00000@example.com", "scope": "company"})
+        self.applied("assign", self.assign({"email": "late@example.com"}, [("loc-1", "ordering_only")],
+                                           company="c-max"))
+        self.assertEqual(self.query(count, (self.shop,)), [(10000,)])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+import uuid
 
 import harness
 from b2btest import B2bTestCase, wait_until
@@ -18,7 +19,7 @@ class B2bctlTest(B2bTestCase):
     def setUp(self):
         super().setUp()
         if not os.access(B2BCTL, os.X_OK):
-            raise unittest.SkipTest("b2bctl is not built")
+            harness.missing("b2bctl is not built")
         self.tmp = tempfile.mkdtemp(prefix="ctl-", dir=harness.LOCALENV_DIR)
 
     def tearDown(self):
@@ -210,6 +211,21 @@ class B2bctlTest(B2bTestCase):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("results: applied=3 rejected=1 missing=0", p.stdout)
         self.assertIn("rejected NOT_FOUND: 1", p.stdout)
+
+    def test_send_wait_upper_case_command_ids(self):
+        """b2bd reports a command_id in canonical lower case: send --wait still finds the
+        result of each command of a file written with upper-case ids."""
+        self.make_company()
+        cmds = [harness.command("assign", self.shop, self.assign({"email": "u%d.%s@example.com" % (i, self.shop)},
+                                                                 [("loc-1", "ordering_only")]),
+                                command_id=str(uuid.uuid4()).upper())
+                for i in range(3)]
+        path = os.path.join(self.tmp, "upper.jsonl")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(c) + "\n" for c in cmds))
+        p = self.ctl("send", "--wait", "--timeout", "30", path)
+        self.assertIn("results: applied=3 rejected=0 missing=0", p.stdout, p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 if __name__ == "__main__":

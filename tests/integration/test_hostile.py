@@ -16,7 +16,7 @@ import uuid
 from confluent_kafka import Producer
 
 import harness
-from b2btest import B2bTestCase
+from b2btest import B2bTestCase, wait_until
 
 # The harness decodes every JSON message it reads; a dead letter 10,000 arrays deep needs
 # a deeper recursion limit than Python's default (1000).
@@ -48,7 +48,8 @@ class HostileBase(B2bTestCase):
 
     def my_dlq(self, partition):
         """This test's dead letters from one partition (the class shares its topics)."""
-        return [m for m in self.bus.drain("dlq", quiet=1.0) if m[2].get("source.partition") == str(partition)
+        self.settle()
+        return [m for m in self.bus.read_to_end("dlq") if m[2].get("source.partition") == str(partition)
                 and isinstance(m[0], str) and m[0].startswith(self.shop + "/")]
 
     def assert_flowing(self, topics=("commands.assign", "commands.sync", "commands.notify")):
@@ -180,14 +181,15 @@ class DaemonLimitTest(harness.TestCase):
                                                             {"company_id": "c-1", "name": "C"}))["status"], "applied")
         good = harness.command("assign", self.shop, {"company_id": "c-1", "customer": {"email": "a@example.com"},
                                                      "locations": []})
-        # The mock drops the first message set that follows one over 5 MiB on a partition
-        # (b2bd's consumer sees "offset out of range" and goes on from the new log start):
-        # the same command is sent again, as a producer would after no result.
+        # librdkafka 2.0.2's mock broker drops the first message set that follows one over
+        # 5 MiB on a partition (its log start moves past it; b2bd's consumer sees "offset
+        # out of range" and goes on from the log start, auto.offset.reset=earliest). That
+        # set is a filler of its own produce request here, so that the command after it is
+        # sent once: a command lost after the TOO_LARGE message fails the test.
+        self.send(b"filler after a 10 MB message", topic_suffix="commands.assign", key=self.shop + "/c-1",
+                  partition=3)
         self.send(good, partition=3)
-        try:
-            r = self.bus.wait_result(good["command_id"], timeout=15)
-        except AssertionError:
-            r = self.send_and_wait(good, partition=3)
+        r = self.bus.wait_result(good["command_id"], timeout=30)
         self.assertEqual(r["status"], "applied", r)
 
     def test_larger_limit_four_megabytes(self):
@@ -488,8 +490,14 @@ class ResendTest(HostileBase):
                         {"company_id": "c-1", "customer_ids": [], "resend_of": theirs.upper()}):
             self.rejected("notify", payload, "NOT_FOUND", "payload.resend_of", shop=attacker)
         self.assertEqual(self.query("SELECT count(*) FROM notifications WHERE shop_id = %s", (attacker,)), [(0,)])
-        self.assertEqual(self.query("SELECT count(*) FROM notifications"), [(1,)])
-        time.sleep(1)
+        self.assertEqual(self.query("SELECT count(*) FROM notifications WHERE shop_id = %s", (self.shop,)), [(1,)])
+        # the notifier has dealt with everything queued in this database (the victim's
+        # email was sent), so no email to the attacker can still come
+        wait_until(lambda: self.query("SELECT count(*) FROM notifications WHERE status = 'queued'") == [(0,)],
+                   timeout=60, what="no notification left queued")
+        self.assertEqual(self.query("SELECT status FROM notifications WHERE notification_id = %s", (theirs,)),
+                         [("sent",)])
+        self.assertEqual(len(self.smtp.messages(to="cust-1@example.com")), 1)
         self.assertEqual(self.smtp.messages(to="attacker@example.com"), [])
         self.assert_flowing()
 

@@ -29,7 +29,7 @@ class ImportCase(B2bTestCase):
     def setUp(self):
         super().setUp()
         if not os.access(B2BCTL, os.X_OK):
-            raise unittest.SkipTest("b2bctl is not built")
+            harness.missing("b2bctl is not built")
         self.tmp = tempfile.mkdtemp(prefix="import-", dir=harness.LOCALENV_DIR)
 
     def tearDown(self):
@@ -183,9 +183,10 @@ class ImportRerunTest(ImportCase):
         path = self.write("twice.csv", "\n".join(rows) + "\n")
         s1, _ = self.import_json(path, expect_rc=1)
         self.assertEqual((s1["applied"], s1["rejected"]), (40, 1), s1)
-        ids1 = {r["command_id"] for r in self.bus.drain("results", quiet=1.0) and self.bus.values("results")
+        self.settle()
+        ids1 = {r["command_id"] for r in self.bus.read_to_end("results") and self.bus.values("results")
                 if isinstance(r, dict) and r.get("import_id") == s1["import_id"]}
-        events1 = [m[1] for m in self.bus.drain("events.access", quiet=1.0)
+        events1 = [m[1] for m in self.bus.read_to_end("events.access")
                    if isinstance(m[1], dict) and m[1].get("shop_id") == self.shop]
         self.assertEqual(len(events1), 40)
         self.assertEqual({e["version"] for e in events1}, {1})
@@ -195,7 +196,8 @@ class ImportRerunTest(ImportCase):
         self.assertEqual(s2["import_id"], s1["import_id"])
         self.assertEqual((s2["applied"], s2["already_applied"], s2["applied_new"]), (40, 40, 0), s2)
         self.assertEqual(s2["rejected_by_code"], {"NOT_FOUND": 1})
-        results = [r for r in self.bus.drain("results", quiet=1.0) and self.bus.values("results")
+        self.settle()
+        results = [r for r in self.bus.read_to_end("results") and self.bus.values("results")
                    if isinstance(r, dict) and r.get("import_id") == s1["import_id"]]
         self.assertEqual({r["command_id"] for r in results}, ids1, "the same command ids")
         # each applied command's repeat is its stored result, byte for byte (same event_id)
@@ -205,7 +207,7 @@ class ImportRerunTest(ImportCase):
                 by_id.setdefault(r["command_id"], set()).add(r["event_id"])
         self.assertEqual(len(by_id), 40)
         self.assertTrue(all(len(v) == 1 for v in by_id.values()))
-        events2 = [m[1] for m in self.bus.drain("events.access", quiet=1.5)
+        events2 = [m[1] for m in self.bus.read_to_end("events.access")
                    if isinstance(m[1], dict) and m[1].get("shop_id") == self.shop]
         self.assertEqual(len(events2), 40, "no new access event")
         self.assertEqual(self.state(), before, "the database is unchanged")

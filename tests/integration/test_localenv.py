@@ -2,6 +2,7 @@
 
 import smtplib
 import time
+import os
 import unittest
 import uuid
 
@@ -39,6 +40,7 @@ class KeysTest(unittest.TestCase):
 
 
 class LocalEnvTest(harness.TestCase):
+    CHECK_SCHEMAS = False  # the round trip writes raw bytes to the results topic itself
     def test_postgres_as_b2bd(self):
         rows = self.query("SELECT current_user, current_database(), "
                           "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
@@ -65,7 +67,7 @@ class LocalEnvTest(harness.TestCase):
         m = self.bus.wait_for("results", lambda m: m[0] == "k1", timeout=30)
         self.assertEqual(m[1], b"\xff not json")
         self.assertEqual(m[2], {"error.code": "NOT_JSON"})
-        self.assertEqual(len(self.bus.drain("results", quiet=0.5)), 1)
+        self.assertEqual(len(self.bus.read_to_end("results")), 1)
 
     def test_kafka_control(self):
         self.assertEqual(harness.kafka_control("ping"), "ok")
@@ -121,7 +123,8 @@ class LocalEnvTest(harness.TestCase):
 
     def test_daemon_helper_without_binary(self):
         d = harness.Daemon(self.prefix, self.dsn, binary="/nonexistent/b2bd")
-        with self.assertRaises(unittest.SkipTest):
+        # a skip when run by hand, a failure under CI (where the build must provide it)
+        with self.assertRaises(AssertionError if os.environ.get("CI") else unittest.SkipTest):
             d.start()
         self.assertFalse(d.alive())
         self.assertEqual(d.env["B2BD_TOPIC_PREFIX"], self.prefix)

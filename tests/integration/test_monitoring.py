@@ -10,7 +10,7 @@ import unittest
 
 import harness
 from b2btest import B2bTestCase, wait_until
-from test_ops import free_port, http_get, scrape
+from harness import scrape
 
 DASHBOARD = os.path.join(harness.SOURCE_DIR, "monitoring", "grafana", "b2bd.json")
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus at scrape time
@@ -36,10 +36,10 @@ def dashboard_queries():
 class MonitoringTest(B2bTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.port = free_port()
-        cls.DAEMON_ENV = {"B2BD_HTTP_LISTEN": "127.0.0.1:%d" % cls.port,
+        cls.DAEMON_ENV = {"B2BD_HTTP_LISTEN": "127.0.0.1:0",
                           "B2BD_KAFKA__STATISTICS_INTERVAL_MS": "500"}
         super().setUpClass()
+        cls.port = cls.shared_daemon.http_port()
 
     def busy_metrics(self):
         """/metrics after applied and rejected commands, once the consumer lag is in."""

@@ -20,63 +20,10 @@ from b2btest import B2bTestCase, wait_until
 FAST_RETRY = {"B2BD_NOTIFIER_RETRY_INITIAL_MS": "200", "B2BD_NOTIFIER_RETRY_MAX_MS": "400"}
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def http_get(port, path, method="GET", timeout=10):
-    """(status, content type, body text) of one request to the daemon."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers.get("Content-Type"), r.read().decode("utf-8")
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type"), e.read().decode("utf-8")
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-class Metrics:
-    """A parsed /metrics text: samples by (name, labels) and HELP/TYPE per family."""
-
-    def __init__(self, text):
-        self.text = text
-        self.samples = {}
-        self.help = {}
-        self.type = {}
-        for line in text.splitlines():
-            if line.startswith("# HELP "):
-                name, _, help_text = line[7:].partition(" ")
-                self.help[name] = help_text
-            elif line.startswith("# TYPE "):
-                name, _, t = line[7:].partition(" ")
-                self.type[name] = t
-            elif line and not line.startswith("#"):
-                m = _SAMPLE.match(line)
-                if not m:
-                    raise AssertionError("not a sample line: %r" % line)
-                labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
-                self.samples[(m.group(1), labels)] = float(m.group(3))
-
-    def get(self, name, **labels):
-        return self.samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def series(self, name):
-        return {dict(k[1]).get("partition", "") + "@" + dict(k[1]).get("topic", ""): v
-                for k, v in self.samples.items() if k[0] == name}
-
-
-def scrape(port):
-    status, ctype, body = http_get(port, "/metrics")
-    if status != 200:
-        raise AssertionError("/metrics answered %s: %s" % (status, body))
-    return Metrics(body)
+# the endpoint helpers live in harness (http_get, Metrics, scrape)
+http_get = harness.http_get
+Metrics = harness.Metrics
+scrape = harness.scrape
 
 
 class HttpMixin:
@@ -114,13 +61,16 @@ class EndpointTest(HttpMixin, B2bTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.port = free_port()
-        cls.DAEMON_ENV = dict(FAST_RETRY, B2BD_HTTP_LISTEN="127.0.0.1:%d" % cls.port,
+        # port 0: the daemon binds a free port itself and logs it (no race with
+        # another test taking a port picked in advance)
+        cls.DAEMON_ENV = dict(FAST_RETRY, B2BD_HTTP_LISTEN="127.0.0.1:0",
                               B2BD_KAFKA__STATISTICS_INTERVAL_MS="1000")
         super().setUpClass()
+        cls.port = cls.shared_daemon.http_port()
 
     def test_health_ready_and_errors(self):
-        self.assertIn("event=http_listening addr=127.0.0.1:%d port=%d" % (self.port, self.port), self.d.log())
+        self.assertIn("event=http_listening addr=127.0.0.1:0 port=%d " % self.port, self.d.log())
+        self.assertNotEqual(self.port, 0)
         self.assertEqual(http_get(self.port, "/healthz")[::2], (200, "ok\n"))
         self.wait_ready(self.port)
         status, ctype, body = http_get(self.port, "/readyz")
@@ -247,8 +197,15 @@ class PrivatePostgres:
             f.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "log_min_messages = warning\n" % self.root)
-        self.port = free_port()
-        self.start()
+        # a port picked free may be taken before the server binds it: pick again
+        for attempt in range(5):
+            self.port = harness.free_port()
+            try:
+                self.start()
+                break
+            except AssertionError:
+                if attempt == 4 or "could not bind" not in self._log_tail():
+                    raise
         admin = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
         harness.db_query(admin, "CREATE ROLE b2bd LOGIN")
         harness.db_query(admin, "CREATE DATABASE b2bd OWNER b2bd")
@@ -266,6 +223,13 @@ class PrivatePostgres:
     def start(self):
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60",
                   "-o", "-p %d" % self.port, "start")
+
+    def _log_tail(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
 
     def stop(self):
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop")
@@ -291,9 +255,9 @@ class ReadinessTest(HttpMixin, B2bTestCase):
         self.addCleanup(self.pg.destroy)
 
     def test_readyz_follows_postgres_and_nothing_is_skipped(self):
-        port = free_port()
-        d = self.daemon(extra_env={"B2BD_HTTP_LISTEN": "127.0.0.1:%d" % port}, dsn=self.pg.dsn)
+        d = self.daemon(extra_env={"B2BD_HTTP_LISTEN": "127.0.0.1:0"}, dsn=self.pg.dsn)
         d.start()
+        port = d.http_port()
         self.wait_ready(port)
         self.make_company()
         customers = ["cust-%d" % i for i in range(6)]
@@ -347,7 +311,7 @@ class SdNotifyTest(B2bTestCase):
         sock.bind(path)
         sock.settimeout(0.5)
         d = self.daemon(extra_env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000",
-                                   "B2BD_HTTP_LISTEN": "127.0.0.1:%d" % free_port()})
+                                   "B2BD_HTTP_LISTEN": "127.0.0.1:0"})
         d.start()
         got = []
 
@@ -387,7 +351,6 @@ def _verify(directory, names):
     return r.returncode, lines
 
 
-@unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze not installed (scripts/deps.sh)")
 class SystemdUnitsTest(unittest.TestCase):
     """The units in systemd/ are checked by systemd-analyze verify (any complaint fails),
     carry the settings the operations need, and cmake --install puts everything in place."""
@@ -397,9 +360,10 @@ class SystemdUnitsTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="b2bd-units.", dir="/tmp")
         self.addCleanup(shutil.rmtree, self.tmp, True)
+        harness.need_tool("systemd-analyze")
         self.b2bd = os.path.join(harness.BUILD_DIR, "b2bd")
         if not os.access(self.b2bd, os.X_OK):
-            raise unittest.SkipTest("%s is not built" % self.b2bd)
+            harness.missing("%s is not built" % self.b2bd)
 
     def write_units(self, edit=None):
         for n in self.UNITS:

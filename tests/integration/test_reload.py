@@ -11,7 +11,7 @@ import time
 
 import harness
 from b2btest import B2bTestCase, wait_until
-from test_ops import free_port, scrape
+from harness import scrape
 
 
 class ReloadTest(B2bTestCase):
@@ -78,12 +78,10 @@ class ReloadTest(B2bTestCase):
         self.assertTrue(all(r["status"] == "applied" for r in results), results)
 
     def test_sighup_reloads(self):
-        port = free_port()
         self.write_conf("batch_max = 1\nlog_level = info\n")
-        d = self.daemon(extra_env={"NOTIFY_SOCKET": self.sock_path,
-                                   "B2BD_HTTP_LISTEN": "127.0.0.1:%d" % port},
-                        args=["--config", self.conf])
+        d = self.daemon(extra_env={"NOTIFY_SOCKET": self.sock_path}, args=["--config", self.conf])
         d.start()
+        port = d.http_port()  # the harness lets it bind port 0
         self.assertTrue(self.notes_until(lambda: any("READY=1" in n for n in self.notes)))
 
         # batch_max = 1: one command per batch, however close they come
@@ -134,8 +132,7 @@ class ReloadTest(B2bTestCase):
     def test_notifier_role_reloads(self):
         """The notifier-only loop answers SIGHUP too."""
         self.write_conf("notifier_rate_per_s = 0\n")
-        d = self.daemon(extra_env={"NOTIFY_SOCKET": self.sock_path,
-                                   "B2BD_HTTP_LISTEN": "127.0.0.1:%d" % free_port()},
+        d = self.daemon(extra_env={"NOTIFY_SOCKET": self.sock_path},
                         args=["--config", self.conf, "--role", "notifier"])
         d.start()
         self.assertTrue(self.notes_until(lambda: any("READY=1" in n for n in self.notes)))

@@ -217,8 +217,8 @@ class MigrationRaceTest(RevokeMigrateBase):
     def setUp(self):
         self.d1 = None
         harness.TestCase.setUp(self)
-        self.d = self.d1 = self.start_daemon()
-        self.d2 = self.start_daemon(group_id=self.d1.env["B2BD_GROUP_ID"])
+        self.d1, self.d2 = self.start_two_daemons()
+        self.d = self.d1
         self.make_company("c-1", ["loc-1", "loc-2", "loc-3"])
         self.make_company("c-2", ["loc-x"])
         self.make_customer("cust-1")
@@ -230,12 +230,16 @@ class MigrationRaceTest(RevokeMigrateBase):
         cmds = [harness.command("migrate", self.shop, self.migrate(loc)) for loc in ("loc-1", "loc-2")]
         ups = [harness.command("order.upsert", self.shop, {"order_id": "o-%02d" % i, "customer_id": "cust-1",
                                                           "status": "closed"}) for i in range(20)]
+        # partitions 0 and 2: one daemon each (start_two_daemons)
+        before = [self.commands_done(d, "migrate") for d in (self.d1, self.d2)]
         for i, c in enumerate(cmds):
-            self.bus.send(c, partition=i)
+            self.bus.send(c, partition=2 * i)
         for u in ups:
             self.bus.send(u, partition=2)
         self.bus.flush()
         results = self.bus.wait_results([c["command_id"] for c in cmds + ups], timeout=60)
+        done = [self.commands_done(d, "migrate") - b for d, b in zip((self.d1, self.d2), before)]
+        self.assertEqual(done, [1, 1], "each daemon applied one of the two migrations")
         mig = results[:2]
         self.assertEqual(sorted(r["status"] for r in mig), ["applied", "rejected"], mig)
         won = [r for r in mig if r["status"] == "applied"][0]

@@ -7,7 +7,7 @@
 
 Kinds: each command type ("assign", "shop.upsert", ...), "envelope" (any command),
 "result", "access", "notification", "dead-letter" (a dead letter's headers as a
-dict of str). Works with Debian's python3-jsonschema 4.10 and with later releases.
+dict of str), "shop.settings", "customer.data_export". Works with Debian's python3-jsonschema 4.10 and with later releases.
 """
 import json
 import os
@@ -21,7 +21,8 @@ TOPICS_DIR = os.path.join(SOURCE_DIR, "topics")
 SCHEMA_DIR = os.path.join(TOPICS_DIR, "schemas")
 
 COMMAND_TYPES = ("assign", "revoke", "migrate", "notify", "shop.upsert", "company.upsert",
-                 "customer.upsert", "order.upsert", "template.update")
+                 "customer.upsert", "order.upsert", "template.update", "customer.merge",
+                 "customer.data_request", "customer.redact", "shop.redact")
 SYNC_TYPES = COMMAND_TYPES[4:]
 # The command topic (suffix after the prefix) each command type belongs to.
 TOPIC_OF_TYPE = {t: ("commands.sync" if t in SYNC_TYPES else "commands." + t)
@@ -36,9 +37,12 @@ FILES.update({
     "notification.sent": "notification.schema.json",
     "notification.failed": "notification.schema.json",
     "dead-letter": "dead-letter.schema.json",
+    "shop.settings": "shop-settings.schema.json",
+    "customer.data_export": "data-export.schema.json",
     "common": "common.schema.json",
 })
-KINDS = tuple(COMMAND_TYPES) + ("envelope", "result", "access", "notification", "dead-letter")
+KINDS = tuple(COMMAND_TYPES) + ("envelope", "result", "access", "notification", "dead-letter",
+                                "shop.settings", "customer.data_export")
 
 Validator = jsonschema.Draft202012Validator
 _cache = {}

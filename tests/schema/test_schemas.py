@@ -327,6 +327,69 @@ class InvalidMessagesAreRejected(unittest.TestCase):
             with self.subTest(kind=kind, case=what):
                 self.assertInvalid(kind, msg)
 
+    def test_privacy_commands(self):
+        cases = [
+            ("customer.merge", "missing merge_customer_id", with_payload("customer.merge", merge_customer_id=DROP)),
+            ("customer.merge", "missing customer_id", with_payload("customer.merge", customer_id=DROP)),
+            ("customer.merge", "merge_customer_id of 256", with_payload("customer.merge", merge_customer_id="c" * 256)),
+            ("customer.data_request", "neither id nor email", with_payload("customer.data_request", customer_id=DROP)),
+            ("customer.data_request", "both id and email", with_payload("customer.data_request", email="a@b.example")),
+            ("customer.data_request", "email without @", with_payload("customer.data_request", 1, email="ana")),
+            ("customer.redact", "customer_id empty", with_payload("customer.redact", customer_id="")),
+            ("customer.redact", "email a number", with_payload("customer.redact", 1, email=7)),
+            ("shop.redact", "payload not an object", setp(example("shop.redact"), [], "payload")),
+            ("customer.upsert", "source_updated_at not a timestamp",
+             with_payload("customer.upsert", source_updated_at="yesterday")),
+            ("order.upsert", "source_updated_at a number", with_payload("order.upsert", source_updated_at=1)),
+        ]
+        for kind, what, msg in cases:
+            with self.subTest(kind=kind, case=what):
+                self.assertInvalid(kind, msg)
+        for t in ("shop.upsert", "company.upsert", "customer.upsert", "order.upsert"):
+            self.assertTrue(schemas.is_valid(t, with_payload(t, source_updated_at="2026-12-01T10:00:00+01:00")))
+
+    def test_privacy_results_and_events(self):
+        cases = [
+            ("customer.merge", ("moved_order_ids",), None),
+            ("customer.merge", ("merged_customer_id",), 3),
+            ("customer.data_request", ("export_event_id",), "e-1"),
+            ("customer.redact", ("erased", "roles"), -1),
+            ("customer.redact", ("erased",), None),
+            ("shop.redact", ("commands",), None),
+            ("customer.upsert", ("stale",), "yes"),
+        ]
+        for t, path, value in cases:
+            ok = example_of_type("result", t)
+            if t == "customer.upsert":
+                ok = [e for e in schemas.schema("result")["examples"] if "stale" in (e["result"] or {})][0]
+            self.assertTrue(schemas.is_valid("result", ok))
+            msg = drop(ok, "result", *path) if value is None else setp(ok, value, "result", *path)
+            with self.subTest(type=t, path=path):
+                self.assertInvalid("result", msg)
+        merge_refused = [e for e in schemas.schema("result")["examples"]
+                         if e["status"] == "rejected" and e["error"]["code"] == "MERGE_REFUSED"]
+        self.assertTrue(merge_refused)
+        st = example("shop.settings")
+        for what, msg in {"bad type": setp(st, "shop.updated", "type"),
+                          "version 0": setp(st, 0, "version"),
+                          "missing actor": drop(st, "actor"),
+                          "b2b_only a string": setp(st, "true", "b2b_only")}.items():
+            with self.subTest(what):
+                self.assertInvalid("shop.settings", msg)
+        self.assertTrue(schemas.is_valid("shop.settings", setp(st, None, "actor")))
+        ex = example("customer.data_export")
+        for what, msg in {"missing profile": drop(ex, "profile"),
+                          "order without migrated": drop(ex, "orders", 0, "migrated"),
+                          "bad notification status": setp(ex, "bounced", "notifications", 0, "status"),
+                          "history version 0": setp(ex, 0, "access_history", 0, "version"),
+                          "command without actor": drop(ex, "commands", 0, "actor"),
+                          "missing generated_at": drop(ex, "generated_at")}.items():
+            with self.subTest(what):
+                self.assertInvalid("customer.data_export", msg)
+        acc = example("access")
+        self.assertInvalid("access", setp(acc, 42, "actor"))
+        self.assertTrue(schemas.is_valid("access", setp(acc, None, "actor")))
+
     def test_result(self):
         ok = example_of_type("result", "assign")
         rej = [e for e in schemas.schema("result")["examples"] if e["status"] == "rejected"][0]
@@ -489,7 +552,7 @@ class Manifest(unittest.TestCase):
     @need_contract
     def test_topics_equal_the_contracts_table(self):
         rows = topics_table(contract_text())
-        self.assertEqual(len(rows), 9)
+        self.assertEqual(len(rows), 11)
         by = {t["default_name"]: t for t in self.m["topics"]}
         names = [ticked(r[0])[0] for r in rows]
         self.assertEqual(sorted(names), sorted(by))
@@ -502,7 +565,10 @@ class Manifest(unittest.TestCase):
                 self.assertEqual(t["compacted"], "compacted" in parts[1:])
                 self.assertEqual(t["key"], key.replace("`", ""))
                 self.assertEqual(t["holds"], holds)
-                types = ticked(holds)
+                # the messages a topic holds, not the commands its text mentions
+                # ("a tombstone after `shop.redact`")
+                types = [ty for ty in ticked(holds)
+                         if t["direction"] == "in" or ty not in schemas.COMMAND_TYPES]
                 self.assertEqual(t["message_types"], types or implicit[t["suffix"]])
 
     @need_contract
@@ -511,7 +577,9 @@ class Manifest(unittest.TestCase):
         m = re.search(r"Keys on the sync topic: (.*?)\.(?:\s|$)", text)
         self.assertTrue(m)
         want = {}
-        for key, types in re.findall(r"`([a-z_/]+)` for ((?:`[a-z.]+`(?:,? and |, )?)+)", m.group(1)):
+        # remarks in parentheses ("(the customer kept)") are not part of the lists
+        keys = re.sub(r" \([^)]*\)", "", m.group(1))
+        for key, types in re.findall(r"`([a-z_/]+)` for ((?:`[a-z._]+`(?:,? and |, )?)+)", keys):
             for ty in ticked(types):
                 want[ty] = key
         sync = [t for t in self.m["topics"] if t["suffix"] == "commands.sync"][0]
@@ -626,10 +694,32 @@ class AgainstTheContract(unittest.TestCase):
         cmds = section(self.text, "Commands")
         pr = section(self.text, "Precise rules")
         checks = []
+        priv = section(self.text, "Privacy, profiles and audit")
         for ty in schemas.SYNC_TYPES:
-            line = bullet(cmds, "`%s`:" % ty)
-            shape = re.search(r"`(\{.*?\})`", line).group(1)
-            checks.append((ty, "command.%s.schema.json" % ty, "#/$defs/payload", shape))
+            line = bullet(cmds if "`%s`:" % ty in cmds else priv, "`%s`:" % ty)
+            for shape in re.findall(r"`(\{.*?\})`", line)[:1 if ty != "customer.data_request" else 2]:
+                if shape == "{}":
+                    payload = resolve("command.%s.schema.json" % ty, {"$ref": "#/$defs/payload"})[1]
+                    self.assertFalse(payload.get("required"), ty)
+                    continue
+                if shape.startswith('{"event_id"'):
+                    continue
+                checks.append((ty, "command.%s.schema.json" % ty, "#/$defs/payload", shape))
+        for ty in ("customer.redact",):
+            for shape in re.findall(r"`(\{.*?\})`", bullet(priv, "`%s`:" % ty))[:2]:
+                checks.append((ty, "command.%s.schema.json" % ty, "#/$defs/payload", shape))
+        flat_priv = " ".join(priv.split())
+        results = {"customer.merge": "customer_merge_result",
+                   "customer.data_request": "customer_data_request_result",
+                   "customer.redact": "customer_redact_result", "shop.redact": "shop_redact_result"}
+        for ty, d in results.items():
+            b = bullet(priv, "`%s`:" % ty)
+            shape = re.search(r"Result: `(\{.*?\})`", b).group(1)
+            checks.append((ty + " result", "result.schema.json", "#/$defs/" + d, shape))
+        export = re.search(r"message: `(\{\"event_id\", \"type\": \"customer\.data_export\".*?\})`", flat_priv).group(1)
+        checks.append(("customer.data_export", "data-export.schema.json", "#", export))
+        shop = re.search(r"publishes `(\{\"event_id\", \"type\": \"shop\.settings\".*?\})`", flat_priv).group(1)
+        checks.append(("shop.settings", "shop-settings.schema.json", "#", shop))
         flat = " ".join(cmds.split())
         checks.append(("revoke result", "result.schema.json", "#/$defs/revoke_result",
                        re.search(r'Result: `(\{"customer_id", "removed_roles".*?\})`', flat).group(1)))

@@ -137,6 +137,8 @@ static void test_err_names_and_classes(void **state)
     assert_string_equal(b2bd_code_name(B2BD_WRONG_TOPIC), "WRONG_TOPIC");
     assert_string_equal(b2bd_code_name(B2BD_IDEMPOTENCY_KEY_REUSED), "IDEMPOTENCY_KEY_REUSED");
     assert_string_equal(b2bd_code_name(B2BD_CONFLICT), "CONFLICT");
+    assert_string_equal(b2bd_code_name(B2BD_MERGE_REFUSED), "MERGE_REFUSED");
+    assert_string_equal(b2bd_code_name(B2BD_UNPROCESSABLE), "UNPROCESSABLE");
     assert_string_equal(b2bd_code_name(B2BD_NOT_JSON), "NOT_JSON");
     assert_string_equal(b2bd_code_name(B2BD_NOT_A_COMMAND), "NOT_A_COMMAND");
     assert_string_equal(b2bd_code_name(B2BD_TOO_LARGE), "TOO_LARGE");
@@ -144,7 +146,7 @@ static void test_err_names_and_classes(void **state)
     assert_string_equal(b2bd_code_name(B2BD_ERR_INTERNAL), "INTERNAL");
     assert_non_null(b2bd_code_name((enum b2bd_code)999));
     for (int c = B2BD_OK; c <= B2BD_ERR_INTERNAL; c++) {
-        bool rej = c >= B2BD_INVALID && c <= B2BD_CONFLICT;
+        bool rej = c >= B2BD_INVALID && c <= B2BD_UNPROCESSABLE;
         bool dead = c == B2BD_NOT_JSON || c == B2BD_NOT_A_COMMAND || c == B2BD_TOO_LARGE;
         assert_int_equal(!!b2bd_code_is_rejection((enum b2bd_code)c), rej);
         assert_int_equal(!!b2bd_code_is_dead_letter((enum b2bd_code)c), dead);
@@ -191,14 +193,15 @@ static void test_names(void **state)
     assert_int_equal(decode_topic_from_name("b2b.", "b2b.commands.assignx"), -1);
     const char *types[] = {"assign", "revoke", "migrate", "notify", "shop.upsert",
                            "company.upsert", "customer.upsert", "order.upsert",
-                           "template.update", "unknown"};
+                           "template.update", "customer.merge", "customer.data_request",
+                           "customer.redact", "shop.redact", "unknown"};
     for (int t = 0; t <= CMD_UNKNOWN; t++)
         assert_string_equal(decode_type_name((enum b2bd_cmd_type)t), types[t]);
     assert_int_equal(decode_type_topic(CMD_ASSIGN), TOPIC_ASSIGN);
     assert_int_equal(decode_type_topic(CMD_REVOKE), TOPIC_REVOKE);
     assert_int_equal(decode_type_topic(CMD_MIGRATE), TOPIC_MIGRATE);
     assert_int_equal(decode_type_topic(CMD_NOTIFY), TOPIC_NOTIFY);
-    for (int t = CMD_SHOP_UPSERT; t <= CMD_TEMPLATE_UPDATE; t++)
+    for (int t = CMD_SHOP_UPSERT; t < CMD_UNKNOWN; t++)
         assert_int_equal(decode_type_topic((enum b2bd_cmd_type)t), TOPIC_SYNC);
     assert_string_equal(decode_role_name(ROLE_ORDERING_ONLY), "ordering_only");
     assert_string_equal(decode_role_name(ROLE_LOCATION_ADMIN), "location_admin");
@@ -651,6 +654,17 @@ static void test_id_lengths(void **state)
         free(id255);
         free(id256);
     }
+    /* decode_is_id (b2bctl's --import-id): characters counted, not bytes */
+    char *w255 = rep("\xf0\xa0\x80\x80", 255), *w256 = rep("\xf0\xa0\x80\x80", 256);
+    assert_true(decode_is_id(w255));
+    assert_false(decode_is_id(w256));
+    free(w255);
+    free(w256);
+    assert_true(decode_is_id("imp-1"));
+    assert_false(decode_is_id(""));
+    assert_false(decode_is_id(NULL));
+    assert_false(decode_is_id("a\tb"));
+    assert_false(decode_is_id("a\xf0\xa0"));  /* not UTF-8 */
     payload_bad("migrate", "{'company_id':'','location_id':'l','customer_id':'u'}",
                 "payload.company_id");
     /* control characters: refused in ids, kept in names */
@@ -1005,6 +1019,81 @@ static void test_template_invalid(void **state)
     payload_ok(t, "{'subject':'{{#broken','text':'','html':'<p>{{x}}</p>'}");
 }
 
+static void test_privacy_invalid(void **state)
+{
+    (void)state;
+    const char *m = "customer.merge";
+    payload_bad(m, "{'merge_customer_id':'c-2'}", "payload.customer_id");
+    payload_bad(m, "{'customer_id':'c-1'}", "payload.merge_customer_id");
+    payload_bad(m, "{'customer_id':'c-1','merge_customer_id':'c-1'}", "payload.merge_customer_id");
+    payload_bad(m, "{'customer_id':'','merge_customer_id':'c-2'}", "payload.customer_id");
+    payload_bad(m, "{'customer_id':'c-1','merge_customer_id':7}", "payload.merge_customer_id");
+    char *long_id = rep("x", 256);
+    char *p = NULL;
+    assert_true(asprintf(&p, "{'customer_id':'c-1','merge_customer_id':'%s'}", long_id) > 0);
+    payload_bad(m, p, "payload.merge_customer_id");
+    free(p);
+    payload_ok(m, "{'customer_id':'c-1','merge_customer_id':'C-1'}");
+    const char *subject_types[] = {"customer.data_request", "customer.redact"};
+    for (int i = 0; i < 2; i++) {
+        const char *t = subject_types[i];
+        payload_bad(t, "{}", "payload.customer_id");
+        payload_bad(t, "{'customer_id':null,'email':null}", "payload.customer_id");
+        payload_bad(t, "{'customer_id':'c-1','email':'a@b.example'}", "payload.email");
+        payload_bad(t, "{'email':'no-at-sign'}", "payload.email");
+        payload_bad(t, "{'customer_id':'a\\u0001b'}", "payload.customer_id");
+        assert_true(asprintf(&p, "{'customer_id':'%s'}", long_id) > 0);
+        payload_bad(t, p, "payload.customer_id");
+        free(p);
+        payload_ok(t, "{'customer_id':'c-1'}");
+        payload_ok(t, "{'email':'A@b.example'}");
+    }
+    free(long_id);
+    payload_ok("shop.redact", "{}");
+    payload_ok("shop.redact", "{'anything':1}");
+    /* source_updated_at on every upsert */
+    payload_bad("customer.upsert", "{'customer_id':'c','email':'a@b.example','source_updated_at':'x'}",
+                "payload.source_updated_at");
+    payload_bad("shop.upsert", "{'name':'n','source_updated_at':5}", "payload.source_updated_at");
+    payload_bad("company.upsert", "{'company_id':'c','name':'n','source_updated_at':'2026-13-01T00:00:00Z'}",
+                "payload.source_updated_at");
+    payload_bad("order.upsert", "{'order_id':'o','customer_id':'c','status':'open','source_updated_at':''}",
+                "payload.source_updated_at");
+    payload_ok("order.upsert", "{'order_id':'o','customer_id':'c','status':'open','source_updated_at':null}");
+}
+
+static void test_privacy_typed(void **state)
+{
+    (void)state;
+    struct b2bd_command cmd;
+    decode_ok("customer.merge", TOPIC_SYNC, "{'customer_id':'c-1','merge_customer_id':'c-2'}", &cmd);
+    assert_int_equal(cmd.type, CMD_CUSTOMER_MERGE);
+    assert_string_equal(cmd.u.merge.customer_id, "c-1");
+    assert_string_equal(cmd.u.merge.merge_customer_id, "c-2");
+    decode_free(&cmd);
+    decode_ok("customer.redact", TOPIC_SYNC, "{'email':'Ana@B.example'}", &cmd);
+    assert_int_equal(cmd.type, CMD_CUSTOMER_REDACT);
+    assert_null(cmd.u.subject.customer_id);
+    assert_string_equal(cmd.u.subject.email, "Ana@B.example");
+    decode_free(&cmd);
+    decode_ok("customer.data_request", TOPIC_SYNC, "{'customer_id':'c-9'}", &cmd);
+    assert_int_equal(cmd.type, CMD_CUSTOMER_DATA_REQUEST);
+    assert_string_equal(cmd.u.subject.customer_id, "c-9");
+    assert_null(cmd.u.subject.email);
+    decode_free(&cmd);
+    decode_ok("shop.redact", TOPIC_SYNC, "{}", &cmd);
+    assert_int_equal(cmd.type, CMD_SHOP_REDACT);
+    decode_free(&cmd);
+    decode_ok("customer.upsert", TOPIC_SYNC,
+              "{'customer_id':'c','email':'a@b.example','source_updated_at':'2026-12-01T10:00:00+01:00'}", &cmd);
+    assert_string_equal(cmd.u.customer.source_updated_at, "2026-12-01T10:00:00+01:00");
+    decode_free(&cmd);
+    /* on another topic: WRONG_TOPIC */
+    char *msg = envelope("shop.redact", "{}");
+    check_msg(msg, strlen(msg), TOPIC_ASSIGN, DECODE_REJECTED, B2BD_WRONG_TOPIC, "type");
+    free(msg);
+}
+
 /* ---- per type: typed results -------------------------------------------------------- */
 
 static void test_assign_typed(void **state)
@@ -1300,6 +1389,8 @@ int main(void)
         cmocka_unit_test(test_tags_limit),
         cmocka_unit_test(test_order_invalid),
         cmocka_unit_test(test_template_invalid),
+        cmocka_unit_test(test_privacy_invalid),
+        cmocka_unit_test(test_privacy_typed),
         cmocka_unit_test(test_assign_typed),
         cmocka_unit_test(test_revoke_typed),
         cmocka_unit_test(test_migrate_typed),

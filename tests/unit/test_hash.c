@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
 
 #include "b2bd/decode.h"
 
@@ -61,23 +60,21 @@ static void test_known_value(void **state)
     assert_string_equal(h, "86e4a61444da152211f54cf46a5e316e71d68b61d4f392371d3edd74366919e3");
 }
 
-/* decode_hash() is SHA-256 of json_dumps(COMPACT | SORT_KEYS | ENSURE_ASCII). */
-static void test_matches_json_dumps(void **state)
+/* decode_hash() of a payload with nested objects, arrays, a negative real, null, false
+ * and non-ASCII, against a fixed value computed outside b2bd from the canonical text
+ * written out by hand (keys sorted at every level, no spaces, \uXXXX upper-case):
+ *   printf '%s' '{"payload":{"a":{"x":false,"y":null},"m":-0.25,"z":[{"a":"\u00FC","b":1}]},"shop_id":"s:1","type":"notify"}' | sha256sum */
+static void test_nested_payload_known_value(void **state)
 {
     (void)state;
     json_t *payload = json_loads("{\"z\":[{\"b\":1,\"a\":\"\\u00fc\"}],\"a\":{\"y\":null,"
                                  "\"x\":false},\"m\":-0.25}", 0, NULL);
     assert_non_null(payload);
-    json_t *o = json_pack("{s:s,s:s,s:O}", "type", "notify", "shop_id", "s:1", "payload",
-                          payload);
-    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
-    unsigned char want[32], got[32];
-    unsigned int n = 0;
-    assert_int_equal(EVP_Digest(text, strlen(text), want, &n, EVP_sha256(), NULL), 1);
+    unsigned char got[32];
+    char h[65];
     assert_int_equal(decode_hash("notify", "s:1", payload, got), 0);
-    assert_memory_equal(got, want, 32);
-    free(text);
-    json_decref(o);
+    hex(got, h);
+    assert_string_equal(h, "f985b5082dd4c484f010eb26fc2427bfec4d6f0aeb171ab0a16455c51baaf6de");
     json_decref(payload);
 }
 
@@ -178,7 +175,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_value),
-        cmocka_unit_test(test_matches_json_dumps),
+        cmocka_unit_test(test_nested_payload_known_value),
         cmocka_unit_test(test_key_order_and_whitespace),
         cmocka_unit_test(test_envelope_fields_ignored),
         cmocka_unit_test(test_differences),
