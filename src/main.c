@@ -20,6 +20,7 @@
 #include "b2bd/metrics.h"
 #include "b2bd/notifier.h"
 #include "b2bd/relay.h"
+#include "b2bd/reload.h"
 #include "b2bd/sdnotify.h"
 #include "b2bd/util.h"
 #include "b2bd/workers.h"
@@ -27,6 +28,9 @@
 extern char **environ;
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+/* What main() loaded the configuration from, for a reload: --config and --role. */
+static const char *config_path, *role_override;
 
 /* Exit status after a fatal Kafka client error: systemd's Restart=on-failure starts a
  * new process, with new clients; the outbox and the uncommitted offsets wait for it. */
@@ -40,8 +44,37 @@ static bool kafka_dead(struct kafka_in *in, const struct b2bd_relay *relay)
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGHUP)
+        reload_requested = 1;
+    else
+        stop_requested = 1;
+}
+
+/* SIGHUP: loads the configuration again and takes what changes without a restart
+ * (reload_apply); a configuration that fails to load changes nothing. */
+static void reload(struct b2bd_config *cfg, const char *status)
+{
+    reload_requested = 0;
+    sdnotify_reloading();
+    struct b2bd_config next;
+    struct b2bd_err err;
+    b2bd_err_clear(&err);
+    if (config_load(config_path, environ, &next, &err) < 0) {
+        char msg[300];
+        log_quote(msg, sizeof msg, err.msg);
+        log_error("main", "reload_failed", "field=%s error=%s note=\"the settings stay as they were\"",
+                  err.field[0] ? err.field : "-", msg);
+    } else {
+        if (role_override) {
+            free(next.role);
+            next.role = strdup(role_override);
+        }
+        int restart = 0;
+        int taken = reload_apply(cfg, &next, &restart);
+        log_info("main", "reload_done", "taken=%d restart_needed=%d", taken, restart);
+        config_free(&next);
+    }
+    sdnotify_ready(status);
 }
 
 static void usage(FILE *f)
@@ -104,7 +137,7 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
 }
 
 /* The command pipeline: consume, apply, commit offsets, until a stop is asked. */
-static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
+static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
                        const struct email_template *tmpl, struct b2bd_relay *relay)
 {
     struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl};
@@ -119,6 +152,22 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
         abort();
     int64_t next_report = util_now_ms() + 10000;
     while (!stop_requested && !kafka_dead(in, relay)) {
+        if (reload_requested) {
+            reload(cfg, "consuming commands");
+            if ((size_t)cfg->batch_max != max) { /* empty between rounds: sized anew */
+                max = (size_t)cfg->batch_max;
+                free(batch);
+                free(done);
+                free(msgs);
+                free(ok);
+                batch = calloc(max, sizeof *batch);
+                done = calloc(max, sizeof *done);
+                msgs = calloc(max, sizeof *msgs);
+                ok = calloc(max, 1);
+                if (!batch || !done || !msgs || !ok)
+                    abort();
+            }
+        }
         sdnotify_watchdog();
         size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
         if (kafka_in_fatal(in)) {
@@ -179,7 +228,7 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
     free(ok);
 }
 
-static int run(const struct b2bd_config *cfg)
+static int run(struct b2bd_config *cfg)
 {
     int worker = strcmp(cfg->role, "notifier") != 0;
     int notifier = strcmp(cfg->role, "worker") != 0;
@@ -243,6 +292,8 @@ static int run(const struct b2bd_config *cfg)
         run_worker(cfg, in, &db, &tmpl, relay);
     else
         while (!stop_requested && !kafka_dead(NULL, relay)) {
+            if (reload_requested)
+                reload(cfg, "sending notifications");
             sdnotify_watchdog();
             util_sleep_ms(200);
         }
@@ -322,6 +373,9 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    config_path = path;
+    role_override = role;
     signal(SIGPIPE, SIG_IGN);
 
     char *dsn = config_redact(cfg.pg_dsn);
