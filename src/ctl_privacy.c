@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "b2bd/ctl_common.h"
+#include "b2bd/ctl_send.h"
 #include "b2bd/decode.h"
 #include "b2bd/util.h"
 
