@@ -15,8 +15,12 @@ static const char SQL_DROP_ROLES_AT[] =
 static const char SQL_DROP_ROLES[] =
     "DELETE FROM roles WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3"
     " RETURNING location_id, role";
+/* RETURNING: a seat is freed only for a contact this command removed. Two revokes of
+ * one contact applied at once (keyed apart, or two instances during a rebalance) both
+ * pass the contact check; the second's DELETE waits for the first and removes nothing. */
 static const char SQL_DROP_CONTACT[] =
-    "DELETE FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
+    "DELETE FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3"
+    " RETURNING 1";
 static const char SQL_FREE_SEAT[] =
     "UPDATE companies SET contact_count = contact_count - 1 WHERE shop_id = $1 AND company_id = $2";
 
@@ -113,12 +117,18 @@ enum b2bd_code apply_revoke(struct apply_cmd *c, struct b2bd_err *err)
     json_t *reverted = json_array();
     if (p->scope == SCOPE_COMPANY) {
         res = apply_q(c, SQL_DROP_CONTACT, 3, tv, err);
-        if (res) {
+        if (res && PQntuples(res) == 0) {
+            /* removed meanwhile by a concurrent command: as if this one came after it */
+            code = b2bd_err_set(err, B2BD_NOT_A_CONTACT, "payload.customer_id",
+                                "the customer is not a contact of the company");
+        } else if (res) {
             PQclear(res);
             res = apply_q(c, SQL_FREE_SEAT, 2, kv, err);
-        }
-        if (!res)
+            if (!res)
+                code = B2BD_ERR_DB;
+        } else {
             code = B2BD_ERR_DB;
+        }
         PQclear(res);
         contact_removed = 1;
         if (code == B2BD_OK && p->remove_migrated_orders) {
