@@ -215,3 +215,14 @@ void dbt_apply(struct dbt_world *w, const struct dbt_batch *b)
     if (dbt_apply_rc(w, b) < 0)
         abort();
 }
+
+json_t *dbt_result(struct dbt_world *w, const char *command_id)
+{
+    const char *v[] = {command_id};
+    PGresult *r = dbt_sql(w, "SELECT convert_from(value, 'UTF8') FROM outbox WHERE topic = 'results'"
+                             " AND convert_from(value, 'UTF8')::jsonb ->> 'command_id' = $1"
+                             " ORDER BY id DESC LIMIT 1", 1, v);
+    json_t *j = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
+    PQclear(r);
+    return j;
+}

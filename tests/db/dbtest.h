@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "b2bd/apply.h"
@@ -58,6 +59,10 @@ void dbt_batch_free(struct dbt_batch *b);
 void dbt_apply(struct dbt_world *w, const struct dbt_batch *b);
 /* The same, returning apply_batch's return value. */
 int dbt_apply_rc(struct dbt_world *w, const struct dbt_batch *b);
+
+/* The (last) result message of a command in the world's outbox, parsed; NULL if none.
+ * The caller json_decref()s. */
+json_t *dbt_result(struct dbt_world *w, const char *command_id);
 
 /* The topic enum's message topic name ("dbt.commands.assign"). */
 const char *dbt_topic_name(enum b2bd_topic t);

@@ -120,25 +120,15 @@ static void check_seats(struct dbt_world *w, const char *when)
     free(real);
 }
 
-/* The result of a command, from the outbox: "applied" or the error code. */
+/* The result of a command: "applied" or the error code. */
 static char *outcome(struct dbt_world *w, const char *id, int *contact_removed)
 {
-    const char *v[] = {id};
-    PGresult *r = dbt_sql(w, "SELECT convert_from(value, 'UTF8') FROM outbox WHERE topic = 'results'"
-                             " AND convert_from(value, 'UTF8')::jsonb ->> 'command_id' = $1", 1, v);
-    char *s = NULL;
-    if (PQntuples(r) == 1) {
-        json_t *j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        const char *st = json_string_value(json_object_get(j, "status"));
-        const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-        s = strdup(st && strcmp(st, "applied") == 0 ? "applied" : code ? code : "?");
-        if (contact_removed)
-            *contact_removed = json_is_true(json_object_get(json_object_get(j, "result"), "contact_removed"));
-        json_decref(j);
-    } else {
-        s = strdup("no result");
-    }
-    PQclear(r);
+    json_t *j = dbt_result(w, id);
+    const char *st = json_string_value(json_object_get(j, "status"));
+    const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    char *s = strdup(!j ? "no result" : st && strcmp(st, "applied") == 0 ? "applied" : code ? code : "?");
+    *contact_removed = json_is_true(json_object_get(json_object_get(j, "result"), "contact_removed"));
+    json_decref(j);
     return s;
 }
 
