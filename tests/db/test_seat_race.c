@@ -5,9 +5,9 @@
  *
  * The race is driven, not hoped for: a third connection holds a row lock that both
  * commands need, the test waits until both wait for it, then lets go.
- *   - two revokes (scope company) of one contact: the one that comes second removes no
- *     contact row, so it must free no seat (and is NOT_A_CONTACT, as it would be one
- *     after the other);
+ *   - two revokes (scope company) of one contact: one removes the contact and frees its
+ *     seat; the other, one after the other, is NOT_A_CONTACT and frees none (b2bd once
+ *     freed a second seat for a contact row it had not deleted);
  *   - two assigns making one customer a contact, alone and in runs of the set-based
  *     path: one seat taken. */
 #include <pthread.h>
