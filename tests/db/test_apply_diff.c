@@ -18,7 +18,8 @@
  * Environment: B2BD_DIFF_SEED (default: from the clock; always printed),
  * B2BD_DIFF_SEQUENCES (default 200; a soak: 5000), B2BD_DIFF_GROUP, B2BD_DIFF_ONLY
  * (replay one group of the seed, as a failure names it), B2BD_DIFF_KEEP (keep the
- * databases of a failed run), B2BD_DIFF_VERBOSE (b2bd's debug log).
+ * databases of a failed run), B2BD_DIFF_VERBOSE (b2bd's debug log), B2BD_DIFF_FIXED=0
+ * (leave out the reported cases, which come first; B2BD_DIFF_ONLY leaves them out too).
  * A difference prints the seed, the sequence, its commands and the first differing
  * line, and fails. */
 #include <inttypes.h>
@@ -594,7 +595,9 @@ int main(void)
     unsigned long played = 0;
     int64_t t0 = util_now_ms();
     /* the reported cases first, in every pair of databases */
-    for (size_t i = 0; i < n_pairs && !failed; i++) {
+    const char *fixed_env = getenv("B2BD_DIFF_FIXED");
+    int fixed_on = !(fixed_env && strcmp(fixed_env, "0") == 0) && !(only && *only);
+    for (size_t i = 0; i < n_pairs && fixed_on && !failed; i++) {
         struct seq fixed[2];
         rng_state = seed;
         fixed_cases(fixed);
