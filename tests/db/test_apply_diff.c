@@ -20,8 +20,8 @@
  * (replay one group of the seed, as a failure names it), B2BD_DIFF_KEEP (keep the
  * databases of a failed run), B2BD_DIFF_VERBOSE (b2bd's debug log), B2BD_DIFF_FIXED=0
  * (leave out the reported cases, which come first; B2BD_DIFF_ONLY leaves them out too).
- * A difference prints the seed, the sequence, its commands and the first differing
- * line, and fails. */
+ * A difference prints the seed, the group (to replay it), its sequences' commands and
+ * the first differing line, and fails. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
