@@ -16,7 +16,7 @@
  * partition, and each group goes to one of the pairs of databases in turn.
  *
  * Environment: B2BD_DIFF_SEED (default: from the clock; always printed),
- * B2BD_DIFF_SEQUENCES (default 200; a soak: 5000), B2BD_DIFF_GROUP, B2BD_DIFF_ONLY
+ * B2BD_DIFF_SEQUENCES (default 150; a soak: 5000), B2BD_DIFF_GROUP, B2BD_DIFF_ONLY
  * (replay one group of the seed, as a failure names it), B2BD_DIFF_KEEP (keep the
  * databases of a failed run), B2BD_DIFF_VERBOSE (b2bd's debug log), B2BD_DIFF_FIXED=0
  * (leave out the reported cases, which come first; B2BD_DIFF_ONLY leaves them out too).
@@ -563,7 +563,7 @@ int main(void)
     uint64_t seed = getenv("B2BD_DIFF_SEED") && *getenv("B2BD_DIFF_SEED")
                         ? strtoull(getenv("B2BD_DIFF_SEED"), NULL, 10)
                         : (uint64_t)ts.tv_sec * 1000003u + (uint64_t)ts.tv_nsec;
-    unsigned long n = env_ulong("B2BD_DIFF_SEQUENCES", 200);
+    unsigned long n = env_ulong("B2BD_DIFF_SEQUENCES", 150);
     unsigned per_group = (unsigned)env_ulong("B2BD_DIFF_GROUP", 10);
     if (per_group == 0)
         per_group = 1;
