@@ -19,6 +19,8 @@ const char *b2bd_code_name(enum b2bd_code code)
     case B2BD_WRONG_TOPIC: return "WRONG_TOPIC";
     case B2BD_IDEMPOTENCY_KEY_REUSED: return "IDEMPOTENCY_KEY_REUSED";
     case B2BD_CONFLICT: return "CONFLICT";
+    case B2BD_MERGE_REFUSED: return "MERGE_REFUSED";
+    case B2BD_UNPROCESSABLE: return "UNPROCESSABLE";
     case B2BD_NOT_JSON: return "NOT_JSON";
     case B2BD_NOT_A_COMMAND: return "NOT_A_COMMAND";
     case B2BD_TOO_LARGE: return "TOO_LARGE";
@@ -30,7 +32,7 @@ const char *b2bd_code_name(enum b2bd_code code)
 
 int b2bd_code_is_rejection(enum b2bd_code code)
 {
-    return code >= B2BD_INVALID && code <= B2BD_CONFLICT;
+    return code >= B2BD_INVALID && code <= B2BD_UNPROCESSABLE;
 }
 
 int b2bd_code_is_dead_letter(enum b2bd_code code)

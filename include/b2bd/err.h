@@ -15,6 +15,8 @@ enum b2bd_code {
     B2BD_WRONG_TOPIC,
     B2BD_IDEMPOTENCY_KEY_REUSED,
     B2BD_CONFLICT,
+    B2BD_MERGE_REFUSED,
+    B2BD_UNPROCESSABLE, /* the database refuses the command, and a retry will not cure it */
     /* Dead-letter codes: the message is not a command at all. */
     B2BD_NOT_JSON,
     B2BD_NOT_A_COMMAND,
@@ -36,7 +38,7 @@ const char *b2bd_code_name(enum b2bd_code code);
 /* The code of a name ("NOT_FOUND"); B2BD_ERR_INTERNAL for an unknown name. */
 enum b2bd_code b2bd_code_from_name(const char *name);
 
-/* True for codes that give a `rejected` result (INVALID .. CONFLICT). */
+/* True for codes that give a `rejected` result (INVALID .. UNPROCESSABLE). */
 int b2bd_code_is_rejection(enum b2bd_code code);
 
 /* True for the dead-letter codes (NOT_JSON, NOT_A_COMMAND, TOO_LARGE). */
