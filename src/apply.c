@@ -639,7 +639,7 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
     struct part_pos pos = {.topic = msg->topic_name, .partition = msg->partition};
     struct apply_stats local = {0};
     struct b2bd_command cmd;
-    bool decoded = false;
+    bool decoded = false, skipped = false;
     if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0 ||
         apply_lock_positions(a, &pos, 1, err) < 0)
         goto fail;
@@ -665,15 +665,17 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
             if (rc < 0)
                 goto fail;
         } else {
-            log_error("apply", "message_skipped",
-                      "topic=%s partition=%d offset=%lld note=\"the database refused its "
-                      "rejection too: no result\"",
-                      msg->topic_name, (int)msg->partition, (long long)msg->offset);
+            skipped = true;
         }
     }
     if (apply_save_positions(a, &pos, 1, err) < 0 || outbox_wake(a->db, err) < 0 ||
         db_exec(a->db, "COMMIT", err) < 0)
         goto fail;
+    if (skipped)
+        log_error("apply", "message_skipped",
+                  "topic=%s partition=%d offset=%lld note=\"the database refused its rejection "
+                  "too: no result\"",
+                  msg->topic_name, (int)msg->partition, (long long)msg->offset);
     if (decoded)
         decode_free(&cmd);
     apply_stats_add(st, &local);

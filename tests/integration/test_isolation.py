@@ -83,7 +83,9 @@ INTERNALS = re.compile(r"ERROR|SQLSTATE|sqlstate|failpoint|constraint|_key|_pkey
 
 
 class IsolationTest(B2bTestCase):
-    SHARED = True
+    # a database and topics per test: a command that stalled one test (without the fix)
+    # does not stall the next
+    SHARED = False
     START_DAEMON = False
 
     def setUp(self):
@@ -236,6 +238,32 @@ class IsolationTest(B2bTestCase):
         self.assertEqual(m.get("b2bd_apply_isolated_commands_total"), 1.0)
         self.assertEqual(self.roles_in_db("u2"), [])
         self.assertEqual(self.roles_in_db("u3"), [("loc-1", "ordering_only")])
+
+    def test_issue_12_long_cjk_ids(self):
+        """The report of issue 12: ids of 255 characters of CJK Extension B (four bytes each
+        in UTF-8) in a company.upsert and an assign, whose roles row PostgreSQL could not
+        index (54000). Whether the database holds it or refuses it, the assign is settled
+        (applied, or rejected alone), and the next command on its partition and another
+        shop's are applied."""
+        def cjk(start):
+            return "".join(chr(0x20000 + start + i) for i in range(255))
+        company, loc, cust = cjk(0), cjk(300), cjk(600)
+        d = self.start_daemon()
+        self.make_company(company, [loc])
+        self.make_customer(cust, email="cjk@example.com")
+        self.assertEqual(d.stop(), 0)
+        long_ids = self.command("assign", self.assign(cust, [(loc, "ordering_only")], company=company))
+        after = self.command("assign", self.assign("u1", [(loc, "location_admin")], company=company))
+        other = self.assign_cmd("o1", shop=self.other)
+        results, m, log = self.burst([(long_ids, 0), (after, 0), (other, 1)])
+        if results[0]["status"] == "rejected":
+            self.assert_refused(results[0])
+            self.assertEqual(m.get("b2bd_apply_isolated_commands_total"), 1.0)
+        else:
+            self.assertApplied(results[0])
+        self.assertApplied(results[1])
+        self.assertApplied(results[2])
+        self.assertEqual(self.roles_in_db("u1", company), [(loc, "location_admin")])
 
     def test_transient_failures_end_applied(self):
         """40001 and 40P01, raised five times each and then no more, are the surroundings':
