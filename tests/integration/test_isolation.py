@@ -5,8 +5,8 @@ roles; a deferred constraint trigger on contacts, which fires at COMMIT; a trigg
 outbox for a chosen command). Each burst of commands waits in Kafka while no daemon runs,
 so that the next one reads it in one batch: the refused command ends as one `rejected`
 result whose message quotes nothing of the database, and the commands before and after
-it on its partition, and another shop's, are applied. A failure of the surroundings
-(40001, 40P01) raised a bounded number of times ends applied."""
+it on its partition, and another shop's, are applied. test_isolation_batch.py uses the
+same failpoints for failures outside a savepoint and for the surroundings' failures."""
 import re
 import unittest
 import uuid
@@ -82,7 +82,9 @@ INTERNALS = re.compile(r"ERROR|SQLSTATE|sqlstate|failpoint|constraint|_key|_pkey
                        r"\b[0-9A-Z]{2}[0-9A-Z]{3}\b")
 
 
-class IsolationTest(B2bTestCase):
+class IsolationBase(B2bTestCase):
+    """The world, the failpoints and the one-batch bursts (no tests of its own)."""
+
     # a database and topics per test: a command that stalled one test (without the fix)
     # does not stall the next
     SHARED = False
@@ -93,11 +95,15 @@ class IsolationTest(B2bTestCase):
         self.other = harness.unique_name("shop-")
         d = self.start_daemon()  # migrates
         self.query(FAILPOINTS_SQL)
-        self.make_company(COMPANY, LOCATIONS)
-        self.make_company(COMPANY, LOCATIONS, shop=self.other)
-        for i in range(1, 9):
-            self.make_customer("u%d" % i)
-        self.make_customer("o1", shop=self.other)
+        world = []
+        for shop in (self.shop, self.other):
+            world.append(self.command("company.upsert", {
+                "company_id": COMPANY, "name": "Company",
+                "locations": [{"location_id": l, "name": l} for l in LOCATIONS]}, shop_id=shop))
+        world += [self.command("customer.upsert", {"customer_id": c, "email": c + "@example.com"}, shop_id=shop)
+                  for c, shop in [("u%d" % i, self.shop) for i in range(1, 9)] + [("o1", self.other)]]
+        for r in self.run_cmds(world):
+            self.assertApplied(r)
         self.assertEqual(d.stop(), 0)
 
     # -- failpoints and bursts ---------------------------------------------
@@ -144,7 +150,11 @@ class IsolationTest(B2bTestCase):
         return [r[0] for r in self.query("SELECT customer_id FROM customers WHERE shop_id = %s ORDER BY 1",
                                          (shop or self.shop,))]
 
-    # -- tests ----------------------------------------------------------------
+
+class IsolationTest(IsolationBase):
+    """A command refused inside its savepoint: rejected alone within the batch (the
+    batch-level cases are in test_isolation_batch.py)."""
+
     def test_each_class_rejects_only_its_command(self):
         """One customer.upsert per class of failure (22, 23, 42, 54, XX, P0001) between
         good ones, all on one partition, with another shop's command on it and on
@@ -203,42 +213,6 @@ class IsolationTest(B2bTestCase):
         self.assertEqual(self.query("SELECT count(*) FROM contacts WHERE shop_id = %s AND customer_id = 'u3'",
                                     (self.shop,)), [(0,)])
 
-    def test_failure_at_commit(self):
-        """A deferred constraint trigger refuses one assign at COMMIT, outside any
-        savepoint: the batch is applied again one message at a time and that assign
-        rejected alone. Two failed transactions in all: the batch, and the message alone."""
-        self.failpoint("u2", "P0001", at_commit=True)
-        cmds = [self.assign_cmd("u1"), self.assign_cmd("u2"), self.assign_cmd("u3"), self.assign_cmd("u4")]
-        other = self.assign_cmd("o1", shop=self.other)
-        before = self.assign_positions()
-        results, m, log = self.burst([(c, 0) for c in cmds] + [(other, 1)])
-        self.assertEqual([r["status"] for r in results], ["applied", "rejected", "applied", "applied", "applied"])
-        self.assert_refused(results[1])
-        self.assertEqual(m.get("b2bd_apply_isolated_commands_total"), 1.0)
-        self.assertEqual(m.get("b2bd_batch_retries_total"), 2.0)
-        self.assertEqual(self.roles_in_db("u2"), [])
-        for i in (1, 3, 4):
-            self.assertEqual(self.roles_in_db("u%d" % i), [("loc-1", "ordering_only")])
-        self.assertIn("event=batch_refused", log)
-        self.assertRegex(log, r"event=batch_refused .*sqlstate=P0001")
-        # the partitions' positions moved past all of them
-        self.assertEqual(self.assign_positions() - before, len(cmds) + 1)
-
-    def test_even_its_rejection_refused(self):
-        """The database refuses every outbox row that names one command, so neither its
-        result nor its rejection can be written: its position moves on without a result
-        (logged as an error), and the commands after it are applied."""
-        cmds = [self.assign_cmd("u1"), self.assign_cmd("u2"), self.assign_cmd("u3")]
-        self.failpoint(cmds[1]["command_id"], "P0001", shop="*outbox*")
-        self.bus.send(cmds[1], partition=0)  # alone first: it never gets a result
-        results, m, log = self.burst([(cmds[0], 0), (cmds[2], 0)])
-        self.assertEqual([r["status"] for r in results], ["applied", "applied"])
-        self.assertEqual(self.bus.results_for(cmds[1]["command_id"]), [])
-        self.assertRegex(log, r"event=message_skipped .*partition=0 ")
-        self.assertEqual(m.get("b2bd_apply_isolated_commands_total"), 1.0)
-        self.assertEqual(self.roles_in_db("u2"), [])
-        self.assertEqual(self.roles_in_db("u3"), [("loc-1", "ordering_only")])
-
     def test_issue_12_long_cjk_ids(self):
         """The report of issue 12: ids of 255 characters of CJK Extension B (four bytes each
         in UTF-8) in a company.upsert and an assign, whose roles row PostgreSQL could not
@@ -264,28 +238,6 @@ class IsolationTest(B2bTestCase):
         self.assertApplied(results[1])
         self.assertApplied(results[2])
         self.assertEqual(self.roles_in_db("u1", company), [(loc, "location_admin")])
-
-    def test_transient_failures_end_applied(self):
-        """40001 and 40P01, raised five times each and then no more, are the surroundings':
-        retried (in the savepoint, then the batch), never rejected."""
-        self.failpoint("u1", "40001", times=5)
-        self.failpoint("u2", "40P01", times=5)
-        cmds = [self.assign_cmd("u1"), self.command("customer.upsert", {"customer_id": "u2",
-                                                                        "email": "u2@example.com",
-                                                                        "first_name": "Two"}),
-                self.assign_cmd("u3")]
-        results, m, log = self.burst([(cmds[0], 0), (cmds[1], 0), (cmds[2], 0)])
-        for r in results:
-            self.assertApplied(r)
-        self.assertEqual(m.get("b2bd_apply_isolated_commands_total"), 0.0)
-        self.assertGreaterEqual(m.get("b2bd_batch_retries_total"), 1.0)
-        self.assertEqual(self.roles_in_db("u1"), [("loc-1", "ordering_only")])
-        self.assertEqual(self.query("SELECT first_name FROM customers WHERE shop_id = %s AND customer_id = 'u2'",
-                                    (self.shop,)), [("Two",)])
-        # the failpoints fired as often as asked: the fault cleared, nothing else did it
-        self.assertEqual(self.query("SELECT count(*) FROM test_failpoints f, LATERAL"
-                                    " (SELECT last_value FROM pg_sequences WHERE sequencename = f.seq) s"
-                                    " WHERE s.last_value >= 6"), [(2,)])
 
 
 if __name__ == "__main__":
