@@ -93,6 +93,8 @@ class IsolationBase(B2bTestCase):
     def setUp(self):
         super().setUp()
         self.other = harness.unique_name("shop-")
+        # tearDown does not run when setUp fails: no daemon outlives the test
+        self.addCleanup(lambda: [d.kill() for d in self._daemons if d.alive()])
         d = self.start_daemon()  # migrates
         self.query(FAILPOINTS_SQL)
         world = []
