@@ -109,12 +109,26 @@ static int startup_database(struct b2bd_db *db)
     }
 }
 
-/* Applies one batch, retrying (with backoff, reconnecting) while the database is away.
- * Returns 0 once committed, -1 if a stop came first (nothing committed). */
-static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
-                            struct apply_stats *st)
+/* Waits before the next attempt after a failure of the surroundings: 100 ms doubling to
+ * 5 s. Returns -1 if a stop was asked. */
+static int retry_wait(long *backoff)
 {
-    long backoff = 100;
+    metrics_inc(metrics_global()->batch_retries, NULL, 1);
+    sdnotify_watchdog(); /* alive, waiting for the database: a restart would not help */
+    if (stop_requested)
+        return -1;
+    util_sleep_ms(*backoff);
+    *backoff = *backoff < 5000 ? *backoff * 2 : 5000;
+    return 0;
+}
+
+/* Applies msgs in one transaction, retrying (with backoff, reconnecting) while the
+ * surroundings fail. Returns 0 once committed, -1 if a stop came first (nothing
+ * committed), 1 when the database refused something in them (why: what the message at
+ * fault gets). */
+static int apply_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
+                          struct apply_stats *st, struct b2bd_err *why, long *backoff)
+{
     for (;;) {
         struct b2bd_err err;
         b2bd_err_clear(&err);
@@ -122,18 +136,62 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
             metrics_db_check(metrics_global(), 1);
             return 0;
         }
+        if (err.code != B2BD_ERR_DB) {
+            metrics_inc(metrics_global()->batch_retries, NULL, 1);
+            *why = err;
+            return 1;
+        }
         if (!db_connected(ap->db))
             metrics_db_check(metrics_global(), 0);
-        metrics_inc(metrics_global()->batch_retries, NULL, 1);
-        sdnotify_watchdog(); /* alive, waiting for the database: a restart would not help */
         char msg[300];
         log_quote(msg, sizeof msg, err.msg);
-        log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, backoff);
-        if (stop_requested)
+        log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, *backoff);
+        if (retry_wait(backoff) < 0)
             return -1;
-        util_sleep_ms(backoff);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
     }
+}
+
+/* Rejects a message the database refused on its own, retrying while the surroundings
+ * fail. Returns 0 once committed, -1 if a stop came first. */
+static int reject_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msg,
+                           const struct b2bd_err *why, struct apply_stats *st, long *backoff)
+{
+    for (;;) {
+        struct b2bd_err err;
+        b2bd_err_clear(&err);
+        if (apply_reject_alone(ap, msg, why, st, &err) == 0)
+            return 0;
+        char text[300];
+        log_quote(text, sizeof text, err.msg);
+        log_warn("main", "reject_failed", "topic=%s partition=%d offset=%lld error=%s retry_ms=%ld",
+                 msg->topic_name, (int)msg->partition, (long long)msg->offset, text, *backoff);
+        if (retry_wait(backoff) < 0)
+            return -1;
+    }
+}
+
+/* Applies one share of a batch. When the database refuses the batch outside any one
+ * command (at COMMIT, say), its messages are applied again one per transaction, in
+ * order, and one refused on its own is rejected alone: one message never stops the
+ * others. Returns 0 once all is committed, -1 if a stop came first (what was committed
+ * is skipped when redelivered). */
+static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
+                            struct apply_stats *st)
+{
+    long backoff = 100;
+    struct b2bd_err why;
+    int rc = apply_retrying(ap, msgs, n, st, &why, &backoff);
+    if (rc <= 0)
+        return rc;
+    log_warn("main", "batch_split", "messages=%zu note=\"applied again one message at a time\"", n);
+    for (size_t i = 0; i < n; i++) {
+        rc = n > 1 ? apply_retrying(ap, &msgs[i], 1, st, &why, &backoff) : 1;
+        if (rc > 0)
+            rc = reject_retrying(ap, &msgs[i], &why, st, &backoff);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* The command pipeline: consume, apply, commit offsets, until a stop is asked. */
