@@ -107,9 +107,10 @@ int ctl_import_header(const struct ctl_csv_record *hdr, struct ctl_import_column
     return 0;
 }
 
-/* The trimmed value of a column in buf (NULL when absent or empty). */
+/* The trimmed value of a column in buf (NULL when absent or empty, or when it does not
+ * fit buf: then *too_long is set, for the row to be rejected rather than cut). */
 static const char *row_value(const struct ctl_import_columns *cols, const struct ctl_csv_record *rec,
-                             enum ctl_col c, char *buf, size_t buf_len)
+                             enum ctl_col c, char *buf, size_t buf_len, bool *too_long)
 {
     if (cols->at[c] < 0)
         return NULL;
@@ -121,8 +122,10 @@ static const char *row_value(const struct ctl_import_columns *cols, const struct
         n--;
     if (!n)
         return NULL;
-    if (n >= buf_len)
-        n = buf_len - 1;
+    if (n >= buf_len) {
+        *too_long = true;
+        return NULL;
+    }
     memcpy(buf, s, n);
     buf[n] = '\0';
     return buf;
@@ -148,11 +151,18 @@ json_t *ctl_import_row(const struct ctl_import_opts *opts, const struct ctl_impo
     for (size_t i = 0; i < rec->n; i++)
         if (!ctl_utf8_valid(rec->fields[i], strlen(rec->fields[i])))
             return row_fail(field, field_len, "", why, why_len, "not UTF-8");
-    enum { VLEN = 1024 };
+    /* room for the longest value the contract allows: a name of 1,000 four-byte
+     * characters (ids: 255 of them, emails: 254 bytes); a longer one is the row's error */
+    enum { VLEN = 4 * 1000 + 1 };
     char v[CTL_COL_COUNT][VLEN];
     const char *val[CTL_COL_COUNT];
-    for (int c = 0; c < CTL_COL_COUNT; c++)
-        val[c] = row_value(cols, rec, (enum ctl_col)c, v[c], VLEN);
+    for (int c = 0; c < CTL_COL_COUNT; c++) {
+        bool too_long = false;
+        val[c] = row_value(cols, rec, (enum ctl_col)c, v[c], VLEN, &too_long);
+        if (too_long)
+            return row_fail(field, field_len, col_names[c], why, why_len,
+                            "longer than the contract allows");
+    }
     const char *email = val[CTL_COL_EMAIL], *cid = val[CTL_COL_CUSTOMER_ID];
     if (!email && !cid)
         return row_fail(field, field_len, cols->at[CTL_COL_EMAIL] >= 0 ? "email" : "customer_id", why,

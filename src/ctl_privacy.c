@@ -1,11 +1,13 @@
 /* ctl_privacy: b2bctl privacy export|redact and b2bctl history. */
 #include "b2bd/ctl_privacy.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "b2bd/ctl_common.h"
 #include "b2bd/ctl_send.h"
@@ -13,11 +15,13 @@
 #include "b2bd/util.h"
 
 static const char PRIVACY_HELP[] =
-    "usage: b2bctl privacy export [--email] [--actor A] [--timeout S] [--json] SHOP CUSTOMER\n"
-    "       b2bctl privacy redact [--email] [--actor A] [--timeout S] [--json] SHOP CUSTOMER\n"
+    "usage: b2bctl privacy export [--email] [--actor A] [--timeout S] [--json] [-o FILE] SHOP CUSTOMER\n"
+    "       b2bctl privacy redact [--email] [--actor A] [--timeout S] [--json] [--yes] SHOP CUSTOMER\n"
     "export: produces a customer.data_request and prints the customer.data_export document\n"
-    "it publishes on events.privacy (one line of JSON). redact: produces a customer.redact\n"
-    "(erases the customer's personal data; see README, Privacy) and prints what was erased.\n"
+    "it publishes on events.privacy (one line of JSON), or writes it to FILE (--output).\n"
+    "redact: produces a customer.redact (erases the customer's personal data; see README,\n"
+    "Privacy) and prints what was erased. It asks for confirmation on a terminal; --yes\n"
+    "confirms (and is required when standard input is not a terminal).\n"
     "CUSTOMER is a customer_id, or with --email an email address. Waits at most S seconds\n"
     "(default 30). Exit 1 unless applied.\n";
 static const char HISTORY_HELP[] =
@@ -55,6 +59,41 @@ static json_t *wait_export(rd_kafka_t *reader, const char *id, long timeout_s)
     return found;
 }
 
+/* An erasure cannot be undone: on a terminal, the operator types "yes"; elsewhere --yes
+ * must say it. Returns 1 when confirmed. */
+static int confirm_redact(const char *shop, const char *who)
+{
+    if (!isatty(STDIN_FILENO)) {
+        fputs("b2bctl: privacy redact erases for good: pass --yes (standard input is not a terminal)\n",
+              stderr);
+        return 0;
+    }
+    fprintf(stderr, "Erase the personal data of %s in shop %s? This cannot be undone. Type yes: ", who, shop);
+    fflush(stderr);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin) || strcmp(line, "yes\n") != 0) {
+        fputs("b2bctl: not confirmed, nothing sent\n", stderr);
+        return 0;
+    }
+    return 1;
+}
+
+/* Writes the export document to path (one line of JSON); takes doc. */
+static int write_document(const char *path, json_t *doc)
+{
+    FILE *f = fopen(path, "w");
+    int rc = f && json_dumpf(doc, f, JSON_COMPACT) == 0 && fputc('\n', f) != EOF ? 0 : -1;
+    int saved = errno;
+    if (f && fclose(f) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc < 0)
+        fprintf(stderr, "b2bctl: %s: %s\n", path, strerror(saved));
+    json_decref(doc);
+    return rc;
+}
+
 int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "export") && strcmp(argv[1], "redact"))) {
@@ -62,21 +101,25 @@ int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
         return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
     }
     int export = !strcmp(argv[1], "export");
-    int by_email = 0, json_out = 0, o;
+    int by_email = 0, json_out = 0, yes = 0, o;
     long timeout_s = 30;
-    const char *actor = "b2bctl-privacy";
+    const char *actor = "b2bctl-privacy", *output = NULL;
     static const struct option opts[] = {{"email", no_argument, NULL, 'e'},
                                          {"actor", required_argument, NULL, 'a'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"json", no_argument, NULL, 'j'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"yes", no_argument, NULL, 'y'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     argc--;
     argv++;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "ea:t:jh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "ea:t:jo:yh", opts, NULL)) != -1) {
         switch (o) {
         case 'e': by_email = 1; break;
+        case 'o': output = optarg; break;
+        case 'y': yes = 1; break;
         case 'a': actor = optarg; break;
         case 't': timeout_s = strtol(optarg, NULL, 10); break;
         case 'j': json_out = 1; break;
@@ -94,6 +137,12 @@ int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
                                                                        : "not a shop id");
         return 2;
     }
+    if (output && !export) {
+        fputs("b2bctl: --output is for privacy export\n", stderr);
+        return 2;
+    }
+    if (!export && !yes && !confirm_redact(shop, who))
+        return isatty(STDIN_FILENO) ? 1 : 2;
     char id[37];
     util_uuid_v4(id);
     json_t *cmd = json_pack("{s:s, s:s, s:s, s:s, s:{s:s}}", "command_id", id, "type",
@@ -117,6 +166,8 @@ int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
             print_rejection(result);
         else if (export && !doc)
             fprintf(stderr, "b2bctl: no customer.data_export for request %s within %ld s\n", id, timeout_s);
+        else if (export && output)
+            ok = write_document(output, doc) == 0;
         else if (export)
             ctl_print_json(doc);
         else if (json_out)

@@ -151,7 +151,9 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                                rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct kafka_in *k = opaque;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL once the consumer has no group protocol (shutting down after Kafka went) */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info("kafka", "assigned", "partitions=%d", parts->cnt);
         if (cooperative) {

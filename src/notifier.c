@@ -168,10 +168,12 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
         metrics_inc(metrics_global()->ntf_sent, NULL, 1);
         return emit_event(db, row, "sent", attempts, NULL, err);
     }
-    long delay = notifier_backoff_ms(attempts, n->cfg->notifier_retry_initial_ms,
-                                     n->cfg->notifier_retry_max_ms, random01());
+    /* the settings SIGHUP may change (src/reload.c stores them atomically) */
+    long delay = notifier_backoff_ms(attempts, __atomic_load_n(&n->cfg->notifier_retry_initial_ms, __ATOMIC_RELAXED),
+                                     __atomic_load_n(&n->cfg->notifier_retry_max_ms, __ATOMIC_RELAXED),
+                                     random01());
     int give_up = r->outcome == SMTP_PERMANENT ||
-                  age_s * 1000 + delay > n->cfg->notifier_give_up_s * 1000;
+                  age_s * 1000 + delay > __atomic_load_n(&n->cfg->notifier_give_up_s, __ATOMIC_RELAXED) * 1000;
     char msg[300];
     log_quote(msg, sizeof msg, r->error);
     if (give_up) {
@@ -205,7 +207,7 @@ static int64_t now_us(void)
  * sends a second. Returns 1 if it waited, else 0. */
 static int pace(struct b2bd_notifier *n)
 {
-    long rate = n->cfg->notifier_rate_per_s;
+    long rate = __atomic_load_n(&n->cfg->notifier_rate_per_s, __ATOMIC_RELAXED);
     if (rate <= 0)
         return 0;
     int64_t now = now_us();

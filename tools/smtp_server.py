@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A scriptable SMTP server for tests and the demo (Debian's python3-aiosmtpd).
 
-    smtp_server.py [--host 127.0.0.1] [--port 0] --dir DIR [--control-port 0]
+    smtp_server.py [--host 127.0.0.1] [--port 0 | --fd FD] --dir DIR [--control-port 0]
 
 Listens for SMTP on HOST:PORT (0 picks a free port) and stores every accepted
 message in DIR, maildir-like:
@@ -270,7 +270,14 @@ async def main_async(args):
         return ScriptedSMTP(handler, state, hostname="b2bd-test-smtp",
                             enable_SMTPUTF8=True, decode_data=False, timeout=60)
 
-    smtp = await loop.create_server(factory, host=args.host, port=args.port)
+    if args.fd is not None:
+        # a socket bound by whoever started this server (passed open): until now
+        # connections to its port were refused, as with a server that is down
+        import socket
+        sock = socket.socket(fileno=args.fd)
+        smtp = await loop.create_server(factory, sock=sock)
+    else:
+        smtp = await loop.create_server(factory, host=args.host, port=args.port)
     ctl = await asyncio.start_server(
         lambda r, w: serve_control(state, r, w), host=args.host, port=args.control_port)
     smtp_port = smtp.sockets[0].getsockname()[1]
@@ -295,6 +302,8 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--control-port", type=int, default=0)
+    p.add_argument("--fd", type=int, default=None,
+                   help="listen on this bound, inherited socket instead of --host/--port")
     p.add_argument("--dir", required=True)
     args = p.parse_args()
     asyncio.run(main_async(args))

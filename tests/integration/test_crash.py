@@ -634,8 +634,10 @@ class CrashBase(B2bTestCase):
         accepted by the mail server shortly before a crash (the commit saying "sent" lost)."""
         self.assertEqual(self.query("SELECT count(*) FROM notifications WHERE shop_id = %s", (self.shop,)),
                          [(model.emails,)])
+        # a notification claimed by a killed b2bd is sent again once its lease ends
+        # (src/notifier.c: the 30 s SMTP limit plus a minute), then on the retry pace
         wait_until(lambda: self.query("SELECT count(*) FROM notifications WHERE shop_id = %s AND status = 'sent'",
-                                      (self.shop,))[0][0] == model.emails, timeout=60, what="emails sent")
+                                      (self.shop,))[0][0] == model.emails, timeout=180, what="emails sent")
         ids = {r[0] for r in self.query("SELECT message_id FROM notifications WHERE shop_id = %s", (self.shop,))}
         sent = {}
         for m in self.smtp.messages():

@@ -1,6 +1,7 @@
 """The B2B access email: notify, assign's notify, preview, resend, staff copies,
 templates, and the notifier's delivery with retry against a real SMTP server."""
 import os
+import socket
 import subprocess
 import time
 import unittest
@@ -219,7 +220,13 @@ class ServerDownTest(NotifyBase):
     PRIVATE_SMTP = False
 
     def test_server_down_then_back(self):
-        port = harness.free_port() if hasattr(harness, "free_port") else _free_port()
+        # a socket bound but not listening: connections to its port are refused, as with a
+        # server that is down, and no other process can take the port meanwhile; the SMTP
+        # server later listens on this very socket (--fd)
+        held = socket.socket()
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
         d = self.start_daemon(extra_env=FAST_RETRY, smtp_url="smtp://127.0.0.1:%d" % port)
         self.d = d
         tmp = os.path.join(harness.LOCALENV_DIR, "smtp-down-" + self.shop)
@@ -233,8 +240,8 @@ class ServerDownTest(NotifyBase):
         wait_until(lambda: self.row(nid)[1] >= 2, what="two failed attempts")
         self.assertEqual(self.row(nid)[0], "queued")
         proc = subprocess.Popen([harness.PYTHON, os.path.join(harness.SOURCE_DIR, "tools", "smtp_server.py"),
-                                 "--host", "127.0.0.1", "--port", str(port), "--dir", tmp],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--fd", str(held.fileno()), "--dir", tmp],
+                                pass_fds=(held.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             ev = self.event(nid, "sent", timeout=30)
             self.assertGreaterEqual(ev["attempts"], 3)
@@ -253,15 +260,6 @@ class _Stub:
 
     def control(self, line):
         pass
-
-
-def _free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TwoWorkersTest(NotifyBase):

@@ -3,6 +3,8 @@ shop.settings events, stale upserts, customer.merge, customer.data_request,
 customer.redact and shop.redact, through Kafka and PostgreSQL."""
 import json
 import os
+import shutil
+import tempfile
 import subprocess
 import time
 import unittest
@@ -449,7 +451,7 @@ class CtlTest(PrivacyBase):
     def ctl(self, *args):
         exe = os.path.join(harness.BUILD_DIR, "b2bctl")
         if not os.path.exists(exe):
-            raise unittest.SkipTest("b2bctl is not built")
+            harness.missing("b2bctl is not built")
         e = dict(os.environ, B2BD_KAFKA_BOOTSTRAP=harness.env()["B2BD_KAFKA_BOOTSTRAP"],
                  B2BD_TOPIC_PREFIX=self.prefix, B2BD_PG_DSN=self.dsn)
         return subprocess.run([exe] + list(args), env=e, stdin=subprocess.DEVNULL,
@@ -465,16 +467,27 @@ class CtlTest(PrivacyBase):
         self.assertEqual([(x["version"], x["caused_by"], x["actor"]) for x in h],
                          [(1, a["command_id"], "staff:3"), (2, h[1]["caused_by"], None)])
         self.assertEqual(h[0]["companies"][0]["locations"], [{"location_id": "loc-1", "role": "ordering_only"}])
-        p = self.ctl("privacy", "export", "--email", self.shop, "C1.%s@example.com" % self.shop)
+        tmp = tempfile.mkdtemp(prefix="b2bd-export.", dir="/tmp")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        out = os.path.join(tmp, "export.json")
+        p = self.ctl("privacy", "export", "--email", "-o", out, self.shop, "C1.%s@example.com" % self.shop)
         self.assertEqual(p.returncode, 0, p.stderr)
-        doc = json.loads(p.stdout)
+        self.assertEqual(p.stdout, "", "the document goes to the file")
+        with open(out) as f:
+            doc = json.loads(f.read())
         self.assertEqual((doc["type"], doc["customer_id"], doc["profile"]["first_name"]),
                          ("customer.data_export", "cust-1", "Cy"))
         self.assertEqual(len(doc["access_history"]), 2)
+        # no terminal and no --yes: refused before anything is sent
         p = self.ctl("privacy", "redact", self.shop, "cust-1")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--yes", p.stderr)
+        self.assertEqual(self.query("SELECT count(*) FROM customers WHERE shop_id = %s AND customer_id = 'cust-1'",
+                                    (self.shop,)), [(1,)])
+        p = self.ctl("privacy", "redact", "--yes", self.shop, "cust-1")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("erased: contacts 1, roles 0", p.stdout)
-        p = self.ctl("privacy", "redact", self.shop, "cust-1")
+        p = self.ctl("privacy", "redact", "--yes", self.shop, "cust-1")
         self.assertEqual(p.returncode, 1)
         self.assertIn("NOT_FOUND", p.stdout)
         self.assertIn("no access history", self.ctl("history", self.shop, "cust-1").stdout)

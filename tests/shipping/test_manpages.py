@@ -120,7 +120,7 @@ class ManPages(unittest.TestCase):
                 words = re.match(r"((?:[a-z]+ ?)+)", alt.strip()).group(1).split()
                 # Leading lower-case words: the command (and subcommand) name.
                 seen.append(" ".join(words[:2]) if len(words) > 1 and words[1] in
-                            ("status", "list", "replay", "apply") else words[0])
+                            ("status", "list", "replay", "apply", "export", "redact") else words[0])
         self.assertGreaterEqual(len(set(seen)), 8)
         for cmd in seen:
             self.assertRegex(text, r"\.It (?:Xo\n\.)?Cm %s\b" % re.escape(cmd), cmd)
