@@ -7,6 +7,8 @@ import tempfile
 import threading
 import unittest
 
+import psycopg2
+
 import harness
 from b2btest import B2bTestCase, wait_until
 from test_notify import NotifyBase
@@ -216,6 +218,48 @@ class OrderRulesTest(RevokeMigrateBase):
         self.assertEqual(self.orders(), [("o-1", "open", "c-1", "loc-1")], "nothing reverted")
         # false is allowed with any scope
         self.applied("revoke", self.revoke("locations", ["loc-1"], remove_migrated_orders=False))
+
+
+class DeadlockTest(B2bTestCase):
+    """"A command that hits a deadlock ... is retried in its savepoint" (README; the
+    contract: a deadlock is a failure of the surroundings, retried, never a rejection).
+    A real deadlock between b2bd and another session: a trigger made by the test takes
+    two advisory locks in b2bd's transaction, the test's session holds the second and
+    then asks for the first. PostgreSQL fails b2bd's statement with 40P01 (the test's
+    session waits 20 s before it would look for a deadlock itself)."""
+
+    def test_real_deadlock_is_retried_and_applied(self):
+        self.make_company("c-1", ["loc-1"])
+        self.make_customer("cust-dl")
+        self.query("CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$"
+                   " BEGIN"
+                   "  IF NEW.shop_id = %s AND NEW.customer_id = 'cust-dl' THEN"
+                   "   PERFORM pg_advisory_xact_lock(4242001);"
+                   "   PERFORM pg_advisory_xact_lock(4242002);"
+                   "  END IF;"
+                   "  RETURN NEW;"
+                   " END $$", (self.shop,))
+        self.query("CREATE TRIGGER test_deadlock BEFORE INSERT ON contacts FOR EACH ROW"
+                   " EXECUTE FUNCTION test_deadlock()")
+        other = psycopg2.connect(harness.dsn_for(self.db_name, user="postgres"))
+        self.addCleanup(other.close)
+        cur = other.cursor()
+        cur.execute("SET deadlock_timeout = '20s'")
+        cur.execute("SELECT pg_advisory_xact_lock(4242002)")
+        cmd = self.command("assign", self.assign("cust-dl", [("loc-1", "ordering_only")]))
+        self.send(cmd)
+        # b2bd holds the first lock and waits for the second, which the test holds
+        wait_until(lambda: self.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                      " AND objid = 4242002 AND NOT granted")[0][0] == 1,
+                   timeout=60, what="b2bd waiting for the test's lock")
+        cur.execute("SELECT pg_advisory_xact_lock(4242001)")  # returns once b2bd's statement failed
+        other.commit()
+        r = self.bus.wait_result(cmd["command_id"], timeout=60)
+        self.assertEqual(r["status"], "applied", r)
+        self.assertEqual(self.roles_in_db("cust-dl"), [("loc-1", "ordering_only")])
+        log = self.d.log()
+        self.assertIn("event=retry_command cmd_id=%s sqlstate=40P01" % cmd["command_id"], log)
+        self.assertEqual(self.d.metrics().get("b2bd_apply_isolated_commands_total"), 0)
 
 
 if __name__ == "__main__":
