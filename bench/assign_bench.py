@@ -19,16 +19,21 @@ import harness  # noqa: E402
 import psycopg2  # noqa: E402
 
 
-def world(n_companies, customers_per_company):
-    """A fresh prefix and database with companies of one location each and their
-    customers (not yet contacts), written straight into PostgreSQL."""
+def fresh():
+    """A new topic prefix (topics created) and database (b2bd's schema, from its own
+    migrations: a daemon started and stopped once); the shop is "bench"."""
     prefix = harness.unique_name("b") + "."
     harness.create_topics(prefix)
     name, dsn = harness.create_database()
-    # the schema comes from b2bd's own migrations: start and stop a daemon once
     d = harness.Daemon(prefix, dsn, extra_env={"B2BD_ROLE": "worker"}).start()
     d.stop()
-    shop = "bench"
+    return prefix, name, dsn, "bench"
+
+
+def world(n_companies, customers_per_company):
+    """A fresh prefix and database with companies of one location each and their
+    customers (not yet contacts), written straight into PostgreSQL."""
+    prefix, name, dsn, shop = fresh()
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         for c in range(n_companies):
             cur.execute("INSERT INTO companies (shop_id, company_id, name) VALUES (%s, %s, %s)",
@@ -58,12 +63,7 @@ def assigns(shop, n_companies, per_company):
 def world_empty(n_companies, locations_per_company):
     """A fresh prefix and database with companies and locations but no customer: what an
     import of new customers starts from."""
-    prefix = harness.unique_name("b") + "."
-    harness.create_topics(prefix)
-    name, dsn = harness.create_database()
-    d = harness.Daemon(prefix, dsn, extra_env={"B2BD_ROLE": "worker"}).start()
-    d.stop()
-    shop = "bench"
+    prefix, name, dsn, shop = fresh()
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         for c in range(n_companies):
             cur.execute("INSERT INTO companies (shop_id, company_id, name) VALUES (%s, %s, %s)",
