@@ -95,6 +95,8 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
             revoke("u13", "all_locations", company="c-2"),
             revoke("u6", "company", company="c-2"),                  # out of both companies
         ] + [revoke(m, "locations", ["loc-3"]) for m in CLEANUP]     # a location's clean-up
+        # assigns of other customers in the same batch (another topic): runs of their own
+        revokes += [assign("n%d" % i, [("loc-3", la)]) for i in range(1, 6)]
         return [sync, assigns], revokes
 
     def run_world(self, setup, revokes, bulk):
@@ -159,7 +161,9 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         # the runs: [u1 .. u9 at c-404] (10; the second about u9 closes it), [u9 u10 and
         # u1's duplicate] (3), [the reused id, u7] and [u1] (too short: one by one), u11
         # (remove_migrated_orders: one by one), [u12 u13 u6 and the clean-up] (33)
-        self.assertEqual(on[3], 46, "the set-based path was not used as expected")
+        # (46), and the 5 assigns as a run of their own (Kafka hands over one topic's
+        # messages, then the other's, in one batch or two)
+        self.assertGreaterEqual(on[3], 46, "the set-based path was not used as expected")
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
@@ -197,19 +201,20 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         self.assertEqual((r[15]["result"]["contact_removed"], r[15]["result"]["removed_roles"]),
                          (True, [{"location_id": "loc-2", "role": "location_admin"}]))
         self.assertEqual((r[16]["status"], r[16]["result"]["reverted_order_ids"]), ("applied", []))
-        for k in range(20, len(revokes)):
+        for k in range(20, 20 + len(CLEANUP)):
             self.assertEqual(out(k), ("applied", None, None))
             self.assertEqual(r[k]["result"]["removed_roles"], [{"location_id": "loc-3", "role": "ordering_only"}])
         rows = on[2]
         # u9 kept its role (its revoke was rejected), u3 and u4's contacts stay; seats
         # freed once for each contact row deleted: c-1 u6 u7 u1 u11, c-2 u12 u6
         self.assertIn(("c-1", "u9", "loc-1", "ordering_only"), rows["roles"])
-        self.assertEqual(dict(rows["seats"]), {"c-1": dict(on[4])["c-1"] - 4, "c-2": dict(on[4])["c-2"] - 2})
-        self.assertEqual(dict(rows["seats"]), {"c-1": 10 + len(CLEANUP) - 4, "c-2": 1})
+        self.assertEqual(dict(rows["seats"]), {"c-1": dict(on[4])["c-1"] - 4 + 5, "c-2": dict(on[4])["c-2"] - 2})
+        self.assertEqual(dict(rows["seats"]), {"c-1": 10 + len(CLEANUP) - 4 + 5, "c-2": 1})
+        self.assertEqual([out(k) for k in range(20 + len(CLEANUP), len(revokes))], [("applied", None, None)] * 5)
         contacts = {c for _, c in rows["contacts"]}
         self.assertTrue({"u2", "u3", "u4", "u5", "m01", "m30", "u13"} <= contacts)
         self.assertFalse({"u1", "u6", "u7", "u11", "u12"} & contacts)
-        self.assertEqual([x for x in rows["roles"] if x[2] == "loc-3"], [])
+        self.assertEqual([x[1] for x in rows["roles"] if x[2] == "loc-3"], ["n%d" % i for i in range(1, 6)])
         # an access event for each change only: none for u3, u5, u13 (nothing removed)
         versions = {}
         for e in on[1]:
