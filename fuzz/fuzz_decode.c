@@ -139,6 +139,19 @@ static void check_typed(const struct b2bd_command *c)
     case CMD_TEMPLATE_UPDATE:
         str_ok(c->u.tmpl.subject), str_ok(c->u.tmpl.text), str_ok(c->u.tmpl.html);
         break;
+    case CMD_CUSTOMER_MERGE:
+        id_ok(c->u.merge.customer_id, 1), id_ok(c->u.merge.merge_customer_id, 1);
+        CHECK(strcmp(c->u.merge.customer_id, c->u.merge.merge_customer_id) != 0);
+        break;
+    case CMD_CUSTOMER_DATA_REQUEST:
+    case CMD_CUSTOMER_REDACT:
+        CHECK((c->u.subject.customer_id == NULL) != (c->u.subject.email == NULL));
+        id_ok(c->u.subject.customer_id, 0);
+        if (c->u.subject.email)
+            CHECK(decode_is_email(c->u.subject.email));
+        break;
+    case CMD_SHOP_REDACT:
+        break;
     default:
         CHECK(!"a decoded command of unknown type");
     }

@@ -82,6 +82,15 @@ def decode_seeds():
         topic = TOPIC.get(type, "s")
         write("decode", "contract-" + name, topic + cmd(type, payload))
     write("decode", "contract-template.update", "s" + cmd("template.update", template_payload()))
+    privacy = {"customer.merge": {"customer_id": "cust-1", "merge_customer_id": "cust-2"},
+               "customer.data_request": {"customer_id": "cust-9"},
+               "customer.data_request-email": {"email": "Ann@Example.com"},
+               "customer.redact": {"email": "ann@example.com"},
+               "shop.redact": {},
+               "customer.upsert-stale": {"customer_id": "cust-9", "email": "a@b.example",
+                                         "source_updated_at": "2026-12-01T10:00:00Z"}}
+    for name, payload in privacy.items():
+        write("decode", "contract-" + name, "s" + cmd(name.split("-")[0], payload))
     a = CONTRACT["assign"]
     hostile = {
         "invalid-utf8": b"a" + cmd("assign", a).encode().replace(b"cust-9", b"cust-\xff\xfe"),

@@ -11,13 +11,19 @@ PACKAGES=(
   libmicrohttpd-dev libsystemd-dev
   # local environment, demo and integration tests
   postgresql python3 python3-aiosmtpd python3-confluent-kafka python3-psycopg2
-  python3-jsonschema procps curl iproute2 ca-certificates
+  python3-jsonschema python3-yaml procps curl iproute2 ca-certificates
   # fuzzing (fuzz/run.sh, ctest fuzz.short): clang and libFuzzer's runtime
   clang libclang-rt-14-dev
   # systemd-analyze verify of the unit files
   systemd
   # the daemon under valgrind (tests/integration/test_valgrind.py)
   valgrind
+  # the Debian package (scripts/package.sh, ctest package.deb), the man pages (mandoc -T lint)
+  debhelper dpkg-dev fakeroot lintian mandoc
+  # promtool: the alerting rules (monitoring/) and /metrics (promtool check metrics)
+  prometheus
+  # the AsyncAPI document's validation (scripts/asyncapi-tools.sh installs its npm packages)
+  nodejs
 )
 
 missing=()
@@ -27,6 +33,11 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+
+# npm: its own package in Debian, but part of nodejs in other builds (NodeSource's)
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"

@@ -90,11 +90,30 @@ wait_line() {
   return 1
 }
 
+# stop_private_pg DIR PGBIN: clusters a test started for itself (test_crash.py) and could
+# not stop (killed on a timeout); each is named by a file in DIR/private-pg holding its root.
+stop_private_pg() {
+  local dir=$1 pgbin=$2 f root
+  for f in "$dir"/private-pg/*; do
+    [ -f "$f" ] || continue
+    root=$(cat "$f")
+    case "$root" in
+      /tmp/b2bd-pgcrash.*)
+        if [ -n "$pgbin" ] && [ -f "$root/data/postmaster.pid" ]; then
+          as_pg "$pgbin/pg_ctl" -D "$root/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+        fi
+        rm -rf "$root" ;;
+    esac
+    rm -f "$f"
+  done
+}
+
 do_stop() {
   local dir=$1 root pgbin=""
   [ -d "$dir" ] || return 0
   stop_pidfile "$dir/kafka-mock.pid" b2b-kafka-mock
   stop_pidfile "$dir/smtp.pid" smtp_server.py
+  [ -f "$dir/pg_bin" ] && stop_private_pg "$dir" "$(cat "$dir/pg_bin")"
   if [ -f "$dir/pg_root" ]; then
     root=$(cat "$dir/pg_root")
     [ -f "$dir/pg_bin" ] && pgbin=$(cat "$dir/pg_bin")

@@ -8,13 +8,17 @@
 
 #include "apply_bulk.h"
 #include "apply_internal.h"
+#include "apply_privacy.h"
+#include "b2bd/fault.h"
 #include "b2bd/log.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
 
 /* A command that hits a race (deadlock, unique violation) is tried again this often
- * within its batch before the whole batch is rolled back and retried. */
+ * within its batch before the whole batch is rolled back and retried. Any other failure
+ * is tried once more, and then it is the command's own: the command is rejected. */
 #define APPLY_COMMAND_TRIES 3
+#define APPLY_COMMAND_TRIES_OWN_FAULT 2
 /* Runs of fewer assigns go the one-by-one path: planning the bulk function's statements
  * costs more than it saves for one or two (bench/apply_bench: batches of 1, 5, 20). */
 #define APPLY_BULK_MIN_RUN 3
@@ -36,6 +40,7 @@ static const char SQL_INBOX_PUT[] =
     "INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
 static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3, $4, $5)";
+static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes', $1, true)";
 /* A command's savepoint: it is all or nothing within the batch's transaction. */
 #define STMT_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT cmd", .simple = 1})
 #define STMT_RELEASE ((struct db_stmt){.sql = "RELEASE SAVEPOINT cmd", .simple = 1})
@@ -125,15 +130,19 @@ static enum b2bd_code apply_unsupported(struct apply_cmd *c, struct b2bd_err *er
 static apply_fn apply_fn_for(enum b2bd_cmd_type t)
 {
     switch (t) {
-    case CMD_SHOP_UPSERT: return apply_shop_upsert;
-    case CMD_COMPANY_UPSERT: return apply_company_upsert;
-    case CMD_CUSTOMER_UPSERT: return apply_customer_upsert;
-    case CMD_ORDER_UPSERT: return apply_order_upsert;
+    case CMD_SHOP_UPSERT: return apply_shop_upsert_tracked;
+    case CMD_COMPANY_UPSERT: return apply_company_upsert_tracked;
+    case CMD_CUSTOMER_UPSERT: return apply_customer_upsert_tracked;
+    case CMD_ORDER_UPSERT: return apply_order_upsert_tracked;
     case CMD_ASSIGN: return apply_assign;
     case CMD_REVOKE: return apply_revoke;
     case CMD_MIGRATE: return apply_migrate;
     case CMD_NOTIFY: return apply_notify;
     case CMD_TEMPLATE_UPDATE: return apply_template_update;
+    case CMD_CUSTOMER_MERGE: return apply_customer_merge;
+    case CMD_CUSTOMER_DATA_REQUEST: return apply_customer_data_request;
+    case CMD_CUSTOMER_REDACT: return apply_customer_redact;
+    case CMD_SHOP_REDACT: return apply_shop_redact;
     default: return apply_unsupported;
     }
 }
@@ -214,8 +223,9 @@ static int apply_emit_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
     return rc;
 }
 
-static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg,
-                                  const struct b2bd_err *why, struct b2bd_err *err)
+static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_config *cfg,
+                                  const struct b2bd_msg *msg, const struct b2bd_err *why,
+                                  struct b2bd_err *err)
 {
     char partition[16], offset[24], size[24];
     snprintf(partition, sizeof partition, "%d", (int)msg->partition);
@@ -223,16 +233,21 @@ static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_msg *msg
     json_t *h = json_pack("[[ss][ss][ss][ss][ss]]", "error.code", b2bd_code_name(why->code),
                           "error.message", why->msg, "source.topic", msg->topic_name,
                           "source.partition", partition, "source.offset", offset);
-    /* A message over the size limit would be refused by Kafka again: keep its start,
-     * and say so in two more headers. */
+    /* A message over the size limit would be refused by Kafka again, and so would one
+     * just under it with the headers added: keep its start, and say so in two more
+     * headers. */
     size_t value_len = msg->value_len;
-    if (why->code == B2BD_TOO_LARGE && value_len > APPLY_DLQ_KEEP_BYTES) {
+    char *headers = apply_dump(h);
+    if (value_len > APPLY_DLQ_KEEP_BYTES &&
+        (why->code == B2BD_TOO_LARGE ||
+         !apply_message_fits(cfg, msg->key_len + value_len + strlen(headers)))) {
         value_len = APPLY_DLQ_KEEP_BYTES;
         snprintf(size, sizeof size, "%zu", msg->value_len);
         json_array_append_new(h, json_pack("[ss]", "source.size", size));
         json_array_append_new(h, json_pack("[ss]", "value.truncated", "true"));
+        free(headers);
+        headers = apply_dump(h);
     }
-    char *headers = apply_dump(h);
     json_decref(h);
     int rc = outbox_append(db, OUTBOX_DLQ, msg->key, msg->key_len, msg->value, value_len,
                            headers, err);
@@ -266,9 +281,18 @@ static struct db_stmt apply_access_stmt(struct apply_cmd *c, const char *custome
 static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *msg,
                                   struct b2bd_err *err)
 {
+    if (audit_note(c->db, c->cmd, 1, err) < 0)
+        return B2BD_ERR_DB;
     enum b2bd_code code = apply_fn_for(c->cmd->type)(c, err);
+    if (code == B2BD_ERR_DB && apply_is_access_too_large(c->db))
+        return apply_access_too_large(c, err);
     if (code != B2BD_OK)
         return code;
+    char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
+    if ((code = apply_result_fits(c, msg->key_len + strlen(text), err)) != B2BD_OK) {
+        free(text);
+        return code;
+    }
 
     /* its access events, inbox row and result, and the savepoint's release: one round trip */
     size_t n = c->n_touched + 3;
@@ -279,7 +303,6 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     size_t k = 0;
     for (size_t i = 0; i < c->n_touched; i++)
         stmts[k++] = apply_access_stmt(c, c->touched[i], &ap[i]);
-    char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
     const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name,
                        (const char *)c->cmd->hash, c->cmd->import_id, text};
     int len[] = {0, 0, 0, 32, 0, 0};
@@ -292,6 +315,8 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     free(text);
     free(stmts);
     free(ap);
+    if (rc < 0 && apply_is_access_too_large(c->db))
+        return apply_access_too_large(c, err);
     return rc < 0 ? B2BD_ERR_DB : B2BD_OK;
 }
 
@@ -362,24 +387,41 @@ static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_comm
                   (long long)msg->offset);
 }
 
-/* True when a statement failed because of the values it was given (a date out of
- * range, a number too large, a constraint), not because of the database. */
-static bool apply_is_bad_data(const struct b2bd_db *db)
+/* True when a failure is the surroundings' (retried, never the command's rejection): the
+ * connection is lost, the database answered with a transient SQLSTATE, or a database call
+ * failed without one. A failure with any other SQLSTATE, or one outside the database
+ * (B2BD_ERR_INTERNAL: a result that cannot be built), is the command's. */
+static bool apply_transient(const struct b2bd_db *db, const struct b2bd_err *err)
 {
-    return db_connected(db) &&
-           (strncmp(db->sqlstate, "22", 2) == 0 || strncmp(db->sqlstate, "23", 2) == 0);
+    if (!db_connected(db))
+        return true;
+    if (db->sqlstate[0])
+        return fault_transient(db->sqlstate);
+    return err->code != B2BD_ERR_INTERNAL;
 }
 
-static int apply_reject_bad_data(struct b2bd_db *db, const struct b2bd_msg *msg,
-                                 const struct b2bd_command *cmd, struct b2bd_err *out,
-                                 struct b2bd_err *err)
+/* Logs the database's own account of a failure that is a command's (or a batch's). */
+static void apply_log_refused(const struct b2bd_db *db, const char *event, const char *what,
+                              const struct b2bd_err *err, const struct b2bd_err *why)
+{
+    char msg[300];
+    log_quote(msg, sizeof msg, db->err_message[0] ? db->err_message : err->msg);
+    log_warn("apply", event, "%s sqlstate=%s code=%s error=%s", what,
+             db->sqlstate[0] ? db->sqlstate : "-", b2bd_code_name(why->code), msg);
+}
+
+/* Rejects a command the database refused (see fault_rejection): undoes its changes,
+ * writes its `rejected` result with a message for the producer, logs the database's. */
+static int apply_reject_refused(struct b2bd_db *db, const struct b2bd_msg *msg,
+                                const struct b2bd_command *cmd, struct b2bd_err *out,
+                                struct b2bd_err *err)
 {
     struct b2bd_err why;
-    int conflict = db_sqlstate_is(db, "23505");
-    b2bd_err_set(&why, conflict ? B2BD_CONFLICT : B2BD_INVALID, NULL, "%s",
-                 conflict ? "a concurrent command changed the same rows; send it again"
-                          : err->msg);
-    log_warn("apply", "bad_data", "cmd_id=%s sqlstate=%s", cmd->command_id, db->sqlstate);
+    fault_rejection(db->sqlstate, &why);
+    char what[160];
+    snprintf(what, sizeof what, "cmd_id=%s topic=%s partition=%d offset=%lld", cmd->command_id,
+             msg->topic_name, (int)msg->partition, (long long)msg->offset);
+    apply_log_refused(db, "command_refused", what, err, &why);
     *out = why;
     return apply_finish_rejected(db, msg, cmd, &why, 1, err);
 }
@@ -416,6 +458,7 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
     const char *iv[] = {cmd->command_id, (const char *)cmd->hash};
     int ilen[] = {0, 32};
     int ifmt[] = {0, 1};
+    bool refused = false;
     for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
         /* its savepoint and its inbox lookup: one round trip */
         struct db_stmt first[] = {STMT_SAVEPOINT, {.sql = SQL_INBOX_GET, .n = 2, .values = iv,
@@ -429,7 +472,8 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
         apply_cmd_reset(&c);
         if (rc == 0)
             break;
-        if (!db_connected(a->db) || !db_retriable(a->db) || attempt == APPLY_COMMAND_TRIES)
+        if (!db_connected(a->db) || attempt == APPLY_COMMAND_TRIES ||
+            (!db_retriable(a->db) && attempt == APPLY_COMMAND_TRIES_OWN_FAULT))
             break;
         log_info("apply", "retry_command", "cmd_id=%s sqlstate=%s attempt=%d",
                  cmd->command_id, a->db->sqlstate, attempt);
@@ -438,13 +482,16 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
             break;
     }
     free(c.touched);
-    if (rc < 0 && apply_is_bad_data(a->db)) {
-        /* the data, not the database, is at fault: reject the command, go on */
-        rc = apply_reject_bad_data(a->db, msg, cmd, &c.rejected, err);
+    if (rc < 0 && !apply_transient(a->db, err)) {
+        /* the command, not the database, is at fault: reject it, go on */
+        rc = apply_reject_refused(a->db, msg, cmd, &c.rejected, err);
         out = OUT_REJECTED;
+        refused = true;
     }
-    if (rc == 0)
+    if (rc == 0) {
         apply_count(msg, cmd, out, &c.rejected, st);
+        st->isolated += refused;
+    }
     return rc;
 }
 
@@ -461,7 +508,7 @@ static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
     }
     int rc;
     if (dec == DECODE_DEAD_LETTER) {
-        rc = apply_emit_dead_letter(a->db, msg, why, err);
+        rc = apply_emit_dead_letter(a->db, a->cfg, msg, why, err);
         st->dead_letters++;
         st->by_code[why->code]++;
         log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",
@@ -488,7 +535,9 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
     if (!out)
         abort();
     /* 1: one command at a time (a short run, or one the bulk function handed back) */
-    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : bulk_apply(a->db, run, out, err);
+    int rc = run->n < APPLY_BULK_MIN_RUN                       ? 1
+             : audit_note(a->db, run->cmds, run->n, err) < 0 ? -1
+                                                               : bulk_apply(a->db, run, out, err);
     if (rc == 0) {
         for (size_t i = 0; i < run->n; i++) {
             enum cmd_outcome o = out[i].status == BULK_APPLIED     ? OUT_APPLIED
@@ -572,12 +621,105 @@ void apply_stats_add(struct apply_stats *into, const struct apply_stats *from)
     into->skipped += from->skipped;
     into->bulk_commands += from->bulk_commands;
     into->bulk_fallbacks += from->bulk_fallbacks;
+    into->isolated += from->isolated;
     for (int t = 0; t <= CMD_UNKNOWN; t++) {
         into->applied_by_type[t] += from->applied_by_type[t];
         into->rejected_by_type[t] += from->rejected_by_type[t];
     }
     for (int c = 0; c <= B2BD_ERR_INTERNAL; c++)
         into->by_code[c] += from->by_code[c];
+}
+
+/* Ends a failed transaction: classifies the failure (before the rollback clears it) and
+ * rolls back. err becomes B2BD_ERR_DB when the failure is the surroundings', else the
+ * rejection that the message at fault gets (apply.h); the database's words are logged. */
+static void apply_fail(struct b2bd_applier *a, size_t n, struct b2bd_err *err)
+{
+    bool transient = apply_transient(a->db, err);
+    struct b2bd_err why;
+    if (!transient) {
+        fault_rejection(a->db->sqlstate, &why);
+        char what[40];
+        snprintf(what, sizeof what, "messages=%zu", n);
+        apply_log_refused(a->db, "batch_refused", what, err, &why);
+    }
+    if (db_connected(a->db)) {
+        struct b2bd_err ignored;
+        db_exec(a->db, "ROLLBACK", &ignored);
+    }
+    if (transient)
+        err->code = B2BD_ERR_DB;
+    else
+        *err = why;
+}
+
+/* Settles one message that the database refused even on its own, in a transaction of
+ * its own: its `rejected` result (why; a message that is no valid command: its dead
+ * letter or its decoding's rejection) when with_result, and its consumed position. */
+static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
+                        const struct b2bd_err *why, bool with_result, struct apply_stats *st,
+                        struct b2bd_err *err)
+{
+    struct part_pos pos = {.topic = msg->topic_name, .partition = msg->partition};
+    struct apply_stats local = {0};
+    struct b2bd_command cmd;
+    bool decoded = false, skipped = false;
+    if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0 ||
+        apply_lock_positions(a, &pos, 1, err) < 0)
+        goto fail;
+    if (msg->offset < pos.next) {
+        local.skipped++; /* applied meanwhile, by another instance */
+    } else {
+        pos.upto = msg->offset + 1;
+        local.isolated++;
+        if (with_result) {
+            struct b2bd_err dwhy;
+            b2bd_err_clear(&dwhy);
+            enum decode_outcome dec = decode_command(msg->value, msg->value_len,
+                                                     (size_t)a->cfg->max_message_bytes,
+                                                     msg->topic, &cmd, &dwhy);
+            decoded = true;
+            int rc;
+            if (dec == DECODE_OK) {
+                rc = apply_emit_rejected(a->db, msg, &cmd, why, err);
+                apply_count(msg, &cmd, OUT_REJECTED, why, &local);
+            } else {
+                rc = apply_invalid(a, msg, &cmd, dec, &dwhy, &local, err);
+            }
+            if (rc < 0)
+                goto fail;
+        } else {
+            skipped = true;
+        }
+    }
+    if (apply_save_positions(a, &pos, 1, err) < 0 || outbox_wake(a->db, err) < 0 ||
+        db_exec(a->db, "COMMIT", err) < 0)
+        goto fail;
+    if (skipped)
+        log_error("apply", "message_skipped",
+                  "topic=%s partition=%d offset=%lld note=\"the database refused its rejection "
+                  "too: no result\"",
+                  msg->topic_name, (int)msg->partition, (long long)msg->offset);
+    if (decoded)
+        decode_free(&cmd);
+    apply_stats_add(st, &local);
+    return 0;
+fail:
+    if (decoded)
+        decode_free(&cmd);
+    apply_fail(a, 1, err);
+    return -1;
+}
+
+int apply_reject_alone(struct b2bd_applier *a, const struct b2bd_msg *msg,
+                       const struct b2bd_err *why, struct apply_stats *st, struct b2bd_err *err)
+{
+    if (apply_settle(a, msg, why, true, st, err) == 0)
+        return 0;
+    if (err->code == B2BD_ERR_DB)
+        return -1;
+    /* even its rejection is refused: its partition must not stop for it */
+    return apply_settle(a, msg, why, false, st, err);
 }
 
 int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
@@ -600,7 +742,12 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     struct bulk_run run;
     bulk_init(&run, n);
 
-    if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0)
+    /* the transaction and its message limit (for the outbox's check, migration 0013) */
+    char limit[24];
+    snprintf(limit, sizeof limit, "%ld", a->cfg->max_message_bytes);
+    const char *lv[] = {limit};
+    struct db_stmt begin[] = {{.sql = "BEGIN", .simple = 1}, {.sql = SQL_LIMIT_SET, .n = 1, .values = lv}};
+    if (db_connect(a->db, err) < 0 || db_pipeline(a->db, begin, 2, NULL, err) < 0)
         goto fail;
     if (apply_lock_positions(a, pos, n_pos, err) < 0)
         goto fail;
@@ -646,13 +793,8 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     apply_stats_add(st, &local);
     return 0;
 fail:
-    if (db_connected(a->db)) {
-        struct b2bd_err ignored;
-        db_exec(a->db, "ROLLBACK", &ignored);
-    }
+    apply_fail(a, n, err);
     free(pos);
     bulk_free(&run);
-    if (err->code != B2BD_ERR_DB && err->code != B2BD_ERR_INTERNAL)
-        err->code = B2BD_ERR_DB;
     return -1;
 }

@@ -83,8 +83,12 @@ static size_t key_slot(const struct bulk_run *r, const char *s)
 }
 
 /* The keys of a command (at most 3), as allocated strings. Emails are folded to ASCII
- * lower case here; b2bd_assign_bulk compares them with PostgreSQL's lower() and hands
- * back a run where two rows still meet. */
+ * lower case here, which keeps most commands that meet apart, but not all: how
+ * PostgreSQL's lower() folds the rest depends on the database's locale, and whether an
+ * id names the customer of an email is known only there. The keys only spare the bulk
+ * function runs it would hand back: b2bd_assign_bulk (0009) hands back every run where
+ * two rows may name one customer, by the database's own lower() and the customers it
+ * finds. */
 static size_t cmd_keys(const struct b2bd_command *cmd, char *out[3])
 {
     if (cmd->type == CMD_REVOKE)
@@ -119,15 +123,14 @@ bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_co
         return false; /* full, or a run of the other kind */
     char *k[3];
     size_t n = cmd_keys(cmd, k);
-    size_t slot[3];
     bool fits = true;
+    for (size_t i = 0; i < n; i++)
+        fits = fits && !r->keys[key_slot(r, k[i])];
     for (size_t i = 0; i < n; i++) {
-        slot[i] = key_slot(r, k[i]);
-        fits = fits && !r->keys[slot[i]];
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (fits && !r->keys[slot[i]]) {
-            r->keys[slot[i]] = k[i]; /* its id may be its own email: kept once */
+        /* probed again: an earlier key of this command may sit where this one would */
+        size_t slot = key_slot(r, k[i]);
+        if (fits && !r->keys[slot]) {
+            r->keys[slot] = k[i]; /* its id may be its own email: kept once */
             r->n_keys++;
         } else {
             free(k[i]);

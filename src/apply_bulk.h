@@ -15,8 +15,9 @@
 #include "b2bd/err.h"
 
 /* Consecutive commands of a batch that the bulk function may apply together: plain
- * assigns (no migrate_orders_to, no email) with no customer id, email or command_id in
- * common, so that none depends on another's writes. */
+ * assigns (no migrate_orders_to, no email) with no customer id, email (ASCII case
+ * folded) or command_id in common, so that few depend on another's writes; the bulk
+ * function hands back the runs where some still may (see cmd_keys in apply_bulk.c). */
 struct bulk_run {
     size_t n, cap;
     const struct b2bd_msg **msgs;  /* borrowed */

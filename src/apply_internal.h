@@ -2,6 +2,9 @@
 #ifndef B2BD_APPLY_INTERNAL_H
 #define B2BD_APPLY_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <jansson.h>
 #include <libpq-fe.h>
 
@@ -82,5 +85,32 @@ enum b2bd_code apply_check_contact(struct apply_cmd *c, const char *company, con
 
 /* json_string(s), or json_null() for NULL. */
 json_t *apply_jstr(const char *s);
+
+/* ---- message size (apply_limit.c) ---- */
+
+/* Room kept under max_message_bytes for Kafka's framing of a message: the record batch
+ * header (61 bytes), a record's own fields (at most 36) and a few header lengths, so
+ * that a broker whose message.max.bytes is max_message_bytes takes every result and
+ * access event b2bd writes (key, value and headers within max_message_bytes - 256). */
+#define APPLY_MESSAGE_FRAMING 256
+
+/* The SQLSTATE the outbox raises for an access event too large (migration 0013). */
+#define APPLY_SQLSTATE_TOO_LARGE "B2B13"
+
+/* True when a message whose key, value and headers take bytes fits max_message_bytes. */
+bool apply_message_fits(const struct b2bd_config *cfg, size_t bytes);
+
+/* B2BD_OK when the command's result message (key and value: bytes) fits, else
+ * LIMIT_REACHED on the payload list that makes the result large. */
+enum b2bd_code apply_result_fits(struct apply_cmd *c, size_t bytes, struct b2bd_err *err);
+
+/* LIMIT_REACHED on field: the command's `what` ("result") would be too large. */
+enum b2bd_code apply_too_large(struct apply_cmd *c, const char *field, const char *what,
+                               struct b2bd_err *err);
+
+/* True when the last statement failed because an access event was too large; then
+ * apply_access_too_large sets the command's LIMIT_REACHED. */
+bool apply_is_access_too_large(const struct b2bd_db *db);
+enum b2bd_code apply_access_too_large(struct apply_cmd *c, struct b2bd_err *err);
 
 #endif

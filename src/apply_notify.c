@@ -16,15 +16,29 @@ static const char SQL_COMPANY[] =
     "SELECT name FROM companies WHERE shop_id = $1 AND company_id = $2";
 static const char SQL_LOCATION[] =
     "SELECT name FROM locations WHERE shop_id = $1 AND company_id = $2 AND location_id = $3";
-static const char SQL_CUSTOMER[] =
-    "SELECT first_name, last_name, email FROM customers WHERE shop_id = $1 AND customer_id = $2";
-static const char SQL_CONTACT[] =
-    "SELECT 1 FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
-static const char SQL_ROLES[] =
-    "SELECT r.location_id, l.name, r.role FROM roles r"
-    " JOIN locations l ON l.shop_id = r.shop_id AND l.location_id = r.location_id"
-    " WHERE r.shop_id = $1 AND r.company_id = $2 AND r.customer_id = $3"
-    " ORDER BY l.name, r.location_id";
+/* The state of every listed customer ($3, a JSON array of ids) in the company, in list
+ * order, in one statement: a customer of the shop?, a contact?, name and email, the
+ * roles in the company as [[location_id, location name, role]] (by name, then id), and
+ * whether one is at location $4. One statement for any length of list, each id looked
+ * up by key (OFFSET 0 keeps the lookups per id, whatever the size of the shop): a
+ * notify of 100,000 ids costs one round trip, not three each. */
+static const char SQL_STATES[] =
+    "SELECT u.customer_id IS NOT NULL, coalesce(u.contact, false), u.first_name, u.last_name,"
+    "  u.email, r.roles, coalesce(r.at_location, false)"
+    " FROM json_array_elements_text($3::json) WITH ORDINALITY AS x(id, n)"
+    " LEFT JOIN LATERAL (SELECT u.customer_id, u.first_name, u.last_name, u.email,"
+    "                           EXISTS (SELECT 1 FROM contacts k WHERE k.shop_id = $1"
+    "                                      AND k.company_id = $2 AND k.customer_id = u.customer_id) AS contact"
+    "                      FROM customers u WHERE u.shop_id = $1 AND u.customer_id = x.id OFFSET 0) u ON true"
+    " LEFT JOIN LATERAL (SELECT json_agg(json_build_array(o.location_id, l.name, o.role)"
+    "                             ORDER BY l.name, o.location_id) AS roles,"
+    "                           bool_or(o.location_id = $4) AS at_location"
+    "                      FROM roles o"
+    "                      JOIN locations l ON l.shop_id = o.shop_id AND l.location_id = o.location_id"
+    "                     WHERE u.contact AND o.shop_id = $1 AND o.company_id = $2"
+    "                       AND o.customer_id = u.customer_id) r ON true"
+    " ORDER BY x.n";
+enum { ST_FOUND, ST_CONTACT, ST_FIRST_NAME, ST_LAST_NAME, ST_EMAIL, ST_ROLES, ST_AT_LOCATION };
 static const char SQL_TEMPLATE[] =
     "SELECT version, subject, text, html FROM templates WHERE shop_id = $1";
 static const char SQL_QUEUE[] =
@@ -45,75 +59,91 @@ static const char SQL_TEMPLATE_SET[] =
     "  updated_at = now()"
     " RETURNING version";
 
-/* The shop's settings; NULL fields when the shop was never synced. */
-struct shop_info {
-    PGresult *res;
-};
-
 static const char *col(PGresult *res, int c)
 {
     return res && PQntuples(res) > 0 && !PQgetisnull(res, 0, c) ? PQgetvalue(res, 0, c) : NULL;
 }
 
-/* The recipient's state in the company: why the email is not for them, or B2BD_OK. */
-static enum b2bd_code contact_state(struct apply_cmd *c, const char *company, const char *location,
-                                    const char *customer, PGresult **roles, struct b2bd_err *err)
+/* A cell of a row, NULL for SQL NULL. */
+static const char *cell(PGresult *res, int row, int c)
 {
-    const char *shop = c->cmd->shop_id;
-    const char *v[] = {shop, customer};
-    PGresult *res = apply_q(c, SQL_CUSTOMER, 2, v, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    int found = PQntuples(res) > 0;
-    PQclear(res);
-    if (!found)
+    return PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
+}
+
+/* The states of the n customers (SQL_STATES): one row each, in their order. */
+static PGresult *contact_states(struct apply_cmd *c, const char *company, const char *location,
+                                const char *const *customers, size_t n, struct b2bd_err *err)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(customers[i]));
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    if (!text)
+        abort();
+    const char *v[] = {c->cmd->shop_id, company, text, location};
+    PGresult *res = apply_q(c, SQL_STATES, 4, v, err);
+    free(text);
+    if (res && PQntuples(res) != (int)n) {
+        PQclear(res); /* cannot happen: one row per listed id */
+        b2bd_err_set(err, B2BD_ERR_INTERNAL, NULL, "the customers' states came back incomplete");
+        return NULL;
+    }
+    return res;
+}
+
+/* Why the email is not for the customer of row `row`, or B2BD_OK. */
+static enum b2bd_code state_of(PGresult *states, int row, const char *location)
+{
+    if (PQgetvalue(states, row, ST_FOUND)[0] != 't')
         return B2BD_NOT_FOUND;
-    const char *kv[] = {shop, company, customer};
-    if (!(res = apply_q(c, SQL_CONTACT, 3, kv, err)))
-        return B2BD_ERR_DB;
-    found = PQntuples(res) > 0;
-    PQclear(res);
-    if (!found)
+    if (PQgetvalue(states, row, ST_CONTACT)[0] != 't')
         return B2BD_NOT_A_CONTACT;
-    if (!(res = apply_q(c, SQL_ROLES, 3, kv, err)))
-        return B2BD_ERR_DB;
-    int access = PQntuples(res) > 0;
-    if (access && location) {
-        access = 0;
-        for (int i = 0; i < PQntuples(res) && !access; i++)
-            access = strcmp(PQgetvalue(res, i, 0), location) == 0;
-    }
-    if (!access) {
-        PQclear(res);
+    if (PQgetisnull(states, row, ST_ROLES) ||
+        (location && PQgetvalue(states, row, ST_AT_LOCATION)[0] != 't'))
         return B2BD_NO_LOCATION_ACCESS;
-    }
-    *roles = res;
     return B2BD_OK;
 }
 
+/* What every email of one command shares: the shop, company and location rows (NULL
+ * fields when not synced) and the template. */
+struct email_env {
+    PGresult *shop, *company, *location;
+    struct email_template own;
+    const struct email_template *t;
+};
+
 /* The template context of CONTRACT.md ("template.update": the names a template can use),
- * plus has_locations and several_locations. */
-static json_t *email_context(PGresult *shop, const char *company_name, const char *location_name,
-                             PGresult *customer, PGresult *roles)
+ * plus has_locations and several_locations; roles: the customer's row's roles. */
+static json_t *email_context(const struct email_env *e, PGresult *states, int row)
 {
+    json_t *roles = json_loads(PQgetvalue(states, row, ST_ROLES), 0, NULL);
     json_t *locations = json_array();
-    for (int i = 0; i < PQntuples(roles); i++) {
-        const char *role = PQgetvalue(roles, i, 2);
-        enum b2bd_role r = strcmp(role, "location_admin") == 0 ? ROLE_LOCATION_ADMIN : ROLE_ORDERING_ONLY;
-        json_array_append_new(locations, json_pack("{ssssss}", "name", PQgetvalue(roles, i, 1),
-                                                   "role", role, "role_name", decode_role_label(r)));
+    size_t i;
+    json_t *r;
+    json_array_foreach(roles, i, r) {
+        const char *name = json_string_value(json_array_get(r, 1));
+        const char *role = json_string_value(json_array_get(r, 2));
+        enum b2bd_role k = role && strcmp(role, "location_admin") == 0 ? ROLE_LOCATION_ADMIN
+                                                                        : ROLE_ORDERING_ONLY;
+        json_array_append_new(locations, json_pack("{ssssss}", "name", name ? name : "",
+                                                   "role", role ? role : "",
+                                                   "role_name", decode_role_label(k)));
     }
+    json_decref(roles);
     size_t n = json_array_size(locations);
     json_t *ctx = json_pack("{s{soso}s{sososo}s{so}so s{si}sbsb}",
-                            "shop", "name", apply_jstr(col(shop, 0)), "account_url", apply_jstr(col(shop, 1)),
-                            "customer", "first_name", apply_jstr(col(customer, 0)),
-                            "last_name", apply_jstr(col(customer, 1)), "email", apply_jstr(col(customer, 2)),
-                            "company", "name", apply_jstr(company_name),
+                            "shop", "name", apply_jstr(col(e->shop, 0)),
+                            "account_url", apply_jstr(col(e->shop, 1)),
+                            "customer", "first_name", apply_jstr(cell(states, row, ST_FIRST_NAME)),
+                            "last_name", apply_jstr(cell(states, row, ST_LAST_NAME)),
+                            "email", apply_jstr(cell(states, row, ST_EMAIL)),
+                            "company", "name", apply_jstr(col(e->company, 0)),
                             "locations", locations,
                             "login", "code_digits", 6,
                             "has_locations", n > 0, "several_locations", n > 1);
-    if (location_name)
-        json_object_set_new(ctx, "location", json_pack("{ss}", "name", location_name));
+    if (col(e->location, 0))
+        json_object_set_new(ctx, "location", json_pack("{ss}", "name", col(e->location, 0)));
     return ctx;
 }
 
@@ -173,50 +203,55 @@ static enum b2bd_code queue_row(struct apply_cmd *c, const struct email_job *j, 
     return B2BD_OK;
 }
 
-/* Renders the email for one contact with roles, and queues it (or returns the preview). */
-static enum b2bd_code render_and_queue(struct apply_cmd *c, struct email_job *j, PGresult *roles,
+static enum b2bd_code env_load(struct apply_cmd *c, const char *company, const char *location,
+                               struct email_env *e, struct b2bd_err *err)
+{
+    memset(e, 0, sizeof *e);
+    const char *shop = c->cmd->shop_id;
+    const char *v[] = {shop, company, location};
+    if (!(e->shop = apply_q(c, SQL_SHOP, 1, v, err)) ||
+        !(e->company = apply_q(c, SQL_COMPANY, 2, v, err)) ||
+        (location && !(e->location = apply_q(c, SQL_LOCATION, 3, v, err))))
+        return B2BD_ERR_DB;
+    return load_template(c, &e->own, &e->t, err);
+}
+
+static void env_free(struct email_env *e)
+{
+    PQclear(e->shop);
+    PQclear(e->company);
+    PQclear(e->location);
+    email_template_free(&e->own);
+    memset(e, 0, sizeof *e);
+}
+
+/* Renders the email for the contact of row `row` of states (one with roles), and queues
+ * it (or returns the preview). */
+static enum b2bd_code render_and_queue(struct apply_cmd *c, const struct email_env *e,
+                                       struct email_job *j, PGresult *states, int row,
                                        const char *staff_to, char id[37], json_t **preview,
                                        struct b2bd_err *err)
 {
-    const char *shop = c->cmd->shop_id;
-    const char *sv[] = {shop};
-    const char *kv[] = {shop, j->company};
-    const char *lv[] = {shop, j->company, j->location};
-    const char *cv[] = {shop, j->customer};
-    PGresult *shop_r = apply_q(c, SQL_SHOP, 1, sv, err);
-    PGresult *company_r = shop_r ? apply_q(c, SQL_COMPANY, 2, kv, err) : NULL;
-    PGresult *loc_r = company_r && j->location ? apply_q(c, SQL_LOCATION, 3, lv, err) : NULL;
-    PGresult *cust_r = company_r && (!j->location || loc_r) ? apply_q(c, SQL_CUSTOMER, 2, cv, err) : NULL;
-    enum b2bd_code code = cust_r ? B2BD_OK : B2BD_ERR_DB;
-    struct email_template own = {0};
-    const struct email_template *t = NULL;
-    if (code == B2BD_OK)
-        code = load_template(c, &own, &t, err);
-    if (code == B2BD_OK) {
-        json_t *ctx = email_context(shop_r, col(company_r, 0), col(loc_r, 0), cust_r, roles);
-        struct email_rendered r = {0};
-        if (email_render(t, ctx, &r) < 0) {
-            code = b2bd_err_set(err, B2BD_INVALID, "payload",
-                                "the email is too large to render (over %d bytes a part)", EMAIL_MAX_PART);
+    enum b2bd_code code = B2BD_OK;
+    json_t *ctx = email_context(e, states, row);
+    struct email_rendered r = {0};
+    if (email_render(e->t, ctx, &r) < 0) {
+        code = b2bd_err_set(err, B2BD_INVALID, "payload",
+                            "the email is too large to render (over %d bytes a part)", EMAIL_MAX_PART);
+    } else {
+        j->to = staff_to ? staff_to : cell(states, row, ST_EMAIL);
+        if (!j->to) {
+            code = b2bd_err_set(err, B2BD_INVALID, "payload.customer_ids", "the customer has no email");
+        } else if (j->preview) {
+            *preview = json_pack("{ssssssssss}", "customer_id", j->customer, "to", j->to,
+                                 "subject", r.subject, "text", r.text, "html", r.html);
         } else {
-            j->to = staff_to ? staff_to : col(cust_r, 2);
-            if (!j->to) {
-                code = b2bd_err_set(err, B2BD_INVALID, "payload.customer_ids", "the customer has no email");
-            } else if (j->preview) {
-                *preview = json_pack("{ssssssssss}", "customer_id", j->customer, "to", j->to,
-                                     "subject", r.subject, "text", r.text, "html", r.html);
-            } else {
-                code = queue_row(c, j, from_address(c, shop_r), t->version, r.subject, r.text, r.html, id, err);
-            }
-            email_rendered_free(&r);
+            code = queue_row(c, j, from_address(c, e->shop), e->t->version, r.subject, r.text,
+                             r.html, id, err);
         }
-        json_decref(ctx);
+        email_rendered_free(&r);
     }
-    email_template_free(&own);
-    PQclear(shop_r);
-    PQclear(company_r);
-    PQclear(loc_r);
-    PQclear(cust_r);
+    json_decref(ctx);
     return code;
 }
 
@@ -224,13 +259,69 @@ enum b2bd_code apply_queue_access_email(struct apply_cmd *c, const char *company
                                         const char *location, const char *customer,
                                         char id[37], struct b2bd_err *err)
 {
-    PGresult *roles = NULL;
-    enum b2bd_code code = contact_state(c, company, location, customer, &roles, err);
-    if (code != B2BD_OK)
-        return code;
-    struct email_job j = {.company = company, .location = location, .customer = customer};
-    code = render_and_queue(c, &j, roles, NULL, id, NULL, err);
-    PQclear(roles);
+    PGresult *states = contact_states(c, company, location, &customer, 1, err);
+    if (!states)
+        return err->code == B2BD_ERR_INTERNAL ? B2BD_ERR_INTERNAL : B2BD_ERR_DB;
+    enum b2bd_code code = state_of(states, 0, location);
+    if (code == B2BD_OK) {
+        struct email_env e;
+        code = env_load(c, company, location, &e, err);
+        struct email_job j = {.company = company, .location = location, .customer = customer};
+        if (code == B2BD_OK)
+            code = render_and_queue(c, &e, &j, states, 0, NULL, id, NULL, err);
+        env_free(&e);
+    }
+    PQclear(states);
+    return code;
+}
+
+/* The email to each listed customer (queued, or previewed), or the reason it is skipped,
+ * in list order. The result grows with the list: once its entries alone are over the
+ * message limit, the command is LIMIT_REACHED at once (apply_fresh would refuse the
+ * result anyway), before more emails are rendered or queued. */
+static enum b2bd_code notify_listed(struct apply_cmd *c, const struct b2bd_notify *p,
+                                    const char *staff_to, json_t *done, json_t *skipped,
+                                    struct b2bd_err *err)
+{
+    PGresult *states = contact_states(c, p->company_id, p->location_id, p->customer_ids,
+                                      p->n_customer_ids, err);
+    if (!states)
+        return err->code == B2BD_ERR_INTERNAL ? B2BD_ERR_INTERNAL : B2BD_ERR_DB;
+    struct email_env e = {0};
+    int loaded = 0;
+    enum b2bd_code code = B2BD_OK;
+    size_t bytes = 0; /* of the entries so far, as the result holds them */
+    for (size_t i = 0; i < p->n_customer_ids && code == B2BD_OK; i++) {
+        const char *customer = p->customer_ids[i];
+        json_t *entry = NULL, *into = done;
+        enum b2bd_code why = state_of(states, (int)i, p->location_id);
+        if (why != B2BD_OK) {
+            entry = json_pack("{ssss}", "customer_id", customer, "reason", b2bd_code_name(why));
+            into = skipped;
+        } else {
+            if (!loaded && (code = env_load(c, p->company_id, p->location_id, &e, err)) != B2BD_OK)
+                break;
+            loaded = 1;
+            struct email_job j = {.company = p->company_id, .location = p->location_id,
+                                  .customer = customer, .staff = staff_to != NULL,
+                                  .preview = p->preview};
+            char id[37];
+            if ((code = render_and_queue(c, &e, &j, states, (int)i, staff_to, id, &entry, err)) != B2BD_OK)
+                break;
+            if (!entry)
+                entry = json_pack("{ssss}", "customer_id", customer, "notification_id", id);
+        }
+        char *text = json_dumps(entry, JSON_COMPACT);
+        if (!text)
+            abort();
+        bytes += strlen(text) + 1;
+        free(text);
+        json_array_append_new(into, entry);
+        if (!apply_message_fits(c->cfg, bytes))
+            code = apply_too_large(c, "payload.customer_ids", "result", err);
+    }
+    env_free(&e);
+    PQclear(states);
     return code;
 }
 
@@ -330,30 +421,7 @@ enum b2bd_code apply_notify(struct apply_cmd *c, struct b2bd_err *err)
     if (p->resend_of) {
         code = resend(c, p, staff_to, done, err);
     } else {
-        for (size_t i = 0; i < p->n_customer_ids && code == B2BD_OK; i++) {
-            const char *customer = p->customer_ids[i];
-            PGresult *roles = NULL;
-            enum b2bd_code why = contact_state(c, p->company_id, p->location_id, customer, &roles, err);
-            if (why == B2BD_ERR_DB) {
-                code = why;
-                break;
-            }
-            if (why != B2BD_OK) {
-                json_array_append_new(skipped, json_pack("{ssss}", "customer_id", customer,
-                                                         "reason", b2bd_code_name(why)));
-                continue;
-            }
-            struct email_job j = {.company = p->company_id, .location = p->location_id,
-                                  .customer = customer, .staff = staff_to != NULL,
-                                  .preview = p->preview};
-            char id[37];
-            json_t *pv = NULL;
-            code = render_and_queue(c, &j, roles, staff_to, id, &pv, err);
-            PQclear(roles);
-            if (code == B2BD_OK)
-                json_array_append_new(done, pv ? pv : json_pack("{ssss}", "customer_id", customer,
-                                                                "notification_id", id));
-        }
+        code = notify_listed(c, p, staff_to, done, skipped, err);
     }
     free(staff_to);
     if (code != B2BD_OK) {

@@ -15,10 +15,18 @@ static const char SQL_DROP_ROLES_AT[] =
 static const char SQL_DROP_ROLES[] =
     "DELETE FROM roles WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3"
     " RETURNING location_id, role";
+/* Locks the contact row: revokes of one contact take turns (two keyed apart, or two
+ * instances during a rebalance), and one that waited for another that removed the
+ * contact finds none, as if it came after it. */
+static const char SQL_LOCK_CONTACT[] =
+    "SELECT 1 FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3"
+    " FOR UPDATE";
+/* Removes the contact and frees a seat for each row removed; returns that number. */
 static const char SQL_DROP_CONTACT[] =
-    "DELETE FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
-static const char SQL_FREE_SEAT[] =
-    "UPDATE companies SET contact_count = contact_count - 1 WHERE shop_id = $1 AND company_id = $2";
+    "WITH gone AS (DELETE FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3"
+    "  RETURNING 1)"
+    " UPDATE companies SET contact_count = contact_count - (SELECT count(*) FROM gone)"
+    " WHERE shop_id = $1 AND company_id = $2 RETURNING (SELECT count(*) FROM gone)";
 
 static int in_result(PGresult *res, const char *id)
 {
@@ -75,11 +83,16 @@ enum b2bd_code apply_revoke(struct apply_cmd *c, struct b2bd_err *err)
 {
     const struct b2bd_revoke *p = &c->cmd->u.revoke;
     const char *shop = c->cmd->shop_id;
-    const char *kv[] = {shop, p->company_id};
     const char *tv[] = {shop, p->company_id, p->customer_id};
     enum b2bd_code code = apply_check_contact(c, p->company_id, p->customer_id, err);
     if (code != B2BD_OK)
         return code;
+    int found;
+    if ((code = apply_exists(c, SQL_LOCK_CONTACT, 3, tv, &found, err)) != B2BD_OK)
+        return code;
+    if (!found)
+        return b2bd_err_set(err, B2BD_NOT_A_CONTACT, "payload.customer_id",
+                            "the customer is not a contact of the company");
 
     struct sbuf arr = {0};
     PGresult *res;
@@ -113,14 +126,11 @@ enum b2bd_code apply_revoke(struct apply_cmd *c, struct b2bd_err *err)
     json_t *reverted = json_array();
     if (p->scope == SCOPE_COMPANY) {
         res = apply_q(c, SQL_DROP_CONTACT, 3, tv, err);
-        if (res) {
-            PQclear(res);
-            res = apply_q(c, SQL_FREE_SEAT, 2, kv, err);
-        }
-        if (!res)
+        if (res)
+            contact_removed = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+        else
             code = B2BD_ERR_DB;
         PQclear(res);
-        contact_removed = 1;
         if (code == B2BD_OK && p->remove_migrated_orders) {
             json_decref(reverted);
             reverted = NULL;

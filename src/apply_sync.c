@@ -152,12 +152,14 @@ static const char SQL_LOCATION_OF[] =
     "SELECT company_id FROM locations WHERE shop_id = $1 AND location_id = $2";
 static const char SQL_COMPANY_EXISTS[] =
     "SELECT 1 FROM companies WHERE shop_id = $1 AND company_id = $2";
-/* A migrated order keeps the company and location it was migrated to. */
+/* A migrated order keeps the company and location it was migrated to, and its
+ * customer: the one whose revoke with remove_migrated_orders reverts it. */
 static const char SQL_ORDER_UPSERT[] =
     "INSERT INTO orders AS o (shop_id, order_id, customer_id, status, company_id, location_id,"
     "  placed_at, total, currency)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, $8::numeric, $9)"
-    " ON CONFLICT (shop_id, order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id,"
+    " ON CONFLICT (shop_id, order_id) DO UPDATE SET"
+    "  customer_id = CASE WHEN o.migrated_by IS NULL THEN EXCLUDED.customer_id ELSE o.customer_id END,"
     "  status = EXCLUDED.status,"
     "  company_id = CASE WHEN o.migrated_by IS NULL THEN EXCLUDED.company_id ELSE o.company_id END,"
     "  location_id = CASE WHEN o.migrated_by IS NULL THEN EXCLUDED.location_id ELSE o.location_id END,"

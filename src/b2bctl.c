@@ -11,8 +11,10 @@
 
 #include "b2bd/config.h"
 #include "b2bd/ctl_common.h"
+#include "b2bd/ctl_send.h"
 #include "b2bd/ctl_csv.h"
 #include "b2bd/ctl_import.h"
+#include "b2bd/ctl_privacy.h"
 #include "b2bd/ctl_topics.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
@@ -75,6 +77,9 @@ static void usage(FILE *f)
             "  resend SHOP NOTIFICATION_ID [--staff]    send an email again\n"
             "  dlq list | dlq replay                    the dead letters\n"
             "  topics apply [--manifest FILE]           create the contract's topics\n"
+            "  privacy export SHOP CUSTOMER             a customer's data export (GDPR access)\n"
+            "  privacy redact SHOP CUSTOMER             a customer's erasure (asks to confirm)\n"
+            "  history SHOP CUSTOMER                    a customer's access versions\n"
             "access, timeline, resend, dlq, topics and import take --json.\n"
             "Settings as for b2bd (--config FILE and B2BD_* variables: B2BD_KAFKA_BOOTSTRAP,\n"
             "B2BD_TOPIC_PREFIX, B2BD_PG_DSN, ...; only the ones a command needs must be set).\n");
@@ -114,10 +119,26 @@ static int parse_simple(int argc, char **argv, int *json_out, int n_args)
     return -1;
 }
 
-struct pending {
-    char **ids;
-    size_t n, cap;
+/* send --wait: counts the results by status and error code. */
+struct send_tally {
+    long applied, rejected;
+    json_t *codes; /* error code -> count */
 };
+
+static void send_tally_add(void *arg, size_t tag, json_t *r)
+{
+    (void)tag;
+    struct send_tally *t = arg;
+    const char *status = json_string_value(json_object_get(r, "status"));
+    if (status && !strcmp(status, "applied")) {
+        t->applied++;
+        return;
+    }
+    t->rejected++;
+    const char *code = json_string_value(json_object_get(json_object_get(r, "error"), "code"));
+    json_int_t c = json_integer_value(json_object_get(t->codes, code ? code : "?"));
+    json_object_set_new(t->codes, code ? code : "?", json_integer(c + 1));
+}
 
 static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
 {
@@ -147,16 +168,14 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
         perror(path);
         return 1;
     }
-    struct b2bd_err err;
-    rd_kafka_t *reader = wait ? ctl_reader_open(cfg, "results", 0) : NULL;
-    if (wait && !reader)
-        return 1;
-    rd_kafka_t *rk = kafka_producer_new(cfg, NULL, &err);
-    if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
+    struct send_tally tally = {.codes = json_object()};
+    struct ctl_send *s = ctl_send_open(cfg, wait ? send_tally_add : NULL, &tally);
+    if (!s) {
+        if (f != stdin)
+            fclose(f);
+        json_decref(tally.codes);
         return 1;
     }
-    struct pending pend = {0};
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -172,86 +191,37 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
             bad++;
             continue;
         }
-        char *key = ctl_command_key(cmd);
-        const char *id = json_string_value(json_object_get(cmd, "command_id"));
-        char *topic = config_topic(cfg, ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
-        rd_kafka_resp_err_t e = ctl_produce(rk, topic, key, key ? strlen(key) : 0, line, (size_t)len);
+        rd_kafka_resp_err_t e = ctl_send_command(s, cmd, line, (size_t)len, 0);
         if (e) {
             fprintf(stderr, "b2bctl: %s:%ld: %s\n", path, lineno, rd_kafka_err2str(e));
             bad++;
         } else {
             sent++;
-            if (wait && id) {
-                if (pend.n == pend.cap) {
-                    pend.cap = pend.cap ? pend.cap * 2 : 256;
-                    pend.ids = realloc(pend.ids, pend.cap * sizeof *pend.ids);
-                }
-                pend.ids[pend.n++] = strdup(id);
-            }
         }
-        free(topic);
-        free(key);
         json_decref(cmd);
     }
     free(line);
     if (f != stdin)
         fclose(f);
-    rd_kafka_flush(rk, 30000);
-    if (rd_kafka_outq_len(rk) > 0) {
-        fprintf(stderr, "b2bctl: %d messages not delivered\n", rd_kafka_outq_len(rk));
+    int undelivered = ctl_send_flush(s);
+    if (undelivered > 0) {
+        fprintf(stderr, "b2bctl: %d messages not delivered\n", undelivered);
         bad++;
     }
-    rd_kafka_destroy(rk);
     printf("sent=%ld unreadable_lines=%ld\n", sent, bad);
-    if (!wait)
-        return bad ? 1 : 0;
-
-    /* wait for one result per command id; count by status and error code */
-    json_t *seen = json_object(), *codes = json_object();
-    long applied = 0, rejected = 0, waiting = (long)pend.n;
-    json_t *want = json_object();
-    for (size_t i = 0; i < pend.n; i++) {
-        json_object_set_new(want, pend.ids[i], json_true());
-        free(pend.ids[i]);
+    long missing = 0;
+    if (wait) {
+        /* one result per command id, counted by status and error code */
+        missing = ctl_send_wait(s, timeout_s, false, NULL);
+        printf("results: applied=%ld rejected=%ld missing=%ld\n", tally.applied, tally.rejected, missing);
+        const char *code;
+        json_t *cnt;
+        json_object_foreach(tally.codes, code, cnt)
+            printf("  rejected %s: %lld\n", code, (long long)json_integer_value(cnt));
     }
-    free(pend.ids);
-    waiting = (long)json_object_size(want);
-    int64_t deadline = util_now_ms() + timeout_s * 1000;
-    while (waiting > 0 && util_now_ms() < deadline && !ctl_interrupted) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 200);
-        if (!m)
-            continue;
-        if (!m->err) {
-            json_t *r = json_loadb(m->payload, m->len, 0, NULL);
-            const char *id = json_string_value(json_object_get(r, "command_id"));
-            if (id && json_object_get(want, id) && !json_object_get(seen, id)) {
-                json_object_set_new(seen, id, json_true());
-                waiting--;
-                const char *status = json_string_value(json_object_get(r, "status"));
-                if (status && !strcmp(status, "applied")) {
-                    applied++;
-                } else {
-                    rejected++;
-                    const char *code = json_string_value(
-                        json_object_get(json_object_get(r, "error"), "code"));
-                    json_int_t c = json_integer_value(json_object_get(codes, code ? code : "?"));
-                    json_object_set_new(codes, code ? code : "?", json_integer(c + 1));
-                }
-            }
-            json_decref(r);
-        }
-        rd_kafka_message_destroy(m);
-    }
-    printf("results: applied=%ld rejected=%ld missing=%ld\n", applied, rejected, waiting);
-    const char *code;
-    json_t *cnt;
-    json_object_foreach(codes, code, cnt)
-        printf("  rejected %s: %lld\n", code, (long long)json_integer_value(cnt));
-    json_decref(seen);
-    json_decref(codes);
-    json_decref(want);
-    ctl_reader_close(reader);
-    return (bad || rejected || waiting) ? 1 : 0;
+    ctl_send_close(s);
+    json_decref(tally.codes);
+    return (bad || tally.rejected || missing) ? 1 : 0;
 }
 
 static int cmd_tail(const struct b2bd_config *cfg, int argc, char **argv)
@@ -850,7 +820,8 @@ int main(int argc, char **argv)
         int (*fn)(const struct b2bd_config *, int, char **);
     } cmds[] = {{"import", ctl_import_main}, {"send", cmd_send},     {"tail", cmd_tail},
                 {"access", cmd_access},      {"timeline", cmd_timeline}, {"resend", cmd_resend},
-                {"dlq", cmd_dlq},            {"topics", ctl_topics_main}};
+                {"dlq", cmd_dlq},            {"topics", ctl_topics_main},
+                {"privacy", ctl_privacy_main}, {"history", ctl_history_main}};
     rc = -1;
     for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++)
         if (!strcmp(cmd, cmds[c].name))

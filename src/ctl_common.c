@@ -1,10 +1,10 @@
 /* ctl_common: what b2bctl's commands share: keys and topics of commands, readers, the database. */
 #include "b2bd/ctl_common.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "b2bd/kafka.h"
 #include "b2bd/util.h"
@@ -19,11 +19,22 @@ char *ctl_command_key(const json_t *cmd)
     if (!type || !shop)
         return NULL;
     const char *second = NULL;
-    if (!strcmp(type, "shop.upsert") || !strcmp(type, "template.update"))
+    char *lowered = NULL;
+    if (!strcmp(type, "shop.upsert") || !strcmp(type, "template.update") || !strcmp(type, "shop.redact"))
         second = NULL;
-    else if (!strcmp(type, "customer.upsert") || !strcmp(type, "order.upsert"))
+    else if (!strcmp(type, "customer.upsert") || !strcmp(type, "order.upsert")
+             || !strcmp(type, "customer.merge"))
         second = json_string_value(json_object_get(p, "customer_id"));
-    else
+    else if (!strcmp(type, "customer.data_request") || !strcmp(type, "customer.redact")) {
+        /* by id, or shop_id/ and the email lower-cased */
+        second = json_string_value(json_object_get(p, "customer_id"));
+        const char *email = json_string_value(json_object_get(p, "email"));
+        if (!second && email && (lowered = strdup(email)) != NULL) {
+            for (char *q = lowered; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+            second = lowered;
+        }
+    } else
         second = json_string_value(json_object_get(p, "company_id"));
     struct sbuf b = {0};
     sbuf_adds(&b, shop);
@@ -31,6 +42,7 @@ char *ctl_command_key(const json_t *cmd)
         sbuf_adds(&b, "/");
         sbuf_adds(&b, second);
     }
+    free(lowered);
     return b.s;
 }
 
@@ -150,57 +162,4 @@ json_t *ctl_pg_text(const PGresult *res, int row, int col)
     if (PQgetisnull(res, row, col))
         return json_null();
     return json_string(PQgetvalue(res, row, col));
-}
-
-json_t *ctl_send_and_wait(const struct b2bd_config *cfg, const json_t *cmd, long timeout_s)
-{
-    struct b2bd_err err;
-    rd_kafka_t *reader = ctl_reader_open(cfg, "results", 1);
-    if (!reader)
-        return NULL;
-    rd_kafka_t *rk = kafka_producer_new(cfg, NULL, &err);
-    if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        ctl_reader_close(reader);
-        return NULL;
-    }
-    char *value = json_dumps(cmd, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    char *key = ctl_command_key(cmd);
-    char *topic = config_topic(cfg, ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
-    rd_kafka_resp_err_t e = ctl_produce(rk, topic, key, key ? strlen(key) : 0, value, strlen(value));
-    free(topic);
-    free(key);
-    free(value);
-    if (!e) {
-        rd_kafka_flush(rk, 30000);
-        if (rd_kafka_outq_len(rk) > 0)
-            e = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
-    }
-    rd_kafka_destroy(rk);
-    if (e) {
-        fprintf(stderr, "b2bctl: the command was not delivered: %s\n", rd_kafka_err2str(e));
-        ctl_reader_close(reader);
-        return NULL;
-    }
-    const char *id = json_string_value(json_object_get(cmd, "command_id"));
-    json_t *found = NULL;
-    int64_t deadline = util_now_ms() + timeout_s * 1000;
-    while (!found && util_now_ms() < deadline && !ctl_interrupted) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 200);
-        if (!m)
-            continue;
-        if (!m->err) {
-            json_t *r = json_loadb(m->payload, m->len, 0, NULL);
-            const char *rid = json_string_value(json_object_get(r, "command_id"));
-            if (rid && id && !strcasecmp(rid, id))
-                found = r;
-            else
-                json_decref(r);
-        }
-        rd_kafka_message_destroy(m);
-    }
-    ctl_reader_close(reader);
-    if (!found)
-        fprintf(stderr, "b2bctl: no result for command %s within %ld s\n", id ? id : "?", timeout_s);
-    return found;
 }

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "b2bd/ctl_common.h"
+#include "b2bd/ctl_send.h"
 #include "b2bd/decode.h"
 #include "b2bd/kafka.h"
 #include "b2bd/util.h"
@@ -106,9 +107,10 @@ int ctl_import_header(const struct ctl_csv_record *hdr, struct ctl_import_column
     return 0;
 }
 
-/* The trimmed value of a column in buf (NULL when absent or empty). */
+/* The trimmed value of a column in buf (NULL when absent or empty, or when it does not
+ * fit buf: then *too_long is set, for the row to be rejected rather than cut). */
 static const char *row_value(const struct ctl_import_columns *cols, const struct ctl_csv_record *rec,
-                             enum ctl_col c, char *buf, size_t buf_len)
+                             enum ctl_col c, char *buf, size_t buf_len, bool *too_long)
 {
     if (cols->at[c] < 0)
         return NULL;
@@ -120,8 +122,10 @@ static const char *row_value(const struct ctl_import_columns *cols, const struct
         n--;
     if (!n)
         return NULL;
-    if (n >= buf_len)
-        n = buf_len - 1;
+    if (n >= buf_len) {
+        *too_long = true;
+        return NULL;
+    }
     memcpy(buf, s, n);
     buf[n] = '\0';
     return buf;
@@ -147,11 +151,18 @@ json_t *ctl_import_row(const struct ctl_import_opts *opts, const struct ctl_impo
     for (size_t i = 0; i < rec->n; i++)
         if (!ctl_utf8_valid(rec->fields[i], strlen(rec->fields[i])))
             return row_fail(field, field_len, "", why, why_len, "not UTF-8");
-    enum { VLEN = 1024 };
+    /* room for the longest value the contract allows: a name of 1,000 four-byte
+     * characters (ids: 255 of them, emails: 254 bytes); a longer one is the row's error */
+    enum { VLEN = 4 * 1000 + 1 };
     char v[CTL_COL_COUNT][VLEN];
     const char *val[CTL_COL_COUNT];
-    for (int c = 0; c < CTL_COL_COUNT; c++)
-        val[c] = row_value(cols, rec, (enum ctl_col)c, v[c], VLEN);
+    for (int c = 0; c < CTL_COL_COUNT; c++) {
+        bool too_long = false;
+        val[c] = row_value(cols, rec, (enum ctl_col)c, v[c], VLEN, &too_long);
+        if (too_long)
+            return row_fail(field, field_len, col_names[c], why, why_len,
+                            "longer than the contract allows");
+    }
     const char *email = val[CTL_COL_EMAIL], *cid = val[CTL_COL_CUSTOMER_ID];
     if (!email && !cid)
         return row_fail(field, field_len, cols->at[CTL_COL_EMAIL] >= 0 ? "email" : "customer_id", why,
@@ -462,20 +473,13 @@ static void run_progress(struct run *r, const char *stage, int final)
     fflush(stderr);
 }
 
-static void run_take_result(struct run *r, const rd_kafka_message_t *m)
+/* The first result of row number `tag` (ctl_send's result callback). */
+static void run_take_result(void *arg, size_t tag, json_t *res)
 {
-    json_t *res = json_loadb(m->payload, m->len, 0, NULL);
-    const char *id = json_string_value(json_object_get(res, "command_id"));
-    json_t *at = id ? json_object_get(r->by_id, id) : NULL;
-    if (!at) {
-        json_decref(res);
+    struct run *r = arg;
+    struct row *w = &r->rows[tag];
+    if (w->state != ROW_PENDING)
         return;
-    }
-    struct row *w = &r->rows[json_integer_value(at)];
-    if (w->state != ROW_PENDING) {
-        json_decref(res);
-        return;
-    }
     r->results++;
     const char *status = json_string_value(json_object_get(res, "status"));
     if (status && !strcmp(status, "applied")) {
@@ -498,67 +502,37 @@ static void run_take_result(struct run *r, const rd_kafka_message_t *m)
                       json_string_value(json_object_get(err, "message")));
         json_object_set_new(r->codes, code, json_integer(json_integer_value(json_object_get(r->codes, code)) + 1));
     }
-    json_decref(res);
+}
+
+static void run_tick(void *arg)
+{
+    run_progress(arg, "waiting", 0);
 }
 
 static int run_send_and_wait(struct run *r)
 {
-    struct b2bd_err err;
-    rd_kafka_t *reader = ctl_reader_open(r->cfg, "results", 1);
-    if (!reader)
+    struct ctl_send *s = ctl_send_open(r->cfg, run_take_result, r);
+    if (!s)
         return -1;
-    rd_kafka_t *rk = kafka_producer_new(r->cfg, NULL, &err);
-    if (!rk) {
-        fprintf(stderr, "b2bctl: %s\n", err.msg);
-        ctl_reader_close(reader);
-        return -1;
-    }
     util_now_rfc3339(r->started);
-    long total = (long)json_object_size(r->by_id);
     for (size_t i = 0; i < r->n_rows && !ctl_interrupted; i++) {
         struct row *w = &r->rows[i];
         if (w->state != ROW_PENDING)
             continue;
-        char *value = json_dumps(w->cmd, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        char *key = ctl_command_key(w->cmd);
-        char *topic = config_topic(r->cfg, ctl_command_topic(json_string_value(json_object_get(w->cmd, "type"))));
-        rd_kafka_resp_err_t e = ctl_produce(rk, topic, key, key ? strlen(key) : 0, value, strlen(value));
-        free(topic);
-        free(key);
-        free(value);
+        rd_kafka_resp_err_t e = ctl_send_command(s, w->cmd, NULL, 0, i);
         if (e) {
             fprintf(stderr, "b2bctl: %s:%ld: not sent: %s\n", r->path, w->line, rd_kafka_err2str(e));
             continue;
         }
         r->sent++;
-        rd_kafka_message_t *m;
-        while ((m = rd_kafka_consumer_poll(reader, 0))) {
-            if (!m->err)
-                run_take_result(r, m);
-            rd_kafka_message_destroy(m);
-        }
         run_progress(r, "sending", 0);
     }
-    rd_kafka_flush(rk, 30000);
-    int undelivered = rd_kafka_outq_len(rk);
+    int undelivered = ctl_send_flush(s);
     if (undelivered > 0)
         fprintf(stderr, "b2bctl: %d commands not delivered\n", undelivered);
-    rd_kafka_destroy(rk);
-    int64_t idle_until = util_now_ms() + r->wait_timeout_s * 1000;
-    while (r->results < total && util_now_ms() < idle_until && !ctl_interrupted) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 100);
-        if (m) {
-            long before = r->results;
-            if (!m->err)
-                run_take_result(r, m);
-            if (r->results > before)
-                idle_until = util_now_ms() + r->wait_timeout_s * 1000;
-            rd_kafka_message_destroy(m);
-        }
-        run_progress(r, "waiting", 0);
-    }
+    ctl_send_wait(s, r->wait_timeout_s, true, run_tick);
     run_progress(r, "done", 1);
-    ctl_reader_close(reader);
+    ctl_send_close(s);
     return 0;
 }
 

@@ -43,16 +43,24 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
               "kafka", "client_log", "facility=%s msg=%s", facility, msg);
 }
 
+/* Logs a client's fatal error with its real cause (rd_kafka_fatal_error). */
+static void kafka_log_fatal(rd_kafka_t *rk)
+{
+    char fatal[512], msg[512];
+    rd_kafka_resp_err_t real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+    log_quote(msg, sizeof msg, fatal);
+    log_error("kafka", "fatal", "client=%s code=%s msg=%s note=\"the client cannot go on: b2bd exits\"",
+              rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer",
+              rd_kafka_err2name(real), msg);
+}
+
 static void kafka_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 {
     (void)opaque;
     char msg[512];
     log_quote(msg, sizeof msg, reason);
     if (code == RD_KAFKA_RESP_ERR__FATAL) {
-        char fatal[512];
-        rd_kafka_resp_err_t real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-        log_quote(msg, sizeof msg, fatal);
-        log_error("kafka", "fatal", "code=%s msg=%s", rd_kafka_err2name(real), msg);
+        kafka_log_fatal(rk);
         return;
     }
     log_warn("kafka", "client_error", "code=%s msg=%s",
@@ -109,10 +117,17 @@ rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
                                void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                struct b2bd_err *err)
 {
+    /* Results and access events stay within max_message_bytes (apply_limit.c); a dead
+     * letter may add its headers to a message of that size, or keep its first 64 KiB
+     * under a smaller limit. librdkafka's own limit (1,000,000 bytes, below the default
+     * 1 MiB) refused some of them, and the relay parked them. */
+    char max[24];
+    long limit = cfg->max_message_bytes + 65536 + 4096;
+    snprintf(max, sizeof max, "%ld", limit < 1000000000 ? limit : 1000000000);
     /* murmur2 places keys as the Java clients do, so topics can be co-partitioned */
-    static const char *const defaults[] = {
+    const char *const defaults[] = {
         "enable.idempotence", "true", "linger.ms", "5", "message.timeout.ms", "30000",
-        "partitioner", "murmur2_random", "client.id", "b2bd", NULL};
+        "partitioner", "murmur2_random", "client.id", "b2bd", "message.max.bytes", max, NULL};
     return kafka_new(cfg, RD_KAFKA_PRODUCER, defaults, dr_cb, err);
 }
 
@@ -136,7 +151,9 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                                rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct kafka_in *k = opaque;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL once the consumer has no group protocol (shutting down after Kafka went) */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info("kafka", "assigned", "partitions=%d", parts->cnt);
         if (cooperative) {
@@ -239,6 +256,12 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
                 break;
             continue;
         }
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+            /* the high-level consumer reports its fatal errors here, not to error_cb */
+            kafka_log_fatal(k->rk);
+            rd_kafka_message_destroy(m);
+            break;
+        }
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 log_warn("kafka", "consume_error", "code=%s topic=%s",
@@ -275,6 +298,16 @@ void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
+rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk)
+{
+    return rd_kafka_fatal_error(rk, NULL, 0);
+}
+
+rd_kafka_resp_err_t kafka_in_fatal(const struct kafka_in *k)
+{
+    return kafka_fatal(k->rk);
+}
+
 int kafka_in_assigned(const struct kafka_in *k)
 {
     return atomic_load(&k->assigned);
@@ -284,7 +317,7 @@ void kafka_in_close(struct kafka_in *k)
 {
     if (!k)
         return;
-    rd_kafka_consumer_close(k->rk);
+    rd_kafka_consumer_close(k->rk); /* on a dead consumer: returns at once */
     rd_kafka_destroy(k->rk);
     free(k);
 }

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "b2bd/metrics.h"
 #include "b2bd/notifier.h"
 #include "b2bd/relay.h"
+#include "b2bd/reload.h"
 #include "b2bd/sdnotify.h"
 #include "b2bd/util.h"
 #include "b2bd/workers.h"
@@ -26,11 +28,53 @@
 extern char **environ;
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+/* What main() loaded the configuration from, for a reload: --config and --role. */
+static const char *config_path, *role_override;
+
+/* Exit status after a fatal Kafka client error: systemd's Restart=on-failure starts a
+ * new process, with new clients; the outbox and the uncommitted offsets wait for it. */
+#define EXIT_KAFKA_FATAL 3
+
+/* True once a Kafka client of the daemon is dead (logged as it happened). */
+static bool kafka_dead(struct kafka_in *in, const struct b2bd_relay *relay)
+{
+    return (in && kafka_in_fatal(in)) || relay_failed(relay);
+}
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGHUP)
+        reload_requested = 1;
+    else
+        stop_requested = 1;
+}
+
+/* SIGHUP: loads the configuration again and takes what changes without a restart
+ * (reload_apply); a configuration that fails to load changes nothing. */
+static void reload(struct b2bd_config *cfg, const char *status)
+{
+    reload_requested = 0;
+    sdnotify_reloading();
+    struct b2bd_config next;
+    struct b2bd_err err;
+    b2bd_err_clear(&err);
+    if (config_load(config_path, environ, &next, &err) < 0) {
+        char msg[300];
+        log_quote(msg, sizeof msg, err.msg);
+        log_error("main", "reload_failed", "field=%s error=%s note=\"the settings stay as they were\"",
+                  err.field[0] ? err.field : "-", msg);
+    } else {
+        if (role_override) {
+            free(next.role);
+            next.role = strdup(role_override);
+        }
+        int restart = 0;
+        int taken = reload_apply(cfg, &next, &restart);
+        log_info("main", "reload_done", "taken=%d restart_needed=%d", taken, restart);
+        config_free(&next);
+    }
+    sdnotify_ready(status);
 }
 
 static void usage(FILE *f)
@@ -65,12 +109,26 @@ static int startup_database(struct b2bd_db *db)
     }
 }
 
-/* Applies one batch, retrying (with backoff, reconnecting) while the database is away.
- * Returns 0 once committed, -1 if a stop came first (nothing committed). */
-static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
-                            struct apply_stats *st)
+/* Waits before the next attempt after a failure of the surroundings: 100 ms doubling to
+ * 5 s. Returns -1 if a stop was asked. */
+static int retry_wait(long *backoff)
 {
-    long backoff = 100;
+    metrics_inc(metrics_global()->batch_retries, NULL, 1);
+    sdnotify_watchdog(); /* alive, waiting for the database: a restart would not help */
+    if (stop_requested)
+        return -1;
+    util_sleep_ms(*backoff);
+    *backoff = *backoff < 5000 ? *backoff * 2 : 5000;
+    return 0;
+}
+
+/* Applies msgs in one transaction, retrying (with backoff, reconnecting) while the
+ * surroundings fail. Returns 0 once committed, -1 if a stop came first (nothing
+ * committed), 1 when the database refused something in them (why: what the message at
+ * fault gets). */
+static int apply_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
+                          struct apply_stats *st, struct b2bd_err *why, long *backoff)
+{
     for (;;) {
         struct b2bd_err err;
         b2bd_err_clear(&err);
@@ -78,22 +136,66 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
             metrics_db_check(metrics_global(), 1);
             return 0;
         }
+        if (err.code != B2BD_ERR_DB) {
+            metrics_inc(metrics_global()->batch_retries, NULL, 1);
+            *why = err;
+            return 1;
+        }
         if (!db_connected(ap->db))
             metrics_db_check(metrics_global(), 0);
-        metrics_inc(metrics_global()->batch_retries, NULL, 1);
-        sdnotify_watchdog(); /* alive, waiting for the database: a restart would not help */
         char msg[300];
         log_quote(msg, sizeof msg, err.msg);
-        log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, backoff);
-        if (stop_requested)
+        log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, *backoff);
+        if (retry_wait(backoff) < 0)
             return -1;
-        util_sleep_ms(backoff);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
     }
 }
 
+/* Rejects a message the database refused on its own, retrying while the surroundings
+ * fail. Returns 0 once committed, -1 if a stop came first. */
+static int reject_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msg,
+                           const struct b2bd_err *why, struct apply_stats *st, long *backoff)
+{
+    for (;;) {
+        struct b2bd_err err;
+        b2bd_err_clear(&err);
+        if (apply_reject_alone(ap, msg, why, st, &err) == 0)
+            return 0;
+        char text[300];
+        log_quote(text, sizeof text, err.msg);
+        log_warn("main", "reject_failed", "topic=%s partition=%d offset=%lld error=%s retry_ms=%ld",
+                 msg->topic_name, (int)msg->partition, (long long)msg->offset, text, *backoff);
+        if (retry_wait(backoff) < 0)
+            return -1;
+    }
+}
+
+/* Applies one share of a batch. When the database refuses the batch outside any one
+ * command (at COMMIT, say), its messages are applied again one per transaction, in
+ * order, and one refused on its own is rejected alone: one message never stops the
+ * others. Returns 0 once all is committed, -1 if a stop came first (what was committed
+ * is skipped when redelivered). */
+static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
+                            struct apply_stats *st)
+{
+    long backoff = 100;
+    struct b2bd_err why;
+    int rc = apply_retrying(ap, msgs, n, st, &why, &backoff);
+    if (rc <= 0)
+        return rc;
+    log_warn("main", "batch_split", "messages=%zu note=\"applied again one message at a time\"", n);
+    for (size_t i = 0; i < n; i++) {
+        rc = n > 1 ? apply_retrying(ap, &msgs[i], 1, st, &why, &backoff) : 1;
+        if (rc > 0)
+            rc = reject_retrying(ap, &msgs[i], &why, st, &backoff);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The command pipeline: consume, apply, commit offsets, until a stop is asked. */
-static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
+static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
                        const struct email_template *tmpl, struct b2bd_relay *relay)
 {
     struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl};
@@ -107,9 +209,31 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
     if (!batch || !done || !msgs || !ok)
         abort();
     int64_t next_report = util_now_ms() + 10000;
-    while (!stop_requested) {
+    while (!stop_requested && !kafka_dead(in, relay)) {
+        if (reload_requested) {
+            reload(cfg, "consuming commands");
+            if ((size_t)cfg->batch_max != max) { /* empty between rounds: sized anew */
+                max = (size_t)cfg->batch_max;
+                free(batch);
+                free(done);
+                free(msgs);
+                free(ok);
+                batch = calloc(max, sizeof *batch);
+                done = calloc(max, sizeof *done);
+                msgs = calloc(max, sizeof *msgs);
+                ok = calloc(max, 1);
+                if (!batch || !done || !msgs || !ok)
+                    abort();
+            }
+        }
         sdnotify_watchdog();
         size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
+        if (kafka_in_fatal(in)) {
+            /* nothing of this batch applied or committed: the next process takes it */
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(batch[i]);
+            break;
+        }
         for (size_t i = 0; i < n; i++) {
             const char *topic = rd_kafka_topic_name(batch[i]->rkt);
             msgs[i] = (struct b2bd_msg){
@@ -162,7 +286,7 @@ static void run_worker(const struct b2bd_config *cfg, struct kafka_in *in, struc
     free(ok);
 }
 
-static int run(const struct b2bd_config *cfg)
+static int run(struct b2bd_config *cfg)
 {
     int worker = strcmp(cfg->role, "notifier") != 0;
     int notifier = strcmp(cfg->role, "worker") != 0;
@@ -225,10 +349,18 @@ static int run(const struct b2bd_config *cfg)
     if (worker)
         run_worker(cfg, in, &db, &tmpl, relay);
     else
-        while (!stop_requested) {
+        while (!stop_requested && !kafka_dead(NULL, relay)) {
+            if (reload_requested)
+                reload(cfg, "sending notifications");
             sdnotify_watchdog();
             util_sleep_ms(200);
         }
+    if (kafka_dead(in, relay)) {
+        log_error("main", "fatal_stop", "client=%s exit=%d note=\"a Kafka client failed for good; "
+                  "what is not published stays in the outbox for the next start\"",
+                  relay_failed(relay) ? "producer" : "consumer", EXIT_KAFKA_FATAL);
+        rc = EXIT_KAFKA_FATAL;
+    }
 out:
     atomic_store(&metrics_global()->stopping, 1);
     sdnotify_stopping();
@@ -299,6 +431,9 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    config_path = path;
+    role_override = role;
     signal(SIGPIPE, SIG_IGN);
 
     char *dsn = config_redact(cfg.pg_dsn);

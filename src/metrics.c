@@ -321,6 +321,10 @@ struct b2bd_metrics *metrics_b2bd_new(void)
     bm->bulk_fallbacks = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_fallbacks_total",
         "Runs of assigns handed back to the one-by-one path (a race, or rows about one customer).",
         NULL, NULL, 0);
+    bm->isolated = metrics_register(r, METRIC_COUNTER, "b2bd_apply_isolated_commands_total",
+        "Messages the database refused (a failure that is not the surroundings'), rejected alone "
+        "while the others applied; the log has the database's error (event=command_refused).",
+        NULL, NULL, 0);
     bm->parallel_batches = metrics_register(r, METRIC_COUNTER, "b2bd_apply_parallel_batches_total",
         "Batches whose partitions were applied by more than one worker (apply_workers).",
         NULL, NULL, 0);
@@ -436,6 +440,8 @@ void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *bef
         metrics_inc(bm->bulk_commands, NULL, (double)(after->bulk_commands - before->bulk_commands));
     if (after->bulk_fallbacks != before->bulk_fallbacks)
         metrics_inc(bm->bulk_fallbacks, NULL, (double)(after->bulk_fallbacks - before->bulk_fallbacks));
+    if (after->isolated != before->isolated)
+        metrics_inc(bm->isolated, NULL, (double)(after->isolated - before->isolated));
     if (n == 0)
         return;
     metrics_observe(bm->batch_size, NULL, (double)n, 1);

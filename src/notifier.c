@@ -19,11 +19,25 @@
 #include "b2bd/util.h"
 
 #define NOTIFY_CHANNEL "b2bd_notify"
+#define NOTIFIER_STR(x) #x
+#define NOTIFIER_XSTR(x) NOTIFIER_STR(x)
+
+/* curl's limit on one send, connection included (CURLOPT_CONNECTTIMEOUT_MS and
+ * CURLOPT_TIMEOUT_MS, set by smtp.c). */
+#define NOTIFIER_SMTP_TIMEOUT_MS 30000
+/* How long a claimed notification stays leased to its worker: the longest send plus a
+ * minute for what comes between the claim's commit and the send (building the message;
+ * a wait for the pace renews the lease) and for a stalled thread. Within it, no other
+ * worker sends the same notification; once it expires, an unrecorded send is retried. */
+#define NOTIFIER_LEASE_MS (NOTIFIER_SMTP_TIMEOUT_MS + 60000)
+/* A stopping worker tries this long to record the outcome of the send in hand. */
+#define NOTIFIER_STOP_RECORD_MS 5000
 
 struct worker {
     struct b2bd_notifier *n;
     pthread_t thread;
     int index;
+    char token[37]; /* leased_by of this worker's claims: unique per worker and process */
 };
 
 struct b2bd_notifier {
@@ -57,26 +71,44 @@ static double random01(void)
     return (double)v / 4294967296.0;
 }
 
-/* Takes the next due notification and keeps its row locked (the transaction stays open). */
-static const char SQL_TAKE[] =
-    "SELECT notification_id, shop_id, customer_id, company_id, to_address, from_address,"
+/* Claims the next due notification that no one holds a lease on: commits a lease of
+ * NOTIFIER_LEASE_MS for this worker ($1), so that no transaction stays open, and no row
+ * lock is held, while the mail server is talked to. */
+static const char SQL_CLAIM[] =
+    "UPDATE notifications SET"
+    "  lease_until = now() + " NOTIFIER_XSTR(NOTIFIER_LEASE_MS) " * interval '1 millisecond',"
+    "  leased_by = $1"
+    " WHERE notification_id = ("
+    "  SELECT notification_id FROM notifications"
+    "  WHERE status = 'queued' AND next_attempt_at <= now()"
+    "    AND (lease_until IS NULL OR lease_until <= now())"
+    "  ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING notification_id, shop_id, customer_id, company_id, to_address, from_address,"
     "  subject, body_text, body_html, message_id, attempts,"
-    "  extract(epoch FROM now() - created_at)::bigint"
-    " FROM notifications WHERE status = 'queued' AND next_attempt_at <= now()"
-    " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+    "  extract(epoch FROM now() - created_at)::bigint";
+/* Renews the lease before a send that had to wait for the pace. */
+static const char SQL_RENEW[] =
+    "UPDATE notifications SET"
+    "  lease_until = now() + " NOTIFIER_XSTR(NOTIFIER_LEASE_MS) " * interval '1 millisecond'"
+    " WHERE notification_id = $1 AND leased_by = $2 AND status = 'queued'";
+/* When the next notification is due: its retry time, or the end of its lease. */
 static const char SQL_NEXT_DUE[] =
-    "SELECT ceil(extract(epoch FROM min(next_attempt_at) - now()) * 1000)::bigint"
+    "SELECT ceil(extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()) * 1000)::bigint"
     " FROM notifications WHERE status = 'queued'";
+/* The outcomes: recorded only by the lease's holder ($2), and ending the lease. */
 static const char SQL_SENT[] =
     "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = now(),"
-    "  last_error = NULL, updated_at = now() WHERE notification_id = $1";
+    "  last_error = NULL, lease_until = NULL, leased_by = NULL, updated_at = now()"
+    " WHERE notification_id = $1 AND leased_by = $2";
 static const char SQL_RETRY[] =
-    "UPDATE notifications SET attempts = attempts + 1, last_error = $2,"
-    "  next_attempt_at = now() + $3::bigint * interval '1 millisecond', updated_at = now()"
-    " WHERE notification_id = $1";
+    "UPDATE notifications SET attempts = attempts + 1, last_error = $3,"
+    "  next_attempt_at = now() + $4::bigint * interval '1 millisecond',"
+    "  lease_until = NULL, leased_by = NULL, updated_at = now()"
+    " WHERE notification_id = $1 AND leased_by = $2";
 static const char SQL_FAILED[] =
-    "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2,"
-    "  updated_at = now() WHERE notification_id = $1";
+    "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $3,"
+    "  lease_until = NULL, leased_by = NULL, updated_at = now()"
+    " WHERE notification_id = $1 AND leased_by = $2";
 
 /* Publishes notification.sent or notification.failed through the outbox. */
 static int emit_event(struct b2bd_db *db, PGresult *row, const char *status, int attempts,
@@ -103,36 +135,51 @@ static int emit_event(struct b2bd_db *db, PGresult *row, const char *status, int
     return rc;
 }
 
-/* Records the outcome of one send in the open transaction. */
-static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
+/* Runs one outcome update. Returns 1 if it changed the row, 0 if the lease is no longer
+ * this worker's (it expired and another worker took the notification over, or the
+ * notification was erased), -1 on a database error. */
+static int record_update(struct b2bd_db *db, const char *sql, int n, const char *const *v,
+                         struct b2bd_err *err)
+{
+    PGresult *res = db_query(db, sql, n, v, NULL, NULL, err);
+    if (!res)
+        return -1;
+    int changed = atoi(PQcmdTuples(res)) > 0;
+    PQclear(res);
+    return changed;
+}
+
+/* Records the outcome of one send in the open transaction. Returns 0 when recorded,
+ * 1 when the lease was lost (nothing to record), -1 on a database error. */
+static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, const char *token,
                   const struct smtp_result *r, struct b2bd_err *err)
 {
     const char *id = PQgetvalue(row, 0, 0);
     int attempts = atoi(PQgetvalue(row, 0, 10)) + 1;
     long age_s = atol(PQgetvalue(row, 0, 11));
-    PGresult *res;
+    int rc;
     char idq[48];
     log_quote(idq, sizeof idq, id);
     if (r->outcome == SMTP_SENT) {
-        const char *v[] = {id};
-        if (!(res = db_query(db, SQL_SENT, 1, v, NULL, NULL, err)))
-            return -1;
-        PQclear(res);
+        const char *v[] = {id, token};
+        if ((rc = record_update(db, SQL_SENT, 2, v, err)) <= 0)
+            return rc < 0 ? -1 : 1;
         log_info("notifier", "sent", "notification_id=%s attempts=%d", idq, attempts);
         metrics_inc(metrics_global()->ntf_sent, NULL, 1);
         return emit_event(db, row, "sent", attempts, NULL, err);
     }
-    long delay = notifier_backoff_ms(attempts, n->cfg->notifier_retry_initial_ms,
-                                     n->cfg->notifier_retry_max_ms, random01());
+    /* the settings SIGHUP may change (src/reload.c stores them atomically) */
+    long delay = notifier_backoff_ms(attempts, __atomic_load_n(&n->cfg->notifier_retry_initial_ms, __ATOMIC_RELAXED),
+                                     __atomic_load_n(&n->cfg->notifier_retry_max_ms, __ATOMIC_RELAXED),
+                                     random01());
     int give_up = r->outcome == SMTP_PERMANENT ||
-                  age_s * 1000 + delay > n->cfg->notifier_give_up_s * 1000;
+                  age_s * 1000 + delay > __atomic_load_n(&n->cfg->notifier_give_up_s, __ATOMIC_RELAXED) * 1000;
     char msg[300];
     log_quote(msg, sizeof msg, r->error);
     if (give_up) {
-        const char *v[] = {id, r->error};
-        if (!(res = db_query(db, SQL_FAILED, 2, v, NULL, NULL, err)))
-            return -1;
-        PQclear(res);
+        const char *v[] = {id, token, r->error};
+        if ((rc = record_update(db, SQL_FAILED, 3, v, err)) <= 0)
+            return rc < 0 ? -1 : 1;
         log_warn("notifier", "failed", "notification_id=%s attempts=%d reply=%ld error=%s", idq,
                  attempts, r->reply_code, msg);
         metrics_inc(metrics_global()->ntf_failed, NULL, 1);
@@ -140,10 +187,9 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
     }
     char ms[24];
     snprintf(ms, sizeof ms, "%ld", delay);
-    const char *v[] = {id, r->error, ms};
-    if (!(res = db_query(db, SQL_RETRY, 3, v, NULL, NULL, err)))
-        return -1;
-    PQclear(res);
+    const char *v[] = {id, token, r->error, ms};
+    if ((rc = record_update(db, SQL_RETRY, 4, v, err)) <= 0)
+        return rc < 0 ? -1 : 1;
     log_info("notifier", "retry", "notification_id=%s attempts=%d reply=%ld delay_ms=%ld error=%s",
              idq, attempts, r->reply_code, delay, msg);
     metrics_inc(metrics_global()->ntf_retried, NULL, 1);
@@ -158,12 +204,12 @@ static int64_t now_us(void)
 }
 
 /* Waits for this worker's turn so that the instance starts at most notifier_rate_per_s
- * sends a second. */
-static void pace(struct b2bd_notifier *n)
+ * sends a second. Returns 1 if it waited, else 0. */
+static int pace(struct b2bd_notifier *n)
 {
-    long rate = n->cfg->notifier_rate_per_s;
+    long rate = __atomic_load_n(&n->cfg->notifier_rate_per_s, __ATOMIC_RELAXED);
     if (rate <= 0)
-        return;
+        return 0;
     int64_t now = now_us();
     pthread_mutex_lock(&n->pace_lock);
     int64_t at = n->next_send_us > now ? n->next_send_us : now;
@@ -172,21 +218,79 @@ static void pace(struct b2bd_notifier *n)
     if (at > now) {
         struct timespec ts = {(time_t)((at - now) / 1000000), (long)((at - now) % 1000000) * 1000};
         nanosleep(&ts, NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* Connects (when not connected) and listens for new notifications. */
+static int worker_connect(struct b2bd_db *db, struct b2bd_err *err)
+{
+    if (db_connected(db))
+        return 0;
+    if (db_connect(db, err) < 0 || db_exec(db, "LISTEN " NOTIFY_CHANNEL, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Records the outcome of a send in one transaction, reconnecting and retrying while the
+ * database is away (the lease keeps the notification this worker's meanwhile); a
+ * stopping worker gives up after NOTIFIER_STOP_RECORD_MS, and its lease then expires:
+ * the email is sent again (at least once, never twice at the same time). */
+static void record_outcome(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row,
+                           const char *token, const struct smtp_result *r)
+{
+    long backoff = 100;
+    int64_t stop_by = 0;
+    char idq[48];
+    log_quote(idq, sizeof idq, PQgetvalue(row, 0, 0));
+    for (;;) {
+        struct b2bd_err err;
+        b2bd_err_clear(&err);
+        int rc = -1;
+        if (worker_connect(db, &err) == 0 && db_exec(db, "BEGIN", &err) == 0) {
+            rc = record(n, db, row, token, r, &err);
+            if (rc == 0 && db_exec(db, "COMMIT", &err) < 0)
+                rc = -1;
+            else if (rc != 0 && db_connected(db))
+                db_exec(db, "ROLLBACK", &err);
+        }
+        if (rc == 0)
+            return;
+        if (rc == 1) {
+            log_warn("notifier", "lease_lost", "notification_id=%s note=\"the notification was "
+                     "taken over or erased: its outcome is not recorded by this worker\"", idq);
+            return;
+        }
+        char msg[300];
+        log_quote(msg, sizeof msg, err.msg);
+        log_warn("notifier", "record_failed", "notification_id=%s error=%s retry_ms=%ld", idq, msg,
+                 backoff);
+        if (atomic_load(&n->stopping)) {
+            if (!stop_by)
+                stop_by = util_now_ms() + NOTIFIER_STOP_RECORD_MS;
+            else if (util_now_ms() >= stop_by) {
+                log_error("notifier", "record_abandoned", "notification_id=%s note=\"sent again "
+                          "once its lease expires\"", idq);
+                return;
+            }
+        }
+        util_sleep_ms(backoff);
+        backoff = backoff < 2000 ? backoff * 2 : 2000;
     }
 }
 
-/* One notification: take, send, record. Returns 1 if one was handled, 0 if none was
- * due, -1 on a database error. */
-static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_client *smtp)
+/* One notification: claim (a committed lease), send, record. Returns 1 if one was
+ * handled, 0 if none was due, -1 on a database error. */
+static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_client *smtp,
+                     const char *token)
 {
     struct b2bd_err err;
-    if (db_exec(db, "BEGIN", &err) < 0)
-        return -1;
-    PGresult *row = db_query(db, SQL_TAKE, 0, NULL, NULL, NULL, &err);
+    const char *cv[] = {token};
+    PGresult *row = db_query(db, SQL_CLAIM, 1, cv, NULL, NULL, &err);
     if (!row || PQntuples(row) == 0) {
         int rc = row ? 0 : -1;
         PQclear(row);
-        db_exec(db, row ? "COMMIT" : "ROLLBACK", &err);
         return rc;
     }
     const char *from = PQgetisnull(row, 0, 5) ? n->cfg->smtp_from : PQgetvalue(row, 0, 5);
@@ -198,21 +302,23 @@ static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_cl
         r.outcome = SMTP_PERMANENT;
         snprintf(r.error, sizeof r.error, "no sender address: the shop has no from_email and smtp_from is not set");
     } else {
-        pace(n);
+        if (pace(n)) {
+            /* the wait came out of the lease: renew it, or leave the email to its expiry */
+            const char *v[] = {PQgetvalue(row, 0, 0), token};
+            PGresult *res = db_query(db, SQL_RENEW, 2, v, NULL, NULL, &err);
+            int renewed = res && atoi(PQcmdTuples(res)) > 0;
+            PQclear(res);
+            if (!renewed) {
+                PQclear(row);
+                return -1;
+            }
+        }
         double started = metrics_clock();
         smtp_send(smtp, &m, &r);
         metrics_observe(metrics_global()->ntf_duration, NULL, metrics_clock() - started, 1);
     }
-    int rc = record(n, db, row, &r, &err);
+    record_outcome(n, db, row, token, &r);
     PQclear(row);
-    if (rc < 0 || db_exec(db, "COMMIT", &err) < 0) {
-        char msg[300];
-        log_quote(msg, sizeof msg, err.msg);
-        log_warn("notifier", "record_failed", "error=%s", msg);
-        if (db_connected(db))
-            db_exec(db, "ROLLBACK", &err);
-        return -1;
-    }
     return 1;
 }
 
@@ -245,19 +351,19 @@ static void *worker_main(void *arg)
                    : strcmp(cfg->smtp_starttls, "off") == 0    ? 0
                                                                : 1;
     struct smtp_settings ss = {.url = cfg->smtp_url, .password = cfg->smtp_password,
-                               .timeout_ms = 30000, .starttls = starttls};
+                               .timeout_ms = NOTIFIER_SMTP_TIMEOUT_MS, .starttls = starttls};
     struct smtp_client *smtp = smtp_client_new(&ss);
     long backoff = 100;
     while (!atomic_load(&n->stopping)) {
         if (!db_connected(&db)) {
-            if (db_connect(&db, &err) < 0 || db_exec(&db, "LISTEN " NOTIFY_CHANNEL, &err) < 0) {
+            if (worker_connect(&db, &err) < 0) {
                 util_sleep_ms(backoff);
                 backoff = backoff < 5000 ? backoff * 2 : 5000;
                 continue;
             }
             backoff = 100;
         }
-        int rc = work_once(n, &db, smtp);
+        int rc = work_once(n, &db, smtp, w->token);
         if (rc < 0)
             util_sleep_ms(backoff);
         else if (rc == 0)
@@ -285,6 +391,7 @@ struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_
         abort();
     for (int i = 0; i < n->n_workers; i++) {
         n->workers[i] = (struct worker){.n = n, .index = i};
+        util_uuid_v4(n->workers[i].token);
         if (pthread_create(&n->workers[i].thread, NULL, worker_main, &n->workers[i]) != 0) {
             n->n_workers = i;
             notifier_stop(n);

@@ -32,6 +32,7 @@ struct b2bd_relay {
     rd_kafka_t *producer;
     pthread_t thread;
     atomic_int stopping;
+    atomic_int fatal;     /* the producer had a fatal error: the relay has stopped */
     atomic_long drain_deadline; /* util_now_ms() after which a stopping relay gives up */
     atomic_ulong published;
     int leader;
@@ -67,7 +68,23 @@ static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY ($1::bigint[
 
 static bool relay_give_up(struct b2bd_relay *r)
 {
-    return atomic_load(&r->stopping) && util_now_ms() >= atomic_load(&r->drain_deadline);
+    return atomic_load(&r->fatal) ||
+           (atomic_load(&r->stopping) && util_now_ms() >= atomic_load(&r->drain_deadline));
+}
+
+/* A fatal producer error (kafka_fatal) ends the relay: a new producer would need a new
+ * process. What was not delivered stays in the outbox for the next start. */
+static bool relay_check_fatal(struct b2bd_relay *r)
+{
+    if (atomic_load(&r->fatal))
+        return true;
+    rd_kafka_resp_err_t e = kafka_fatal(r->producer);
+    if (!e)
+        return false;
+    atomic_store(&r->fatal, 1);
+    log_error("relay", "fatal_stop", "code=%s note=\"the producer is dead; undelivered rows stay in the outbox\"",
+              rd_kafka_err2name(e));
+    return true;
 }
 
 /* Connects, listens for wake-ups and takes the publishing lock when free. */
@@ -150,7 +167,7 @@ static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, struct dr
                                   RD_KAFKA_V_OPAQUE(status), RD_KAFKA_V_END);
         if (e && hdrs)
             rd_kafka_headers_destroy(hdrs); /* producev owns them only on success */
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || relay_give_up(r))
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || relay_give_up(r) || relay_check_fatal(r))
             break;
         rd_kafka_poll(r->producer, 100);
     }
@@ -213,7 +230,7 @@ static int relay_round(struct b2bd_relay *r)
     for (; queued < n; queued++)
         if (relay_produce(r, res, queued, &status[queued]) < 0)
             break;
-    while (rd_kafka_outq_len(r->producer) > 0 && !relay_give_up(r))
+    while (rd_kafka_outq_len(r->producer) > 0 && !relay_give_up(r) && !relay_check_fatal(r))
         rd_kafka_flush(r->producer, 100);
     if (rd_kafka_outq_len(r->producer) > 0) /* giving up: delivery reports won't come */
         rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -242,7 +259,8 @@ static int relay_round(struct b2bd_relay *r)
             metrics_published(metrics_global(), PQgetvalue(res, i, 1));
     }
     if (done < n) {
-        if (rc >= 0 && status[done].state == DR_FAILED && relay_permanent(status[done].err))
+        if (rc >= 0 && status[done].state == DR_FAILED && relay_permanent(status[done].err) &&
+            !relay_check_fatal(r))
             relay_park(r, PQgetvalue(res, done, 0), PQgetvalue(res, done, 1), status[done].err);
         rc = -1;
     }
@@ -309,6 +327,8 @@ static void *relay_main(void *arg)
             continue;
         }
         int rc = relay_round(r);
+        if (relay_check_fatal(r))
+            break;
         if (rc < 0) {
             util_sleep_ms(backoff);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
@@ -353,11 +373,17 @@ void relay_stop(struct b2bd_relay *r, int drain_ms)
     atomic_store(&r->drain_deadline, (long)(util_now_ms() + drain_ms));
     atomic_store(&r->stopping, 1);
     pthread_join(r->thread, NULL);
-    rd_kafka_flush(r->producer, 1000);
+    if (!atomic_load(&r->fatal))
+        rd_kafka_flush(r->producer, 1000);
     rd_kafka_destroy(r->producer);
     db_free(&r->db);
     log_info("relay", "stopped", "published=%lu", atomic_load(&r->published));
     free(r);
+}
+
+bool relay_failed(const struct b2bd_relay *r)
+{
+    return atomic_load(&((struct b2bd_relay *)r)->fatal) != 0;
 }
 
 unsigned long relay_published(const struct b2bd_relay *r)

@@ -1,9 +1,10 @@
-/* sdnotify: tells systemd (Type=notify) the service's state: ready, stopping, watchdog. */
+/* sdnotify: tells systemd (Type=notify) the service's state: ready, reloading, stopping, watchdog. */
 #include "b2bd/sdnotify.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -18,6 +19,16 @@ void sdnotify_ready(const char *status)
 {
     char msg[256];
     snprintf(msg, sizeof msg, "READY=1\nSTATUS=%s", status ? status : "running");
+    sd_notify(0, msg);
+}
+
+void sdnotify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char msg[128];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+             (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL);
     sd_notify(0, msg);
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A scriptable SMTP server for tests and the demo (Debian's python3-aiosmtpd).
 
-    smtp_server.py [--host 127.0.0.1] [--port 0] --dir DIR [--control-port 0]
+    smtp_server.py [--host 127.0.0.1] [--port 0 | --fd FD] --dir DIR [--control-port 0]
 
 Listens for SMTP on HOST:PORT (0 picks a free port) and stores every accepted
 message in DIR, maildir-like:
@@ -34,7 +34,11 @@ reply line per command, "ok[ <detail>]" or "error <message>":
                                   (data, the default: after the whole message was
                                   received), close the connection without a reply
     delay MS                      wait MS milliseconds before answering each DATA
-    clear                         forget all of the above
+    hold                          hold every DATA reply (the message is received,
+                                  the client waits for the answer) until "release"
+    held                          -> ok <number of DATA replies held now>
+    release                       answer the held DATA as usual and stop holding
+    clear                         forget all of the above (and release)
     stats                         -> ok accepted=A refused=R dropped=D rcpt_refused=F
     reset-stats                   set those counters to 0
     count                         -> ok <number of messages in DIR/new>
@@ -69,6 +73,14 @@ class State:
         self.drop_connect = 0
         self.drop_data = 0
         self.delay_ms = 0
+        self.release()
+
+    def release(self):
+        if getattr(self, "released", None) is not None:
+            self.released.set()
+        self.released = asyncio.Event()
+        self.released.set()
+        self.held = getattr(self, "held", 0)
 
     def reset_stats(self):
         self.accepted = 0
@@ -130,6 +142,12 @@ class Handler:
         st = self.state
         if st.delay_ms:
             await asyncio.sleep(st.delay_ms / 1000.0)
+        if not st.released.is_set():
+            st.held += 1
+            try:
+                await st.released.wait()
+            finally:
+                st.held -= 1
         if st.drop_data > 0:
             st.drop_data -= 1
             st.dropped += 1
@@ -200,6 +218,14 @@ def control_command(state, line):
                 raise ValueError("MS must be >= 0")
             state.delay_ms = ms
             return "ok"
+        if cmd == "hold":
+            state.released.clear()
+            return "ok"
+        if cmd == "held":
+            return "ok %d" % state.held
+        if cmd == "release":
+            state.release()
+            return "ok"
         if cmd == "clear":
             state.clear()
             return "ok"
@@ -244,7 +270,14 @@ async def main_async(args):
         return ScriptedSMTP(handler, state, hostname="b2bd-test-smtp",
                             enable_SMTPUTF8=True, decode_data=False, timeout=60)
 
-    smtp = await loop.create_server(factory, host=args.host, port=args.port)
+    if args.fd is not None:
+        # a socket bound by whoever started this server (passed open): until now
+        # connections to its port were refused, as with a server that is down
+        import socket
+        sock = socket.socket(fileno=args.fd)
+        smtp = await loop.create_server(factory, sock=sock)
+    else:
+        smtp = await loop.create_server(factory, host=args.host, port=args.port)
     ctl = await asyncio.start_server(
         lambda r, w: serve_control(state, r, w), host=args.host, port=args.control_port)
     smtp_port = smtp.sockets[0].getsockname()[1]
@@ -269,6 +302,8 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--control-port", type=int, default=0)
+    p.add_argument("--fd", type=int, default=None,
+                   help="listen on this bound, inherited socket instead of --host/--port")
     p.add_argument("--dir", required=True)
     args = p.parse_args()
     asyncio.run(main_async(args))

@@ -29,6 +29,7 @@ struct apply_stats {
     unsigned long skipped;      /* messages already applied before (redelivered) */
     unsigned long bulk_commands;  /* of those applied, rejected or duplicate: settled set-based */
     unsigned long bulk_fallbacks; /* runs handed back to the one-by-one path */
+    unsigned long isolated;     /* messages the database refused, rejected alone (the rest applied) */
     /* the same, by command type (CMD_UNKNOWN: type unknown or unreadable) */
     unsigned long applied_by_type[CMD_UNKNOWN + 1];
     unsigned long rejected_by_type[CMD_UNKNOWN + 1];
@@ -47,10 +48,24 @@ struct b2bd_applier {
 /* Applies msgs in one transaction: each command on its own is all or nothing (a
  * savepoint each) and gets its result; dead letters and results go to the outbox; the
  * consumed positions advance in the same transaction, so a message redelivered after a
- * crash is recognised and skipped. Returns 0 once committed, or -1 with err when
- * nothing was committed (B2BD_ERR_DB: reconnect and apply the same batch again). */
+ * crash is recognised and skipped. A command the database refuses (any failure but the
+ * surroundings', include/b2bd/fault.h) is rejected within the batch, which goes on.
+ * Returns 0 once committed, or -1 with err when nothing was committed: B2BD_ERR_DB, the
+ * surroundings failed (reconnect and apply the same batch again); else the database
+ * refused the batch outside any one command's savepoint (at COMMIT, say), and err is the
+ * rejection the message at fault gets: apply the messages one at a time, and give one
+ * that is refused on its own to apply_reject_alone. */
 int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
                 struct apply_stats *st, struct b2bd_err *err);
+
+/* Settles a message that apply_batch refused on its own, in a transaction that holds
+ * only its `rejected` result (why; a dead letter for a message that is no command) and
+ * its consumed position; when the database refuses that too, the position only (the
+ * message is skipped, with an error logged). Returns 0 once committed, or -1 with err
+ * (B2BD_ERR_DB: the surroundings failed; anything else: the database refuses even to
+ * move the position, which no message causes): try again later. */
+int apply_reject_alone(struct b2bd_applier *a, const struct b2bd_msg *msg,
+                       const struct b2bd_err *why, struct apply_stats *st, struct b2bd_err *err);
 
 /* Adds from's counts to into's. */
 void apply_stats_add(struct apply_stats *into, const struct apply_stats *from);

@@ -39,8 +39,4 @@ void ctl_print_json(json_t *j);
 /* A column as a JSON string, or JSON null when it is NULL. */
 json_t *ctl_pg_text(const PGresult *res, int row, int col);
 
-/* Sends one command and waits (up to timeout_s) for its result on prefix+results;
- * returns the result (caller decrefs) or NULL after printing why. */
-json_t *ctl_send_and_wait(const struct b2bd_config *cfg, const json_t *cmd, long timeout_s);
-
 #endif

@@ -20,6 +20,12 @@ rd_kafka_t *kafka_producer_new(const struct b2bd_config *cfg,
 rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type,
                              const char *const *defaults, struct b2bd_err *err);
 
+/* The client's fatal error, RD_KAFKA_RESP_ERR_NO_ERROR while there is none. After one
+ * (for example an idempotent producer's lost sequence, or a consumer fenced out of its
+ * group) the client does nothing more: only a new client, a restart, goes on. The cause
+ * is logged once as it is raised (level=error mod=kafka event=fatal). */
+rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk);
+
 struct kafka_in;
 
 /* A consumer in the configured group, subscribed to the five command topics, with
@@ -29,13 +35,17 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *er
 /* Waits up to wait_ms for a first message, then takes more until max messages or
  * linger_ms have passed, and then those already fetched (up to max): with linger_ms
  * 0, a lone message goes at once and a burst still makes one batch. Returns how many were put in out (the caller destroys them
- * with rd_kafka_message_destroy); error events are logged and not returned. */
+ * with rd_kafka_message_destroy); error events are logged and not returned, and a fatal
+ * error ends the poll at once (check kafka_in_fatal). */
 size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
                      int linger_ms);
 
 /* Commits, for each partition in msgs, the offset after its last message (async
  * unless sync). */
 void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t n, int sync);
+
+/* The consumer's fatal error (see kafka_fatal); kafka_in_poll returns early on one. */
+rd_kafka_resp_err_t kafka_in_fatal(const struct kafka_in *k);
 
 /* True once the consumer holds at least one partition. */
 int kafka_in_assigned(const struct kafka_in *k);

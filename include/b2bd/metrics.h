@@ -71,6 +71,7 @@ struct b2bd_metrics {
     struct metric *skipped;           /* b2bd_commands_redelivered_total */
     struct metric *bulk_commands;     /* b2bd_apply_bulk_commands_total */
     struct metric *bulk_fallbacks;    /* b2bd_apply_bulk_fallbacks_total */
+    struct metric *isolated;          /* b2bd_apply_isolated_commands_total */
     struct metric *parallel_batches;  /* b2bd_apply_parallel_batches_total */
     struct metric *dead_letters;      /* b2bd_dead_letters_total{code} */
     struct metric *batch_size;        /* b2bd_batch_size_messages (histogram) */

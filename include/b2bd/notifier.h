@@ -8,10 +8,13 @@
 struct b2bd_notifier;
 
 /* Starts cfg->notifier_concurrency workers, each with its own PostgreSQL connection and
- * SMTP client. Workers of all instances share the queue: each takes one due
- * notification at a time with SELECT ... FOR UPDATE SKIP LOCKED, and holds its row
- * lock until the outcome is committed, so no email is sent twice except when a crash
- * comes between the server's acceptance and that commit. */
+ * SMTP client. Workers of all instances share the queue: each claims one due
+ * notification at a time by committing a lease on it (lease_until, leased_by) before it
+ * talks to the mail server, and records the outcome only while the lease is its own.
+ * The lease outlives the longest send, so at most one send of a notification is in
+ * flight, even when the worker's database session is lost during the send. Delivery is
+ * at least once: a send whose outcome could not be recorded before the lease expired
+ * (a crash, or the database away that long) is made again. */
 struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_err *err);
 
 /* Lets each worker finish the email in hand, then joins and frees. */

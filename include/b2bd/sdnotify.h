@@ -1,4 +1,4 @@
-/* sdnotify: tells systemd (Type=notify) the service's state: ready, stopping, watchdog. */
+/* sdnotify: tells systemd (Type=notify) the service's state: ready, reloading, stopping, watchdog. */
 #ifndef B2BD_SDNOTIFY_H
 #define B2BD_SDNOTIFY_H
 
@@ -6,6 +6,10 @@
 
 /* READY=1, with a STATUS= line. */
 void sdnotify_ready(const char *status);
+
+/* RELOADING=1 (with MONOTONIC_USEC=, as systemd 253's Type=notify-reload wants): a
+ * reload has begun; sdnotify_ready() ends it. */
+void sdnotify_reloading(void);
 
 /* STATUS= only (e.g. "waiting for PostgreSQL"). */
 void sdnotify_status(const char *status);

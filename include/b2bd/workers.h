@@ -8,7 +8,8 @@
 #include "b2bd/apply.h"
 
 /* Applies one share of a batch (main.c: apply_batch with retries). Returns 0 once
- * committed, -1 when nothing of the share was committed. */
+ * committed, -1 when not all of it was (a stop came first; what was committed is skipped
+ * when redelivered). */
 typedef int (*workers_apply_fn)(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
                                 struct apply_stats *st);
 

@@ -106,7 +106,12 @@ class B2bTestCase(harness.TestCase):
         marker command (an assign that is NOT_FOUND, so it records nothing) is sent and
         its result awaited. The relay publishes the outbox in rounds, each delivered
         whole before the next starts, and the marker's rows come in a later round than
-        anything committed before it was sent. Then read with bus.read_to_end()."""
+        anything committed before it was sent. Then read with bus.read_to_end().
+        With no daemon of this test running there is nothing to wait for: a daemon
+        that exited on SIGTERM flushed the outbox first."""
+        running = [d for d in self._daemons + [self.shared_daemon] if d is not None and d.alive()]
+        if not running:
+            return
         marker = harness.command("assign", shop or self.shop,
                                  {"company_id": "~settle-marker", "customer": {"id": "~settle"}, "locations": []})
         self.bus.send(marker)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+import uuid
 
 import harness
 from b2btest import B2bTestCase, wait_until
@@ -173,13 +174,13 @@ class B2bctlTest(B2bTestCase):
         for _ in range(2):
             j = self.ok_json("topics", "apply", "--manifest",
                              os.path.join(harness.SOURCE_DIR, "topics", "manifest.json"))
-            self.assertEqual((j["exists"], j["created"], j["failed"]), (9, 0, 0), j)
+            self.assertEqual((j["exists"], j["created"], j["failed"]), (11, 0, 0), j)
             self.assertEqual(j["brokers"], 3)
             names = sorted(t["name"] for t in j["topics"])
             self.assertIn(self.prefix + "events.access", names)
             self.assertTrue(all(t["state"] == "exists" and t["actual_partitions"] == 4 for t in j["topics"]))
         p = self.ok("topics", "apply")
-        self.assertIn("9 exist, 0 created, 0 failed", p.stdout)
+        self.assertIn("11 exist, 0 created, 0 failed", p.stdout)
 
     def test_topics_apply_new_prefix_on_the_mock(self):
         """librdkafka 2.0.2's mock cluster has no CreateTopics (nor DescribeConfigs): the
@@ -190,7 +191,7 @@ class B2bctlTest(B2bTestCase):
         p = self.ctl("topics", "apply", "--timeout", "3", "--json", prefix=prefix)
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         j = json.loads(p.stdout)
-        self.assertEqual(j["failed"], 9)
+        self.assertEqual(j["failed"], 11)
         t = {t["name"]: t for t in j["topics"]}[prefix + "events.access"]
         self.assertEqual((t["state"], t["partitions"], t["replication_factor"]), ("failed", 12, 3))
         self.assertEqual(t["config"]["cleanup.policy"], "compact")
@@ -210,6 +211,21 @@ class B2bctlTest(B2bTestCase):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("results: applied=3 rejected=1 missing=0", p.stdout)
         self.assertIn("rejected NOT_FOUND: 1", p.stdout)
+
+    def test_send_wait_upper_case_command_ids(self):
+        """b2bd reports a command_id in canonical lower case: send --wait still finds the
+        result of each command of a file written with upper-case ids."""
+        self.make_company()
+        cmds = [harness.command("assign", self.shop, self.assign({"email": "u%d.%s@example.com" % (i, self.shop)},
+                                                                 [("loc-1", "ordering_only")]),
+                                command_id=str(uuid.uuid4()).upper())
+                for i in range(3)]
+        path = os.path.join(self.tmp, "upper.jsonl")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(c) + "\n" for c in cmds))
+        p = self.ctl("send", "--wait", "--timeout", "30", path)
+        self.assertIn("results: applied=3 rejected=0 missing=0", p.stdout, p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 if __name__ == "__main__":

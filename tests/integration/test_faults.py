@@ -1,7 +1,9 @@
 """Faults on the Kafka side, on a private mock cluster (the shared one serves tests that
 run in parallel): every broker down for a while, and produce and offset-commit requests
 failing. b2bd retries, publishes every outbox event once the cluster answers again,
-applies each command once, and never commits an offset ahead of what it applied."""
+applies each command once, and never commits an offset ahead of what it applied. A fatal
+client error (the producer or the consumer dead for good) ends b2bd with status 3, so that
+systemd starts a new one, and that one publishes what the dead one left in the outbox."""
 import os
 import subprocess
 import time
@@ -46,9 +48,12 @@ class KafkaFaultTest(B2bTestCase):
         self.kafka = PrivateKafka()
         self.prefix = PREFIX
         self._bus = harness.Bus(PREFIX, bootstrap=self.kafka.bootstrap)
+        self.env = {"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, "B2BD_TOPIC_PREFIX": PREFIX,
+                    "B2BD_BATCH_MAX": "25"}
 
     def start(self, extra_env=None):
-        env = {"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, "B2BD_TOPIC_PREFIX": PREFIX, "B2BD_BATCH_MAX": "25"}
+        """Starts b2bd on the private cluster (self.env, then extra_env), and the company."""
+        env = dict(self.env)
         env.update(extra_env or {})
         self.d = self.start_daemon(extra_env=env)
         self.make_company("c-1", ["loc-1"])
@@ -59,10 +64,10 @@ class KafkaFaultTest(B2bTestCase):
         finally:
             self.kafka.stop()
 
-    def stream(self, n):
+    def stream(self, n, first=0):
         cmds = [harness.command("assign", self.shop, self.assign({"email": "f%04d.%s@example.com" % (i, self.shop)},
                                                                  [("loc-1", "ordering_only")]))
-                for i in range(n)]
+                for i in range(first, first + n)]
         for c in cmds:
             self.bus.send(c)
         self.bus.flush(60)
@@ -130,7 +135,7 @@ class KafkaFaultTest(B2bTestCase):
                            "REQUEST_TIMED_OUT REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS")
         self.kafka.control("push-errors OffsetCommit 4 REQUEST_TIMED_OUT COORDINATOR_NOT_AVAILABLE "
                            "NOT_COORDINATOR REQUEST_TIMED_OUT")
-        env = {"B2BD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, "B2BD_TOPIC_PREFIX": PREFIX, "B2BD_BATCH_MAX": "25"}
+        env = dict(self.env)
         env.update(debug)
         self.d = self.start_daemon(extra_env=env)
         self.check_once(cmds)
@@ -140,6 +145,50 @@ class KafkaFaultTest(B2bTestCase):
                      "Broker: Not enough in-sync replicas", "Broker: Coordinator not available",
                      "Broker: Not coordinator"):
             self.assertIn(text, log, "b2bd's clients never received %r (log: %s)" % (text, self.d.log_path))
+
+    def wait_fatal_exit(self, client, code, timeout=30):
+        """b2bd exits on its own, with status 3, within timeout, having logged the fatal
+        error of client with its cause."""
+        try:
+            status = self.d.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.fail("b2bd still running %ss after a fatal %s error" % (timeout, client))
+        self.assertEqual(status, 3)
+        log = self.d.log()
+        self.assertIn("level=error mod=kafka event=fatal client=%s code=%s" % (client, code), log)
+        self.assertIn("event=fatal_stop client=%s" % client, log)
+
+    def test_fatal_producer_error_exits_and_the_next_start_publishes(self):
+        # the commands wait in Kafka while b2bd is stopped; the injected error then meets
+        # the first Produce of the new b2bd's producer (the test's own producer is done)
+        self.start()
+        self.assertEqual(self.d.stop(), 0)
+        cmds = self.stream(60)
+        # a head-of-line Produce refused as out of order: the idempotent producer can no
+        # longer know what the broker kept, a fatal error (librdkafka's rdkafka_request.c)
+        self.kafka.control("push-errors Produce 1 OUT_OF_ORDER_SEQUENCE_NUMBER")
+        self.d = self.start_daemon(extra_env=self.env)
+        self.wait_fatal_exit("producer", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+        # the refused results were applied and committed in PostgreSQL, not lost
+        self.assertGreater(self.query("SELECT count(*) FROM outbox")[0][0], 0)
+        self.d = self.start_daemon(extra_env=self.env)
+        self.check_once(cmds)
+
+    def test_fatal_consumer_error_exits_and_the_next_start_applies(self):
+        # a static member (group.instance.id): the consumer whose errors can be fatal
+        self.start()
+        self.assertEqual(self.d.stop(), 0)
+        self.env["B2BD_KAFKA__GROUP_INSTANCE_ID"] = "b2bd-1"
+        self.d = self.start_daemon(extra_env=self.env)
+        first = self.stream(20)
+        self.bus.wait_results([c["command_id"] for c in first], timeout=60)
+        # fenced out of its group by another member of the same instance id: a fatal
+        # consumer error (rdkafka_cgrp.c, on a heartbeat)
+        self.kafka.control("push-errors Heartbeat 1 FENCED_INSTANCE_ID")
+        self.wait_fatal_exit("consumer", "FENCED_INSTANCE_ID")
+        later = self.stream(20, first=20)
+        self.d = self.start_daemon(extra_env=self.env)
+        self.check_once(first + later)
 
 
 if __name__ == "__main__":

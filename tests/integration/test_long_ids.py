@@ -92,7 +92,8 @@ class LongIdsBase(B2bTestCase):
                                  timeout=WAIT)
 
     def versions(self, customer):
-        return [m[1]["version"] for m in self.bus.drain("events.access", quiet=1.0)
+        self.settle()
+        return [m[1]["version"] for m in self.bus.read_to_end("events.access")
                 if isinstance(m[1], dict) and m[1].get("customer_id") == customer]
 
     def db_roles(self, customer):

@@ -1,6 +1,7 @@
 """The B2B access email: notify, assign's notify, preview, resend, staff copies,
 templates, and the notifier's delivery with retry against a real SMTP server."""
 import os
+import socket
 import subprocess
 import time
 import unittest
@@ -219,7 +220,13 @@ class ServerDownTest(NotifyBase):
     PRIVATE_SMTP = False
 
     def test_server_down_then_back(self):
-        port = harness.free_port() if hasattr(harness, "free_port") else _free_port()
+        # a socket bound but not listening: connections to its port are refused, as with a
+        # server that is down, and no other process can take the port meanwhile; the SMTP
+        # server later listens on this very socket (--fd)
+        held = socket.socket()
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
         d = self.start_daemon(extra_env=FAST_RETRY, smtp_url="smtp://127.0.0.1:%d" % port)
         self.d = d
         tmp = os.path.join(harness.LOCALENV_DIR, "smtp-down-" + self.shop)
@@ -233,8 +240,8 @@ class ServerDownTest(NotifyBase):
         wait_until(lambda: self.row(nid)[1] >= 2, what="two failed attempts")
         self.assertEqual(self.row(nid)[0], "queued")
         proc = subprocess.Popen([harness.PYTHON, os.path.join(harness.SOURCE_DIR, "tools", "smtp_server.py"),
-                                 "--host", "127.0.0.1", "--port", str(port), "--dir", tmp],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--fd", str(held.fileno()), "--dir", tmp],
+                                pass_fds=(held.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             ev = self.event(nid, "sent", timeout=30)
             self.assertGreaterEqual(ev["attempts"], 3)
@@ -253,15 +260,6 @@ class _Stub:
 
     def control(self, line):
         pass
-
-
-def _free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TwoWorkersTest(NotifyBase):
@@ -294,6 +292,49 @@ class TwoWorkersTest(NotifyBase):
         self.assertEqual(len(mails), n)
         self.assertEqual(len({m.message["Message-ID"] for m in mails}), n, "each email once")
         self.smtp.control("clear")
+
+
+class LostSessionTest(NotifyBase):
+    """The database session of the worker sending an email is lost while the mail server
+    holds the reply to DATA: the notification stays leased to that worker (migration
+    0010), no other worker sends it meanwhile, and the worker records the outcome on a
+    new session. Exactly one delivery, recorded once."""
+
+    DAEMON_ENV = dict(FAST_RETRY, B2BD_NOTIFIER_CONCURRENCY="3")
+
+    def held(self):
+        return int(self.smtp.control("held").split()[1])
+
+    def test_session_lost_during_send_one_delivery(self):
+        self.applied("assign", self.assign("cust-1", [("loc-1", "ordering_only")]))
+        self.smtp.control("hold")
+        try:
+            nid = self.applied("notify", self.notify(["cust-1"]))["queued"][0]["notification_id"]
+            wait_until(lambda: self.held() >= 1, what="the DATA reply held")
+            killed = self.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND query ILIKE '%notifications%'")
+            self.assertTrue(killed and all(k for (k,) in killed), killed)
+            # the other workers reconnect within a second; give them a few to send it too
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline and self.held() < 2:
+                time.sleep(0.1)
+            self.assertEqual(self.held(), 1, "a second send of the same notification in flight")
+        finally:
+            self.smtp.control("release")
+        ev = self.event(nid, "sent")
+        self.assertEqual(ev["attempts"], 1)
+        # the server has answered every DATA it was given (its own count), and none is held
+        wait_until(lambda: self.smtp.control("busy") == "ok 0", timeout=30, what="the SMTP server idle")
+        self.assertEqual(self.held(), 0)
+        self.assertEqual(len(self.smtp.messages(to=self.email)), 1, "delivered once")
+        self.assertEqual(self.row(nid)[:2], ("sent", 1))
+        self.assertEqual(self.query("SELECT lease_until, leased_by FROM notifications WHERE notification_id = %s",
+                                    (nid,)), [(None, None)])
+        self.settle()
+        sent = [m for m in self.bus.read_to_end("events.notifications") if m[1].get("notification_id") == nid]
+        self.assertEqual(len(sent), 1, "one notification.sent event")
 
 
 if __name__ == "__main__":

@@ -180,6 +180,20 @@ class MigrateTest(RevokeMigrateBase):
         self.assertEqual(self.query("SELECT total::text FROM orders WHERE shop_id = %s", (self.shop,)), [("99.00",)])
 
 
+    def test_order_upsert_of_a_migrated_order_keeps_its_customer(self):
+        # the order stays the migrated customer's, so that removing that customer with
+        # remove_migrated_orders still reverts it
+        self.make_customer("cust-2")
+        self.order("o-1")
+        self.applied("assign", self.assign("cust-1", [("loc-1", "ordering_only")], migrate_orders_to="loc-1"))
+        r = self.order("o-1", customer="cust-2", status="closed", total="99.00")
+        self.assertTrue(r["migrated"])
+        self.assertEqual(self.orders(), [("o-1", "closed", "c-1", "loc-1")])
+        self.assertEqual(self.orders("cust-2"), [])
+        r = self.applied("revoke", self.revoke("company", remove_migrated_orders=True))
+        self.assertEqual(r["reverted_order_ids"], ["o-1"])
+        self.assertEqual(self.orders(), [("o-1", "closed", None, None)])
+
 class AssignMigrateTest(RevokeMigrateBase):
 
     def test_assign_with_migration(self):

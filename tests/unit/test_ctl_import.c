@@ -216,6 +216,35 @@ static void test_topics_plan_caps(void **state)
     json_decref(m);
 }
 
+/* A name of 1,000 four-byte characters (the longest the contract allows) goes into the
+ * command whole; a value longer than any allowed is the row's error, never cut. */
+static void test_longest_values_whole(void **state)
+{
+    (void)state;
+    char field[64], why[256];
+    size_t n = 1000 * 4;
+    char *name = malloc(n + 1);
+    for (size_t i = 0; i < n; i += 4)
+        memcpy(name + i, "\xf0\xa0\x80\x80", 4); /* U+20000 */
+    name[n] = '\0';
+    char *csv = malloc(2 * n + 64);
+    snprintf(csv, 2 * n + 64, "email,first_name\na@example.com,%s\n", name);
+    json_t *cmd = build(csv, &OPTS, field, why);
+    assert_non_null(cmd);
+    const char *got = json_string_value(json_object_get(json_object_get(json_object_get(cmd, "payload"),
+                                                                        "customer"), "first_name"));
+    assert_non_null(got);
+    assert_string_equal(got, name);
+    json_decref(cmd);
+    /* one more character: over any limit of the contract, rejected with its column */
+    snprintf(csv, 2 * n + 64, "email,first_name\na@example.com,%s\xf0\xa0\x80\x80\n", name);
+    assert_null(build(csv, &OPTS, field, why));
+    assert_string_equal(field, "first_name");
+    assert_non_null(strstr(why, "longer"));
+    free(csv);
+    free(name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_row_by_email_with_defaults),
         cmocka_unit_test(test_row_columns_override_defaults),
         cmocka_unit_test(test_row_errors),
+        cmocka_unit_test(test_longest_values_whole),
         cmocka_unit_test(test_header_errors),
         cmocka_unit_test(test_ids_stable_and_distinct),
         cmocka_unit_test(test_default_import_id),

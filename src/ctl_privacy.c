@@ -1,0 +1,251 @@
+/* ctl_privacy: b2bctl privacy export|redact and b2bctl history. */
+#include "b2bd/ctl_privacy.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "b2bd/ctl_common.h"
+#include "b2bd/ctl_send.h"
+#include "b2bd/decode.h"
+#include "b2bd/util.h"
+
+static const char PRIVACY_HELP[] =
+    "usage: b2bctl privacy export [--email] [--actor A] [--timeout S] [--json] [-o FILE] SHOP CUSTOMER\n"
+    "       b2bctl privacy redact [--email] [--actor A] [--timeout S] [--json] [--yes] SHOP CUSTOMER\n"
+    "export: produces a customer.data_request and prints the customer.data_export document\n"
+    "it publishes on events.privacy (one line of JSON), or writes it to FILE (--output).\n"
+    "redact: produces a customer.redact (erases the customer's personal data; see README,\n"
+    "Privacy) and prints what was erased. It asks for confirmation on a terminal; --yes\n"
+    "confirms (and is required when standard input is not a terminal).\n"
+    "CUSTOMER is a customer_id, or with --email an email address. Waits at most S seconds\n"
+    "(default 30). Exit 1 unless applied.\n";
+static const char HISTORY_HELP[] =
+    "usage: b2bctl history [--json] SHOP CUSTOMER\n"
+    "A customer's access versions, oldest first, from the database: each version's\n"
+    "companies and roles, the command that caused it, its actor and time.\n";
+
+static void print_rejection(const json_t *result)
+{
+    const json_t *e = json_object_get(result, "error");
+    const char *field = json_string_value(json_object_get(e, "field"));
+    printf("rejected: %s %s: %s\n", json_string_value(json_object_get(e, "code")), field ? field : "",
+           json_string_value(json_object_get(e, "message")));
+}
+
+/* The export answering request id, read from reader (opened before the request). */
+static json_t *wait_export(rd_kafka_t *reader, const char *id, long timeout_s)
+{
+    json_t *found = NULL;
+    int64_t deadline = util_now_ms() + timeout_s * 1000;
+    while (!found && util_now_ms() < deadline && !ctl_interrupted) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 200);
+        if (!m)
+            continue;
+        if (!m->err && m->payload) {
+            json_t *d = json_loadb(m->payload, m->len, 0, NULL);
+            const char *rid = json_string_value(json_object_get(d, "request_command_id"));
+            if (rid && !strcasecmp(rid, id))
+                found = d;
+            else
+                json_decref(d);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    return found;
+}
+
+/* An erasure cannot be undone: on a terminal, the operator types "yes"; elsewhere --yes
+ * must say it. Returns 1 when confirmed. */
+static int confirm_redact(const char *shop, const char *who)
+{
+    if (!isatty(STDIN_FILENO)) {
+        fputs("b2bctl: privacy redact erases for good: pass --yes (standard input is not a terminal)\n",
+              stderr);
+        return 0;
+    }
+    fprintf(stderr, "Erase the personal data of %s in shop %s? This cannot be undone. Type yes: ", who, shop);
+    fflush(stderr);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin) || strcmp(line, "yes\n") != 0) {
+        fputs("b2bctl: not confirmed, nothing sent\n", stderr);
+        return 0;
+    }
+    return 1;
+}
+
+/* Writes the export document to path (one line of JSON); takes doc. */
+static int write_document(const char *path, json_t *doc)
+{
+    FILE *f = fopen(path, "w");
+    int rc = f && json_dumpf(doc, f, JSON_COMPACT) == 0 && fputc('\n', f) != EOF ? 0 : -1;
+    int saved = errno;
+    if (f && fclose(f) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc < 0)
+        fprintf(stderr, "b2bctl: %s: %s\n", path, strerror(saved));
+    json_decref(doc);
+    return rc;
+}
+
+int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
+{
+    if (argc < 2 || (strcmp(argv[1], "export") && strcmp(argv[1], "redact"))) {
+        fputs(PRIVACY_HELP, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
+        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+    }
+    int export = !strcmp(argv[1], "export");
+    int by_email = 0, json_out = 0, yes = 0, o;
+    long timeout_s = 30;
+    const char *actor = "b2bctl-privacy", *output = NULL;
+    static const struct option opts[] = {{"email", no_argument, NULL, 'e'},
+                                         {"actor", required_argument, NULL, 'a'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"yes", no_argument, NULL, 'y'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    argc--;
+    argv++;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "ea:t:jo:yh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'e': by_email = 1; break;
+        case 'o': output = optarg; break;
+        case 'y': yes = 1; break;
+        case 'a': actor = optarg; break;
+        case 't': timeout_s = strtol(optarg, NULL, 10); break;
+        case 'j': json_out = 1; break;
+        case 'h': fputs(PRIVACY_HELP, stdout); return 0;
+        default: fputs(PRIVACY_HELP, stderr); return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fputs(PRIVACY_HELP, stderr);
+        return 2;
+    }
+    const char *shop = argv[optind], *who = argv[optind + 1];
+    if (!decode_is_shop_id(shop) || (by_email && !decode_is_email(who))) {
+        fprintf(stderr, "b2bctl: %s\n", by_email && !decode_is_email(who) ? "not an email address"
+                                                                       : "not a shop id");
+        return 2;
+    }
+    if (output && !export) {
+        fputs("b2bctl: --output is for privacy export\n", stderr);
+        return 2;
+    }
+    if (!export && !yes && !confirm_redact(shop, who))
+        return isatty(STDIN_FILENO) ? 1 : 2;
+    char id[37];
+    util_uuid_v4(id);
+    json_t *cmd = json_pack("{s:s, s:s, s:s, s:s, s:{s:s}}", "command_id", id, "type",
+                            export ? "customer.data_request" : "customer.redact", "shop_id", shop,
+                            "actor", actor, "payload", by_email ? "email" : "customer_id", who);
+    rd_kafka_t *reader = export ? ctl_reader_open(cfg, "events.privacy", 1) : NULL;
+    if (export && !reader) {
+        json_decref(cmd);
+        return 1;
+    }
+    json_t *result = ctl_send_and_wait(cfg, cmd, timeout_s);
+    json_decref(cmd);
+    int rc = 1;
+    if (result) {
+        const char *status = json_string_value(json_object_get(result, "status"));
+        int ok = status && !strcmp(status, "applied");
+        json_t *doc = ok && export ? wait_export(reader, id, timeout_s) : NULL;
+        if (!ok && json_out)
+            ctl_print_json(json_incref(result));
+        else if (!ok)
+            print_rejection(result);
+        else if (export && !doc)
+            fprintf(stderr, "b2bctl: no customer.data_export for request %s within %ld s\n", id, timeout_s);
+        else if (export && output)
+            ok = write_document(output, doc) == 0;
+        else if (export)
+            ctl_print_json(doc);
+        else if (json_out)
+            ctl_print_json(json_incref(result));
+        else {
+            json_t *e = json_object_get(json_object_get(result, "result"), "erased");
+            printf("erased: contacts %lld, roles %lld, notifications %lld, orders unlinked %lld\n",
+                   (long long)json_integer_value(json_object_get(e, "contacts")),
+                   (long long)json_integer_value(json_object_get(e, "roles")),
+                   (long long)json_integer_value(json_object_get(e, "notifications")),
+                   (long long)json_integer_value(json_object_get(e, "orders_unlinked")));
+        }
+        rc = ok && (!export || doc) ? 0 : 1;
+        json_decref(result);
+    }
+    if (reader)
+        ctl_reader_close(reader);
+    return rc;
+}
+
+int ctl_history_main(const struct b2bd_config *cfg, int argc, char **argv)
+{
+    int json_out = 0, o;
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'j': json_out = 1; break;
+        case 'h': fputs(HISTORY_HELP, stdout); return 0;
+        default: fputs(HISTORY_HELP, stderr); return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fputs(HISTORY_HELP, stderr);
+        return 2;
+    }
+    const char *shop = argv[optind], *customer = argv[optind + 1];
+    static const char sql[] =
+        "SELECT version, companies::text, caused_by::text, actor,"
+        " to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        " FROM access_history WHERE shop_id = $1 AND customer_id = $2 ORDER BY version";
+    struct b2bd_db db;
+    if (ctl_db_open(cfg, &db) < 0)
+        return 1;
+    struct b2bd_err err;
+    const char *v[] = {shop, customer};
+    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
+    if (!res) {
+        fprintf(stderr, "b2bctl: %s\n", err.msg);
+        db_free(&db);
+        return 1;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(res); i++)
+        json_array_append_new(list, json_pack("{s:I, s:o, s:s, s:o, s:s}", "version",
+                                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
+                                              "companies", json_loads(PQgetvalue(res, i, 1), 0, NULL),
+                                              "caused_by", PQgetvalue(res, i, 2), "actor",
+                                              ctl_pg_text(res, i, 3), "occurred_at", PQgetvalue(res, i, 4)));
+    if (json_out) {
+        ctl_print_json(json_pack("{s:s, s:s, s:o}", "shop_id", shop, "customer_id", customer,
+                                 "access_history", list));
+    } else {
+        if (PQntuples(res) == 0)
+            printf("%s/%s: no access history\n", shop, customer);
+        for (int i = 0; i < PQntuples(res); i++) {
+            char *companies = json_dumps(json_object_get(json_array_get(list, (size_t)i), "companies"),
+                                         JSON_COMPACT);
+            printf("v%s  %s  by %s (actor %s): %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 4),
+                   PQgetvalue(res, i, 2), PQgetisnull(res, i, 3) ? "-" : PQgetvalue(res, i, 3),
+                   companies ? companies : "?");
+            free(companies);
+        }
+        json_decref(list);
+    }
+    PQclear(res);
+    db_free(&db);
+    return 0;
+}
