@@ -5,7 +5,8 @@
 -- (the same checks in the same order, the same result, the same access events, a seat
 -- freed only for a contact row it deleted), a rejected one changing nothing, in a
 -- handful of statements for the whole run. Anything it cannot settle row by row (two
--- rows about one customer, a contact that vanished under it) raises B2B02: b2bd rolls
+-- rows about one customer, a contact that vanished under it, a result over the
+-- message limit, an access event over it: B2B13 from 0013's trigger) raises: b2bd rolls
 -- the run back to its savepoint and applies the same commands one by one.
 
 CREATE TYPE b2bd_revoke_row AS (
@@ -44,6 +45,7 @@ DECLARE
     v_now text := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
     v_leaving integer;
     v_left integer;
+    v_too_large boolean;
 BEGIN
     v := ARRAY(SELECT ROW(x.i, x.id, decode(x.h, 'hex'), x.imp, decode(x.k, 'hex'), x.shop, x.co,
                           x.cu, x.scope, x.locs, NULL, NULL, NULL, NULL, NULL, NULL, false)::b2bd_revoke_row
@@ -184,13 +186,23 @@ BEGIN
     inbox AS (
         INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)
         SELECT s.command_id::uuid, s.shop, 'revoke', s.hash, s.import_id, s.text
-          FROM results s WHERE s.applied)
-    INSERT INTO outbox (topic, key, value)
-    SELECT m.topic, m.key, m.value
-      FROM (SELECT a.i, 0 AS ord, 'events.access' AS topic, a.key, a.value FROM access a
-            UNION ALL
-            SELECT s.i, 1, 'results', s.msg_key, convert_to(s.text, 'UTF8') FROM results s) m
-     ORDER BY m.i, m.ord;
+          FROM results s WHERE s.applied),
+    sent AS (
+        INSERT INTO outbox (topic, key, value)
+        SELECT m.topic, m.key, m.value
+          FROM (SELECT a.i, 0 AS ord, 'events.access' AS topic, a.key, a.value FROM access a
+                UNION ALL
+                SELECT s.i, 1, 'results', s.msg_key, convert_to(s.text, 'UTF8') FROM results s) m
+         ORDER BY m.i, m.ord)
+    -- an applied result over the message limit (src/apply_limit.c, as 0013 reads it)
+    SELECT coalesce(bool_or(s.applied AND coalesce(octet_length(s.msg_key), 0) + octet_length(s.text) + 256
+                            > coalesce(nullif(current_setting('b2bd.max_message_bytes', true), '')::bigint,
+                                       1048576)), false)
+      INTO v_too_large FROM results s;
+    IF v_too_large THEN
+        -- the one-by-one path rejects that command with LIMIT_REACHED
+        RAISE EXCEPTION USING ERRCODE = 'B2B02', MESSAGE = 'the run needs the one-by-one path';
+    END IF;
 
     RETURN QUERY SELECT r.i, CASE WHEN r.stored IS NOT NULL THEN 'duplicate'
                                   WHEN r.code IS NOT NULL THEN 'rejected' ELSE 'applied' END,

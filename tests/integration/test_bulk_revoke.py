@@ -99,7 +99,7 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         revokes += [assign("n%d" % i, [("loc-3", la)]) for i in range(1, 6)]
         return [sync, assigns], revokes
 
-    def run_world(self, setup, revokes, bulk):
+    def run_world(self, setup, revokes, bulk, revoke_env=None):
         prefix = harness.unique_name("t") + "."
         harness.create_topics(prefix)
         name, dsn = harness.create_database()
@@ -121,7 +121,7 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
             for c in revokes:
                 bus.send(c, partition=0)
             bus.flush()
-            d = harness.Daemon(prefix, dsn, extra_env=env).start()
+            d = harness.Daemon(prefix, dsn, extra_env=dict(env, **(revoke_env or {}))).start()
             ids = [c["command_id"].lower() for c in revokes]
             bus.wait_results(ids, timeout=90)
 
@@ -225,6 +225,33 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         self.assertEqual(versions["m01"], [1, 2])
         last_u6 = [e for e in on[1] if e["customer_id"] == "u6"][-1]
         self.assertEqual((last_u6["experience"], last_u6["companies"]), ("d2c", []))
+
+    def test_result_over_the_message_limit(self):
+        """A revoke whose result would be over max_message_bytes is LIMIT_REACHED and
+        changes nothing, in a run as on its own: the run is handed back."""
+        shop = self.shop
+        longs = ["L%d-" % k + "x" * 200 for k in range(5)]
+
+        def cmd(type, payload):
+            return harness.command(type, shop, payload)
+        setup = [[cmd("company.upsert", {"company_id": "c-1", "name": "One",
+                                         "locations": [{"location_id": l, "name": "n"} for l in longs + ["loc-1"]]})],
+                 [cmd("assign", {"company_id": "c-1", "customer": {"id": "big", "email": "big@example.com"},
+                                 "locations": [{"location_id": l, "role": "ordering_only"} for l in longs]})]
+                 + [cmd("assign", {"company_id": "c-1", "customer": {"id": c, "email": c + "@example.com"},
+                                   "locations": [{"location_id": "loc-1", "role": "ordering_only"}]})
+                    for c in ("s1", "s2", "s3", "s4")]]
+        revokes = [cmd("revoke", {"company_id": "c-1", "customer_id": c, "scope": "all_locations"})
+                   for c in ("s1", "s2", "big", "s3", "s4")]
+        limit = {"B2BD_MAX_MESSAGE_BYTES": "1300"}
+        on = self.run_world(setup, revokes, "on", limit)
+        off = self.run_world(setup, revokes, "off", limit)
+        self.assertEqual(on[0], off[0])
+        self.assertEqual(on[1], off[1])
+        self.assertEqual(on[2], off[2])
+        self.assertEqual([(r["status"], (r["error"] or {}).get("code")) for r in on[0]],
+                         [("applied", None)] * 2 + [("rejected", "LIMIT_REACHED")] + [("applied", None)] * 2)
+        self.assertEqual(len([x for x in on[2]["roles"] if x[1] == "big"]), 5)
 
 
 if __name__ == "__main__":
