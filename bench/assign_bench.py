@@ -136,7 +136,8 @@ def run_stream(prefix, dsn, cmds, extra_env, timeout=600):
 def copy_floor(dsn, n, tries=3):
     """What one assign that creates its customer must write, written with COPY: the
     customer (with its lower(email) index), contact, role, inbox row and two outbox rows
-    (result and access event). The floor no command processor beats; best of tries."""
+    (result and access event, which 0011's trigger also keeps in access_history). The
+    floor no command processor beats; best of tries."""
     best = None
     for t in range(tries):
         shop = "floor-%d" % t
@@ -155,9 +156,15 @@ def copy_floor(dsn, n, tries=3):
                     uuid.uuid4(), uuid.uuid4(), cid)
                 bufs["commands"].write("%s\t%s\tassign\t\\\\x%s\t\\N\t%s\n" % (
                     uuid.uuid4(), shop, os.urandom(32).hex(), result.replace("\\", "\\\\")))
-                for topic in ("results", "events.access"):
+                # the access event as b2bd writes it: 0011's trigger copies it into access_history
+                access = ('{"event_id":"%s","shop_id":"%s","customer_id":"%s","email":"New.Customer%d@Example.com",'
+                          '"experience":"b2b","companies":[{"company_id":"c-copy","access":"locations","locations":'
+                          '[{"location_id":"l-copy","role":"ordering_only"}]}],"version":1,"caused_by":"%s",'
+                          '"actor":null,"occurred_at":"2026-12-01T00:00:00.000Z"}' % (uuid.uuid4(), shop, cid, i,
+                                                                                       uuid.uuid4()))
+                for topic, value in (("results", result), ("events.access", access)):
                     bufs["outbox"].write("%s\t\\\\x%s\t\\\\x%s\n" % (topic, ("%s/c-copy" % shop).encode().hex(),
-                                                                 result.encode().hex()))
+                                                                 value.encode().hex()))
             for b in bufs.values():
                 b.seek(0)
             t0 = time.monotonic()

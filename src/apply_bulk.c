@@ -1,4 +1,5 @@
-/* apply_bulk: runs of plain assigns applied together by b2bd_assign_bulk. */
+/* apply_bulk: runs of plain assigns applied together by b2bd_assign_bulk, and runs of
+ * revokes by b2bd_revoke_bulk (apply_bulk_revoke.c). */
 #include "apply_bulk.h"
 
 #include <ctype.h>
@@ -9,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "apply_bulk_revoke.h"
 #include "apply_internal.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
@@ -57,7 +59,8 @@ void bulk_free(struct bulk_run *r)
 
 bool bulk_eligible(const struct b2bd_command *cmd)
 {
-    return cmd->type == CMD_ASSIGN && !cmd->u.assign.migrate_orders_to && !cmd->u.assign.notify;
+    return (cmd->type == CMD_ASSIGN && !cmd->u.assign.migrate_orders_to && !cmd->u.assign.notify)
+           || bulk_revoke_eligible(cmd);
 }
 
 /* ---- the run's keys: "c" command id, "k" shop + customer id or lower-case email ---- */
@@ -88,6 +91,8 @@ static size_t key_slot(const struct bulk_run *r, const char *s)
  * finds. */
 static size_t cmd_keys(const struct b2bd_command *cmd, char *out[3])
 {
+    if (cmd->type == CMD_REVOKE)
+        return bulk_revoke_keys(cmd, out);
     const struct b2bd_assign *p = &cmd->u.assign;
     size_t n = 0;
     struct sbuf b = {0};
@@ -114,8 +119,8 @@ static size_t cmd_keys(const struct b2bd_command *cmd, char *out[3])
 
 bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd)
 {
-    if (r->n == r->cap)
-        return false;
+    if (r->n == r->cap || (r->n > 0 && r->cmds[0].type != cmd->type))
+        return false; /* full, or a run of the other kind */
     char *k[3];
     size_t n = cmd_keys(cmd, k);
     bool fits = true;
@@ -141,7 +146,7 @@ bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_co
 
 /* ---- applying ---------------------------------------------------------------------- */
 
-static json_t *hex_or_null(const void *p, size_t len)
+json_t *bulk_hex_or_null(const void *p, size_t len)
 {
     if (!p)
         return json_null();
@@ -175,9 +180,9 @@ static char *bulk_rows(const struct bulk_run *r)
         json_t *row = json_object();
         json_object_set_new(row, "i", json_integer((json_int_t)i));
         json_object_set_new(row, "id", json_string(cmd->command_id));
-        json_object_set_new(row, "h", hex_or_null(cmd->hash, sizeof cmd->hash));
+        json_object_set_new(row, "h", bulk_hex_or_null(cmd->hash, sizeof cmd->hash));
         json_object_set_new(row, "imp", apply_jstr(cmd->import_id));
-        json_object_set_new(row, "k", hex_or_null(r->msgs[i]->key, r->msgs[i]->key_len));
+        json_object_set_new(row, "k", bulk_hex_or_null(r->msgs[i]->key, r->msgs[i]->key_len));
         json_object_set_new(row, "shop", json_string(cmd->shop_id));
         json_object_set_new(row, "co", json_string(p->company_id));
         json_object_set_new(row, "cu", apply_jstr(p->customer_id));
@@ -224,11 +229,14 @@ static int bulk_outcomes(const struct bulk_run *r, PGresult *res, struct bulk_ou
 int bulk_apply(struct b2bd_db *db, struct bulk_run *r, struct bulk_outcome *out,
                struct b2bd_err *err)
 {
-    char *rows = bulk_rows(r);
+    bool revokes = r->n > 0 && r->cmds[0].type == CMD_REVOKE;
+    char *rows = revokes ? bulk_revoke_rows(r) : bulk_rows(r);
     char max[16];
     snprintf(max, sizeof max, "%d", COMPANY_MAX_CONTACTS);
     const char *v[] = {rows, max};
-    struct db_stmt stmts[] = {STMT_BULK_SAVEPOINT, {.sql = SQL_BULK, .n = 2, .values = v},
+    struct db_stmt stmts[] = {STMT_BULK_SAVEPOINT,
+                              {.sql = revokes ? BULK_REVOKE_SQL : SQL_BULK, .n = revokes ? 1 : 2,
+                               .values = v},
                               STMT_BULK_RELEASE};
     PGresult *res[3];
     int rc = db_pipeline(db, stmts, 3, res, err);
@@ -240,7 +248,8 @@ int bulk_apply(struct b2bd_db *db, struct bulk_run *r, struct bulk_outcome *out,
         if (rc == 0)
             return 0;
         /* cannot happen: the function returns one row per command */
-        b2bd_err_set(err, B2BD_ERR_INTERNAL, NULL, "b2bd_assign_bulk returned a bad outcome");
+        b2bd_err_set(err, B2BD_ERR_INTERNAL, NULL, "%s returned a bad outcome",
+                     revokes ? "b2bd_revoke_bulk" : "b2bd_assign_bulk");
         return -1;
     }
     if (!db_connected(db))

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "b2bd/apply.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
@@ -36,12 +38,14 @@ struct bulk_outcome {
 void bulk_init(struct bulk_run *r, size_t cap);
 void bulk_free(struct bulk_run *r);
 
-/* True for a command the bulk function applies: an assign without migration or email. */
+/* True for a command a bulk function applies: an assign without migration or email, or
+ * a revoke without remove_migrated_orders (apply_bulk_revoke.h). */
 bool bulk_eligible(const struct b2bd_command *cmd);
 
 /* Adds a decoded command to the run, which takes it over (cmd is left zeroed), when
- * there is room and it has no key in common with the run's commands; else returns
- * false and leaves cmd alone. An empty run takes any eligible command. */
+ * there is room, it is of the run's type (assigns and revokes make separate runs) and it
+ * has no key in common with the run's commands; else returns false and leaves cmd
+ * alone. An empty run takes any eligible command. */
 bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd);
 
 /* Applies the run inside its own savepoint. Returns 0 with out[i] for each command;
@@ -53,5 +57,8 @@ int bulk_apply(struct b2bd_db *db, struct bulk_run *r, struct bulk_outcome *out,
 
 /* Empties the run (its commands are freed). */
 void bulk_clear(struct bulk_run *r);
+
+/* p[0..len) as a JSON string of hex digits, or JSON null when p is NULL. */
+json_t *bulk_hex_or_null(const void *p, size_t len);
 
 #endif

@@ -317,7 +317,7 @@ struct b2bd_metrics *metrics_b2bd_new(void)
     bm->skipped = metrics_register(r, METRIC_COUNTER, "b2bd_commands_redelivered_total",
         "Messages skipped because they were applied before (redelivered by Kafka).", NULL, NULL, 0);
     bm->bulk_commands = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_commands_total",
-        "Plain assigns settled set-based, in runs (bulk_assign).", NULL, NULL, 0);
+        "Plain assigns and revokes settled set-based, in runs (bulk_assign).", NULL, NULL, 0);
     bm->bulk_fallbacks = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_fallbacks_total",
         "Runs of assigns handed back to the one-by-one path (a race, or rows about one customer).",
         NULL, NULL, 0);

@@ -37,7 +37,7 @@ struct b2bd_config {
     long apply_workers;             /* apply_workers: a batch's partitions applied in
                                        parallel by this many connections, default 2 */
     char *bulk_assign;              /* bulk_assign: on (default) or off: runs of plain assigns
-                                       applied set-based (apply_bulk.c) */
+                                       and of revokes applied set-based (apply_bulk.c) */
     long batch_linger_ms;           /* batch_linger_ms, default 0 */
     long notifier_retry_initial_ms; /* default 60000 */
     long notifier_retry_max_ms;     /* default 3600000 */
