@@ -60,16 +60,26 @@ enum b2bd_code apply_customer_merge(struct apply_cmd *c, struct b2bd_err *err)
 static const char SQL_EXPORT[] =
     "SELECT b2bd_customer_export($1, $2, $3, $4, $5, $6)::text, lower($3)";
 
-enum b2bd_code apply_customer_data_request(struct apply_cmd *c, struct b2bd_err *err)
+/* Runs one of the SQL functions about a command's subject (by customer_id or email),
+ * given (shop, customer_id, email, command_id, a new event_id, now); event_id is set. */
+static PGresult *subject_call(struct apply_cmd *c, const char *sql, char event_id[37],
+                              enum b2bd_code *code, struct b2bd_err *err)
 {
     const struct b2bd_customer_ref *p = &c->cmd->u.subject;
-    char event_id[37], now[32];
+    char now[32];
     util_uuid_v4(event_id);
     util_now_rfc3339(now);
     const char *v[] = {c->cmd->shop_id, p->customer_id, p->email, c->cmd->command_id,
                        event_id, now};
+    return apply_q_rejectable(c, sql, 6, v, code, err);
+}
+
+enum b2bd_code apply_customer_data_request(struct apply_cmd *c, struct b2bd_err *err)
+{
+    const struct b2bd_customer_ref *p = &c->cmd->u.subject;
+    char event_id[37];
     enum b2bd_code code;
-    PGresult *res = apply_q_rejectable(c, SQL_EXPORT, 6, v, &code, err);
+    PGresult *res = subject_call(c, SQL_EXPORT, event_id, &code, err);
     if (!res)
         return code;
     json_t *doc = load_json(PQgetvalue(res, 0, 0));
@@ -204,14 +214,9 @@ static enum b2bd_code redact_results(struct apply_cmd *c, const struct subject *
 
 enum b2bd_code apply_customer_redact(struct apply_cmd *c, struct b2bd_err *err)
 {
-    const struct b2bd_customer_ref *p = &c->cmd->u.subject;
-    char event_id[37], now[32];
-    util_uuid_v4(event_id);
-    util_now_rfc3339(now);
-    const char *v[] = {c->cmd->shop_id, p->customer_id, p->email, c->cmd->command_id,
-                       event_id, now};
+    char event_id[37];
     enum b2bd_code code;
-    PGresult *res = apply_q_rejectable(c, SQL_REDACT, 6, v, &code, err);
+    PGresult *res = subject_call(c, SQL_REDACT, event_id, &code, err);
     if (!res)
         return code;
     json_t *r = load_json(PQgetvalue(res, 0, 0));
