@@ -20,6 +20,11 @@ enum kind { ASSIGN, ASSIGN_NEW, REVOKE };
 static int64_t run(struct b2bd_applier *ap, enum kind kind, long n, long batch,
                    struct apply_stats *st, struct b2bd_err *err)
 {
+    /* B2BD_BENCH_ACTOR=A: each command carries "actor": A and an import_id */
+    const char *actor = getenv("B2BD_BENCH_ACTOR");
+    char envelope[160] = "";
+    if (actor)
+        snprintf(envelope, sizeof envelope, "\"actor\":\"%.64s\",\"import_id\":\"bench-import\"", actor);
     char **values = calloc((size_t)n, sizeof *values);
     struct b2bd_msg *msgs = calloc((size_t)n, sizeof *msgs);
     if (!values || !msgs)
@@ -42,6 +47,13 @@ static int64_t run(struct b2bd_applier *ap, enum kind kind, long n, long batch,
             sbuf_addf(&b, "{\"command_id\":\"%s\",\"type\":\"assign\",\"shop_id\":\"bench\",\"payload\":"
                           "{\"company_id\":\"c-0\",\"customer\":{\"id\":\"u-0-%ld\"},"
                           "\"locations\":[{\"location_id\":\"l-0\",\"role\":\"ordering_only\"}]}}", id, i);
+        if (actor) { /* as b2bctl import sends them: with an actor and an import id */
+            struct sbuf e = {0};
+            const char *at = strstr(b.s, "\"shop_id\"");
+            sbuf_addf(&e, "%.*s%s,%s", (int)(at - b.s), b.s, envelope, at);
+            free(b.s);
+            b = e;
+        }
         values[i] = b.s;
         msgs[i] = (struct b2bd_msg){.topic = kind == REVOKE ? TOPIC_REVOKE : TOPIC_ASSIGN,
                                     .topic_name = kind == REVOKE ? "bench.commands.revoke"
