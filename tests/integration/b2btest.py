@@ -1,14 +1,11 @@
 """Shared steps of the integration tests: a world with a shop, a company and its
 locations, command helpers, and the check that every message b2bd published matches
 the contract's schemas (topics/schemas)."""
-import os
 import sys
 import time
 
 import harness
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schema"))
-import schemas  # noqa: E402
 
 
 class B2bTestCase(harness.TestCase):

@@ -20,14 +20,8 @@ per company (key) that can change something, and a round is sent once the previo
 has its results: the model's order is then the order b2bd must follow. Hostile commands
 change nothing whatever their order, so a round may hold any number of them."""
 import json
-import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -35,6 +29,7 @@ import uuid
 
 import harness
 from b2btest import B2bTestCase, wait_until
+from private_pg import PrivatePostgres
 
 COMPANIES = {"c-0": ["l-00", "l-01", "l-02"]}
 COMPANIES.update({"c-%d" % i: ["l-%d0" % i, "l-%d1" % i] for i in range(1, 8)})
@@ -168,143 +163,6 @@ class Model:
             self.emails += 1
             return ("applied", "queued")
         return ("applied", "skipped")
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of the test's own (the localenv one serves tests that run in
-    parallel, and killing it would break them): initdb as the postgres user in a /tmp
-    directory, its own port, a database owned by role b2bd (self.dsn). kill() SIGKILLs
-    the postmaster and every process of the cluster; start() then runs crash recovery.
-    Durable like production (fsync, synchronous_commit): a commit b2bd was told about
-    survives; one in flight may or may not, and b2bd must cope with either."""
-
-    def __init__(self):
-        self.bin = harness.env()["PG_BIN"]
-        self.root = tempfile.mkdtemp(prefix="b2bd-pgcrash.", dir="/tmp")
-        # named for scripts/localenv.sh stop, in case this process is killed before stop()
-        self.marker = os.path.join(harness.LOCALENV_DIR, "private-pg", os.path.basename(self.root))
-        try:
-            self._setup()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _setup(self):
-        os.makedirs(os.path.dirname(self.marker), exist_ok=True)
-        with open(self.marker, "w") as f:
-            f.write(self.root + "\n")
-        if os.getuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        os.chmod(self.root, 0o700)
-        self.data = os.path.join(self.root, "data")
-        self.log_path = os.path.join(self.root, "postgres.log")
-        self._as_pg([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
-                     "-E", "UTF8", "--no-locale", "-N"])
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
-                    "fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n"
-                    "max_connections = 50\nshared_buffers = 32MB\nlog_min_messages = warning\n"
-                    "log_line_prefix = '%%m [%%p] %%u@%%d '\n" % self.root)
-        for attempt in range(5):
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                self.port = sock.getsockname()[1]
-            try:
-                self.start()
-                break
-            except AssertionError:
-                if attempt == 4:
-                    raise
-        self.admin_dsn = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
-        harness.db_query(self.admin_dsn, "CREATE ROLE b2bd LOGIN")
-        harness.db_query(self.admin_dsn, "CREATE DATABASE b2bd_crash OWNER b2bd")
-        self.dsn = "host=127.0.0.1 port=%d user=b2bd dbname=b2bd_crash" % self.port
-
-    def _as_pg(self, args, check=True):
-        if os.getuid() == 0:
-            args = ["runuser", "-u", "postgres", "--"] + args
-        p = subprocess.run(args, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=120)
-        if check and p.returncode != 0:
-            raise AssertionError("%s failed (%d): %s" % (args, p.returncode, p.stdout.decode(errors="replace")))
-        return p.returncode
-
-    def start(self):
-        self._as_pg([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log_path, "-w", "-t", "60",
-                     "-o", "-p %d" % self.port, "start"])
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    @staticmethod
-    def _state(pid):
-        """The process's state letter, None once it is gone (and reaped)."""
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                return f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return None
-
-    @staticmethod
-    def _children(pid):
-        kids = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open("/proc/%s/stat" % name) as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                            kids.append(int(name))
-                except (OSError, ValueError, IndexError):
-                    pass
-        return kids
-
-    def postmaster(self):
-        with open(os.path.join(self.data, "postmaster.pid")) as f:
-            return int(f.readline())
-
-    def kill(self):
-        """SIGKILL to the postmaster and all its processes (it is stopped for the moment
-        its children are listed, so that it forks none unseen); waits until all are gone.
-        Returns how many processes were killed."""
-        pm = self.postmaster()
-        os.kill(pm, signal.SIGSTOP)
-        pids = [pm] + self._children(pm)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        wait_until(lambda: all(self._state(p) in (None, "Z") for p in pids), timeout=30, step=0.05,
-                   what="the PostgreSQL processes to die")
-        # A zombie postmaster (orphans are reaped by PID 1, which may be slow to) would make
-        # the next one take postmaster.pid for a running server's: wait for the reaping.
-        try:
-            wait_until(lambda: self._state(pm) is None, timeout=10, step=0.05, what="the postmaster reaped")
-        except AssertionError:
-            os.unlink(os.path.join(self.data, "postmaster.pid"))  # dead for sure: SIGKILLed, a zombie
-        return len(pids)
-
-    def stop(self):
-        data = getattr(self, "data", None)
-        if data and os.path.exists(os.path.join(data, "postmaster.pid")):
-            if self._as_pg([os.path.join(self.bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "-t", "30",
-                            "stop"], check=False) != 0:
-                try:
-                    self.kill()
-                except (OSError, ValueError, AssertionError):
-                    pass
-        self.remove()
-
-    def remove(self):
-        shutil.rmtree(self.root, ignore_errors=True)
-        try:
-            os.unlink(self.marker)
-        except FileNotFoundError:
-            pass
 
 
 class CrashBase(B2bTestCase):
@@ -725,7 +583,7 @@ class PostgresKillTest(CrashBase):
     def _make_world(cls, target):
         target.prefix = harness.unique_name("t") + "."
         harness.create_topics(target.prefix)
-        target.pg = PrivatePostgres()
+        target.pg = PrivatePostgres(durable=True, dbname="b2bd_crash")
         target.dsn = target.pg.dsn
         target.db_name = None  # the database goes with the cluster
 
@@ -734,7 +592,7 @@ class PostgresKillTest(CrashBase):
         try:
             super().tearDownClass()
         finally:
-            cls.pg.stop()
+            cls.pg.destroy()
 
     def tearDown(self):
         if self._failed():

@@ -9,7 +9,6 @@ message sets) per partition log: older sets are dropped when a new one arrives. 
 message is therefore readable only until the next message reaches its partition."""
 import json
 import sys
-import time
 import unittest
 import uuid
 

@@ -1,7 +1,6 @@
 """Checks the local test environment itself (no daemon needed)."""
 
 import smtplib
-import time
 import os
 import unittest
 import uuid

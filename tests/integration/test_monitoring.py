@@ -1,35 +1,21 @@
 """The monitoring that ships with b2bd against a running daemon: /metrics passes
 `promtool check metrics`, and every metric (and grouping label) that the Grafana
 dashboard (monitoring/grafana/b2bd.json) queries is in /metrics."""
-import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import unittest
 
 import harness
 from b2btest import B2bTestCase, wait_until
 from harness import scrape
 
-DASHBOARD = os.path.join(harness.SOURCE_DIR, "monitoring", "grafana", "b2bd.json")
+sys.path.insert(0, os.path.join(harness.SOURCE_DIR, "tests", "shipping"))
+import dashboard  # noqa: E402
+
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus at scrape time
-
-
-def dashboard_queries():
-    with open(DASHBOARD, encoding="utf-8") as f:
-        dash = json.load(f)
-    out = []
-
-    def walk(panels):
-        for p in panels:
-            walk(p.get("panels", []))
-            out.extend((p["title"], t["expr"]) for t in p.get("targets", []))
-    walk(dash["panels"])
-    for v in dash.get("templating", {}).get("list", []):
-        if isinstance(v.get("query"), dict):
-            out.append(("variable " + v["name"], v["query"]["query"]))
-    return out
 
 
 @unittest.skipUnless(shutil.which("promtool"), "promtool missing: run scripts/deps.sh")
@@ -66,7 +52,7 @@ class MonitoringTest(B2bTestCase):
         labels = {}
         for (name, lbls) in m.samples:
             labels.setdefault(name, set()).update(k for k, _ in lbls)
-        queries = dashboard_queries()
+        queries = dashboard.queries()
         self.assertGreater(len(queries), 20)
         for title, expr in queries:
             used = set(re.findall(r"\b(b2bd_[a-z0-9_]+)", expr))

@@ -11,11 +11,10 @@ import subprocess
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import harness
 from b2btest import B2bTestCase, wait_until
+from private_pg import PrivatePostgres
 
 FAST_RETRY = {"B2BD_NOTIFIER_RETRY_INITIAL_MS": "200", "B2BD_NOTIFIER_RETRY_MAX_MS": "400"}
 
@@ -177,70 +176,6 @@ class EndpointTest(HttpMixin, B2bTestCase):
                     and d("b2bd_notifications_failed_total") == 1
                     and d("b2bd_notification_send_duration_seconds_count") == 3)
         self.wait_metric(self.port, counted, what="1 sent, 1 retried, 1 failed")
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of this test alone (initdb as the postgres user into a
-    /tmp directory, like scripts/localenv.sh), so that it can be stopped without
-    disturbing the tests that share the local environment's server."""
-
-    def __init__(self):
-        self.bin = harness.env()["PG_BIN"]
-        self.root = tempfile.mkdtemp(prefix="b2bd-ops-pg.", dir="/tmp")
-        self.data = os.path.join(self.root, "data")
-        self.log = os.path.join(self.root, "postgres.log")
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-locale", "-N")
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
-                    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    "log_min_messages = warning\n" % self.root)
-        # a port picked free may be taken before the server binds it: pick again
-        for attempt in range(5):
-            self.port = harness.free_port()
-            try:
-                self.start()
-                break
-            except AssertionError:
-                if attempt == 4 or "could not bind" not in self._log_tail():
-                    raise
-        admin = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
-        harness.db_query(admin, "CREATE ROLE b2bd LOGIN")
-        harness.db_query(admin, "CREATE DATABASE b2bd OWNER b2bd")
-        self.dsn = "host=127.0.0.1 port=%d user=b2bd dbname=b2bd" % self.port
-
-    def _run(self, tool, *args):
-        cmd = [os.path.join(self.bin, tool)] + list(args)
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        r = subprocess.run(cmd, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=120)
-        if r.returncode != 0:
-            raise AssertionError("%s failed (%s): %s" % (tool, r.returncode, r.stdout.decode()[-3000:]))
-
-    def start(self):
-        self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60",
-                  "-o", "-p %d" % self.port, "start")
-
-    def _log_tail(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self):
-        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop")
-
-    def destroy(self):
-        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
-            try:
-                self.stop()
-            except AssertionError:
-                pass
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class ReadinessTest(HttpMixin, B2bTestCase):

@@ -78,7 +78,6 @@ class BadInputTest(B2bTestCase):
 
     def test_dead_letters_do_not_block_the_partition(self):
         topic = "commands.assign"
-        sent = []
         bad = [(b"\xff\xfe garbage", "NOT_JSON"), (b"not json at all", "NOT_JSON"),
                (b'["an", "array"]', "NOT_A_COMMAND"), (b'{"type": "assign"}', "NOT_A_COMMAND"),
                (b'{"command_id": "not-a-uuid", "type": "assign"}', "NOT_A_COMMAND"),

@@ -7,7 +7,6 @@ import shutil
 import tempfile
 import subprocess
 import unittest
-import uuid
 
 import harness
 from b2btest import B2bTestCase, wait_until

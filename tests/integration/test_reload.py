@@ -10,7 +10,7 @@ import tempfile
 import time
 
 import harness
-from b2btest import B2bTestCase, wait_until
+from b2btest import B2bTestCase
 from harness import scrape
 
 

@@ -1,7 +1,6 @@
 """Paths shared by the shipping tests (man pages, package, monitoring, AsyncAPI)."""
 import os
 import shutil
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("B2BD_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", ".."))

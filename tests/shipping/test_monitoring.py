@@ -4,32 +4,15 @@
 and that /metrics passes `promtool check metrics`: tests/integration/test_monitoring.py.)
 """
 import json
-import os
 import re
 import subprocess
 import tempfile
 import unittest
 
+import dashboard
 from shipping import need_tool, src
 
 RULES = src("monitoring", "b2bd.rules.yml")
-DASHBOARD = src("monitoring", "grafana", "b2bd.json")
-
-
-def dashboard_exprs():
-    """Every query of the dashboard (panels in rows included), with Grafana's variables
-    replaced by values Prometheus accepts."""
-    with open(DASHBOARD, encoding="utf-8") as f:
-        dash = json.load(f)
-    out = []
-
-    def walk(panels):
-        for p in panels:
-            walk(p.get("panels", []))
-            for t in p.get("targets", []):
-                out.append((p["title"], t["expr"]))
-    walk(dash["panels"])
-    return out
 
 
 def concrete(expr):
@@ -68,7 +51,7 @@ class Rules(unittest.TestCase):
 
 class Dashboard(unittest.TestCase):
     def test_queries_are_valid_promql(self):
-        exprs = dashboard_exprs()
+        exprs = dashboard.queries(variables=False)
         self.assertGreater(len(exprs), 20)
         # promtool parses the queries as recording rules
         lines = ["groups:", "  - name: dashboard", "    rules:"]
@@ -81,14 +64,14 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_panels_the_issue_asks_for(self):
-        exprs = " ".join(e for _, e in dashboard_exprs())
+        exprs = " ".join(e for _, e in dashboard.queries())
         for metric in ("b2bd_commands_applied_total", "b2bd_commands_rejected_by_code_total",
                        "b2bd_batch_duration_seconds_bucket", "b2bd_command_duration_seconds_bucket",
                        "b2bd_consumer_lag_messages", "b2bd_outbox_rows",
                        "b2bd_outbox_oldest_age_seconds", "b2bd_notifications_sent_total"):
             self.assertIn(metric, exprs)
         ids = []
-        with open(DASHBOARD, encoding="utf-8") as f:
+        with open(dashboard.DASHBOARD, encoding="utf-8") as f:
             for p in json.load(f)["panels"]:
                 ids.append(p["id"])
         self.assertEqual(len(ids), len(set(ids)))
