@@ -70,8 +70,8 @@ int db_connect(struct b2bd_db *db, struct b2bd_err *err)
     }
     PQsetNoticeProcessor(db->conn, db_notice, NULL);
     db->reconnects++;
-    if (db->reconnects > 1) /* this connection was up before and was lost */
-        metrics_inc(metrics_global()->db_reconnects, NULL, 1);
+    if (db->reconnects > 1 && db->metrics) /* this connection was up before and was lost */
+        metrics_inc(db->metrics->db_reconnects, NULL, 1);
     return 0;
 }
 

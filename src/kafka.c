@@ -14,6 +14,7 @@
 struct kafka_in {
     rd_kafka_t *rk;
     atomic_int assigned;
+    struct b2bd_metrics *metrics; /* NULL: nothing counted */
 };
 
 static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *val,
@@ -138,11 +139,11 @@ rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type
 }
 
 /* Publishes the consumer's partition count (metrics and readiness). */
-static void kafka_count_assigned(rd_kafka_t *rk)
+static void kafka_count_assigned(struct kafka_in *k, rd_kafka_t *rk)
 {
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts) {
-        metrics_assigned(metrics_global(), parts->cnt);
+        metrics_assigned(k->metrics, parts->cnt);
         rd_kafka_topic_partition_list_destroy(parts);
     }
 }
@@ -164,7 +165,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             rd_kafka_assign(rk, parts);
         }
         atomic_store(&k->assigned, 1);
-        kafka_count_assigned(rk);
+        kafka_count_assigned(k, rk);
     } else {
         log_info("kafka", "revoked", "partitions=%d", parts->cnt);
         if (cooperative) {
@@ -175,7 +176,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             rd_kafka_assign(rk, NULL);
             atomic_store(&k->assigned, 0);
         }
-        kafka_count_assigned(rk);
+        kafka_count_assigned(k, rk);
     }
 }
 
@@ -183,12 +184,13 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
 static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
     (void)rk;
-    (void)opaque;
-    metrics_kafka_stats(metrics_global(), json, len);
+    struct kafka_in *k = opaque;
+    metrics_kafka_stats(k->metrics, json, len);
     return 0; /* librdkafka frees json */
 }
 
-struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *err)
+struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                              struct b2bd_err *err)
 {
     static const char *const defaults[] = {
         "enable.auto.commit", "false", "enable.auto.offset.store", "false",
@@ -200,6 +202,7 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *er
     struct kafka_in *k = calloc(1, sizeof *k);
     if (!k)
         abort();
+    k->metrics = metrics;
     rd_kafka_conf_t *conf = kafka_conf(cfg, defaults, err);
     if (!conf || kafka_set(conf, "group.id", cfg->group_id, err) < 0) {
         if (conf)

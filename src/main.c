@@ -110,10 +110,10 @@ static int startup_database(struct b2bd_db *db)
 }
 
 /* Waits before the next attempt after a failure of the surroundings: 100 ms doubling to
- * 5 s. Returns -1 if a stop was asked. */
-static int retry_wait(long *backoff)
+ * 5 s, counted in metrics. Returns -1 if a stop was asked. */
+static int retry_wait(struct b2bd_metrics *metrics, long *backoff)
 {
-    metrics_inc(metrics_global()->batch_retries, NULL, 1);
+    metrics_inc(metrics->batch_retries, NULL, 1);
     sdnotify_watchdog(); /* alive, waiting for the database: a restart would not help */
     if (stop_requested)
         return -1;
@@ -125,28 +125,29 @@ static int retry_wait(long *backoff)
 /* Applies msgs in one transaction, retrying (with backoff, reconnecting) while the
  * surroundings fail. Returns 0 once committed, -1 if a stop came first (nothing
  * committed), 1 when the database refused something in them (why: what the message at
- * fault gets). */
+ * fault gets). Counted in the metrics of the applier's connection (run's). */
 static int apply_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msgs, size_t n,
                           struct apply_stats *st, struct b2bd_err *why, long *backoff)
 {
+    struct b2bd_metrics *metrics = ap->db->metrics;
     for (;;) {
         struct b2bd_err err;
         b2bd_err_clear(&err);
         if (apply_batch(ap, msgs, n, st, &err) == 0) {
-            metrics_db_check(metrics_global(), 1);
+            metrics_db_check(metrics, 1);
             return 0;
         }
         if (err.code != B2BD_ERR_DB) {
-            metrics_inc(metrics_global()->batch_retries, NULL, 1);
+            metrics_inc(metrics->batch_retries, NULL, 1);
             *why = err;
             return 1;
         }
         if (!db_connected(ap->db))
-            metrics_db_check(metrics_global(), 0);
+            metrics_db_check(metrics, 0);
         char msg[300];
         log_quote(msg, sizeof msg, err.msg);
         log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, *backoff);
-        if (retry_wait(backoff) < 0)
+        if (retry_wait(metrics, backoff) < 0)
             return -1;
     }
 }
@@ -165,7 +166,7 @@ static int reject_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msg,
         log_quote(text, sizeof text, err.msg);
         log_warn("main", "reject_failed", "topic=%s partition=%d offset=%lld error=%s retry_ms=%ld",
                  msg->topic_name, (int)msg->partition, (long long)msg->offset, text, *backoff);
-        if (retry_wait(backoff) < 0)
+        if (retry_wait(ap->db->metrics, backoff) < 0)
             return -1;
     }
 }
@@ -194,10 +195,12 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
     return 0;
 }
 
-/* The command pipeline: consume, apply, commit offsets, until a stop is asked. */
+/* The command pipeline: consume, apply, commit offsets, until a stop is asked; counted
+ * in db's metrics. */
 static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
                        const struct email_template *tmpl, struct b2bd_relay *relay)
 {
+    struct b2bd_metrics *metrics = db->metrics;
     struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl};
     struct workers *workers = workers_new((size_t)cfg->apply_workers, &ap);
     struct apply_stats st = {0};
@@ -246,7 +249,7 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
                 .value = batch[i]->payload,
                 .value_len = batch[i]->len,
             };
-            metrics_inc(metrics_global()->consumed,
+            metrics_inc(metrics->consumed,
                         METRIC_LABELS((int)msgs[i].topic >= 0 && msgs[i].topic < TOPIC_COUNT
                                           ? decode_topic_suffix(msgs[i].topic) : "other"), 1);
         }
@@ -254,12 +257,12 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
             struct apply_stats before = st;
             double started = metrics_clock();
             if (workers_apply(workers, msgs, n, apply_with_retry, &st, ok) > 1)
-                metrics_inc(metrics_global()->parallel_batches, NULL, 1);
+                metrics_inc(metrics->parallel_batches, NULL, 1);
             size_t n_done = 0;
             for (size_t i = 0; i < n; i++)
                 if (ok[i])
                     done[n_done++] = batch[i];
-            metrics_record_batch(metrics_global(), &before, &st, n_done, metrics_clock() - started);
+            metrics_record_batch(metrics, &before, &st, n_done, metrics_clock() - started);
             kafka_in_commit(in, done, n_done, stop_requested);
             if (n_done < n)
                 log_warn("main", "batch_abandoned",
@@ -307,8 +310,10 @@ static int run(struct b2bd_config *cfg)
         log_warn("main", "notifier_disabled", "note=\"no smtp_url: emails stay queued until a notifier runs\"");
         notifier = 0;
     }
-    atomic_store(&metrics_global()->needs_consumer, worker);
-    struct http_server *http = http_start(cfg->http_listen, metrics_global(), &err);
+    /* the daemon's one set of metrics, handed to each module that counts */
+    struct b2bd_metrics *metrics = metrics_b2bd_new();
+    atomic_store(&metrics->needs_consumer, worker);
+    struct http_server *http = http_start(cfg->http_listen, metrics, &err);
     if (http)
         log_info("main", "http_listening", "addr=%s port=%d paths=/metrics,/healthz,/readyz",
                  cfg->http_listen, http_port(http));
@@ -316,35 +321,37 @@ static int run(struct b2bd_config *cfg)
         log_error("main", "http_failed", "field=%s error=\"%s\"", err.field, err.msg);
     struct b2bd_db db;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
+    db.metrics = metrics;
     if (startup_database(&db) < 0) {
         db_free(&db);
         email_template_free(&tmpl);
         http_stop(http);
+        metrics_b2bd_free(metrics);
         return 0;
     }
-    metrics_db_check(metrics_global(), 1);
+    metrics_db_check(metrics, 1);
     int rc = 0;
     struct b2bd_relay *relay = NULL;
     struct b2bd_notifier *ntf = NULL;
     struct kafka_in *in = NULL;
-    if (!(relay = relay_start(cfg, &err))) {
+    if (!(relay = relay_start(cfg, metrics, &err))) {
         log_error("main", "relay_failed", "field=%s error=\"%s\"", err.field, err.msg);
         rc = 1;
         goto out;
     }
-    if (worker && !(in = kafka_in_new(cfg, &err))) {
+    if (worker && !(in = kafka_in_new(cfg, metrics, &err))) {
         log_error("main", "consumer_failed", "field=%s error=\"%s\"", err.field, err.msg);
         rc = 1;
         goto out;
     }
-    if (notifier && !(ntf = notifier_start(cfg, &err))) {
+    if (notifier && !(ntf = notifier_start(cfg, metrics, &err))) {
         log_error("main", "notifier_failed", "field=%s error=\"%s\"", err.field, err.msg);
         rc = 1;
         goto out;
     }
     log_info("main", "ready", "role=%s group=%s prefix=%s batch_max=%ld linger_ms=%ld", cfg->role,
              cfg->group_id, cfg->topic_prefix, cfg->batch_max, cfg->batch_linger_ms);
-    atomic_store(&metrics_global()->started, 1);
+    atomic_store(&metrics->started, 1);
     sdnotify_ready(worker ? "consuming commands" : "sending notifications");
     if (worker)
         run_worker(cfg, in, &db, &tmpl, relay);
@@ -362,7 +369,7 @@ static int run(struct b2bd_config *cfg)
         rc = EXIT_KAFKA_FATAL;
     }
 out:
-    atomic_store(&metrics_global()->stopping, 1);
+    atomic_store(&metrics->stopping, 1);
     sdnotify_stopping();
     if (in)
         kafka_in_close(in);
@@ -371,6 +378,7 @@ out:
     db_free(&db);
     email_template_free(&tmpl);
     http_stop(http);
+    metrics_b2bd_free(metrics); /* after everything that counts has stopped */
     log_info("main", "stopped", "pid=%d", (int)getpid());
     return rc;
 }

@@ -12,7 +12,7 @@
 
 #include "b2bd/decode.h"
 #include "b2bd/err.h"
-#include "b2bd/outbox.h"
+#include "b2bd/outbox_topics.h"
 
 struct series {
     char *values[METRIC_MAX_LABELS];
@@ -397,23 +397,11 @@ void metrics_b2bd_free(struct b2bd_metrics *bm)
     free(bm);
 }
 
-static struct b2bd_metrics *global_metrics;
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-
-static void metrics_global_init(void)
-{
-    global_metrics = metrics_b2bd_new();
-}
-
-struct b2bd_metrics *metrics_global(void)
-{
-    pthread_once(&global_once, metrics_global_init);
-    return global_metrics;
-}
-
 void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *before,
                           const struct apply_stats *after, size_t n, double seconds)
 {
+    if (!bm)
+        return;
     for (int t = 0; t <= CMD_UNKNOWN; t++) {
         const char *type = decode_type_name((enum b2bd_cmd_type)t);
         unsigned long a = after->applied_by_type[t] - before->applied_by_type[t];
@@ -451,11 +439,15 @@ void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *bef
 
 void metrics_published(struct b2bd_metrics *bm, const char *topic_suffix)
 {
+    if (!bm)
+        return;
     metrics_inc(bm->published, METRIC_LABELS(topic_suffix), 1);
 }
 
 void metrics_outbox(struct b2bd_metrics *bm, long rows, double oldest_age_s)
 {
+    if (!bm)
+        return;
     metrics_set(bm->outbox_rows, NULL, (double)rows);
     metrics_set(bm->outbox_age, NULL, oldest_age_s);
     atomic_store(&bm->outbox_age_ms, (long long)(oldest_age_s * 1000));
@@ -463,6 +455,8 @@ void metrics_outbox(struct b2bd_metrics *bm, long rows, double oldest_age_s)
 
 void metrics_db_check(struct b2bd_metrics *bm, int ok)
 {
+    if (!bm)
+        return;
     int64_t now = util_now_ms();
     atomic_store(ok ? &bm->db_ok_ms : &bm->db_fail_ms, (long long)(now > 0 ? now : 1));
     metrics_set(bm->db_up, NULL, ok ? 1 : 0);
@@ -470,6 +464,8 @@ void metrics_db_check(struct b2bd_metrics *bm, int ok)
 
 void metrics_assigned(struct b2bd_metrics *bm, int partitions)
 {
+    if (!bm)
+        return;
     atomic_store(&bm->assigned_partitions, partitions);
     metrics_set(bm->assigned, NULL, partitions);
     if (partitions == 0)
@@ -478,6 +474,8 @@ void metrics_assigned(struct b2bd_metrics *bm, int partitions)
 
 int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len)
 {
+    if (!bm)
+        return 0;
     json_t *root = json_loadb(json, len, 0, NULL);
     json_t *topics = json_object_get(root, "topics");
     if (!json_is_object(topics)) {

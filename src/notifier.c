@@ -42,6 +42,7 @@ struct worker {
 
 struct b2bd_notifier {
     const struct b2bd_config *cfg;
+    struct b2bd_metrics *metrics; /* NULL: nothing counted */
     atomic_int stopping;
     pthread_mutex_t pace_lock; /* the workers share one pace (notifier_rate_per_s) */
     int64_t next_send_us;
@@ -165,7 +166,8 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
         if ((rc = record_update(db, SQL_SENT, 2, v, err)) <= 0)
             return rc < 0 ? -1 : 1;
         log_info("notifier", "sent", "notification_id=%s attempts=%d", idq, attempts);
-        metrics_inc(metrics_global()->ntf_sent, NULL, 1);
+        if (n->metrics)
+            metrics_inc(n->metrics->ntf_sent, NULL, 1);
         return emit_event(db, row, "sent", attempts, NULL, err);
     }
     /* the settings SIGHUP may change (src/reload.c stores them atomically) */
@@ -182,7 +184,8 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
             return rc < 0 ? -1 : 1;
         log_warn("notifier", "failed", "notification_id=%s attempts=%d reply=%ld error=%s", idq,
                  attempts, r->reply_code, msg);
-        metrics_inc(metrics_global()->ntf_failed, NULL, 1);
+        if (n->metrics)
+            metrics_inc(n->metrics->ntf_failed, NULL, 1);
         return emit_event(db, row, "failed", attempts, r->error, err);
     }
     char ms[24];
@@ -192,7 +195,8 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
         return rc < 0 ? -1 : 1;
     log_info("notifier", "retry", "notification_id=%s attempts=%d reply=%ld delay_ms=%ld error=%s",
              idq, attempts, r->reply_code, delay, msg);
-    metrics_inc(metrics_global()->ntf_retried, NULL, 1);
+    if (n->metrics)
+        metrics_inc(n->metrics->ntf_retried, NULL, 1);
     return 0;
 }
 
@@ -315,7 +319,8 @@ static int work_once(struct b2bd_notifier *n, struct b2bd_db *db, struct smtp_cl
         }
         double started = metrics_clock();
         smtp_send(smtp, &m, &r);
-        metrics_observe(metrics_global()->ntf_duration, NULL, metrics_clock() - started, 1);
+        if (n->metrics)
+            metrics_observe(n->metrics->ntf_duration, NULL, metrics_clock() - started, 1);
     }
     record_outcome(n, db, row, token, &r);
     PQclear(row);
@@ -345,6 +350,7 @@ static void *worker_main(void *arg)
     struct b2bd_db db;
     struct b2bd_err err;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
+    db.metrics = n->metrics;
     /* smtp:// upgrades with STARTTLS when the server offers it (try), or refuses to
      * send without it (required); smtps:// is TLS from the start */
     int starttls = strcmp(cfg->smtp_starttls, "required") == 0 ? 2
@@ -374,7 +380,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_err *err)
+struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                                     struct b2bd_err *err)
 {
     if (!cfg->smtp_url) {
         b2bd_err_set(err, B2BD_INVALID, "smtp_url", "the notifier needs smtp_url (B2BD_SMTP_URL)");
@@ -384,6 +391,7 @@ struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_
     if (!n)
         abort();
     n->cfg = cfg;
+    n->metrics = metrics;
     pthread_mutex_init(&n->pace_lock, NULL);
     n->n_workers = (int)cfg->notifier_concurrency;
     n->workers = calloc((size_t)n->n_workers, sizeof *n->workers);

@@ -28,6 +28,7 @@
 
 struct b2bd_relay {
     const struct b2bd_config *cfg;
+    struct b2bd_metrics *metrics;
     struct b2bd_db db;
     rd_kafka_t *producer;
     pthread_t thread;
@@ -256,7 +257,7 @@ static int relay_round(struct b2bd_relay *r)
         PQclear(del);
         atomic_fetch_add(&r->published, (unsigned long)done);
         for (int i = 0; i < done; i++) /* delivered, as `published` counts them */
-            metrics_published(metrics_global(), PQgetvalue(res, i, 1));
+            metrics_published(r->metrics, PQgetvalue(res, i, 1));
     }
     if (done < n) {
         if (rc >= 0 && status[done].state == DR_FAILED && relay_permanent(status[done].err) &&
@@ -283,8 +284,8 @@ static void relay_probe(struct b2bd_relay *r)
     struct b2bd_err err;
     PGresult *res = db_connected(&r->db) ? db_query(&r->db, SQL_PROBE, 0, NULL, NULL, NULL, &err) : NULL;
     if (res && PQntuples(res) == 1)
-        metrics_outbox(metrics_global(), atol(PQgetvalue(res, 0, 0)), atof(PQgetvalue(res, 0, 1)));
-    metrics_db_check(metrics_global(), res != NULL);
+        metrics_outbox(r->metrics, atol(PQgetvalue(res, 0, 0)), atof(PQgetvalue(res, 0, 1)));
+    metrics_db_check(r->metrics, res != NULL);
     PQclear(res);
 }
 
@@ -344,18 +345,21 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-struct b2bd_relay *relay_start(const struct b2bd_config *cfg, struct b2bd_err *err)
+struct b2bd_relay *relay_start(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                               struct b2bd_err *err)
 {
     struct b2bd_relay *r = calloc(1, sizeof *r);
     if (!r)
         abort();
     r->cfg = cfg;
+    r->metrics = metrics;
     r->producer = kafka_producer_new(cfg, relay_dr_cb, err);
     if (!r->producer) {
         free(r);
         return NULL;
     }
     db_init(&r->db, cfg->pg_dsn, cfg->pg_password);
+    r->db.metrics = metrics;
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
         rd_kafka_destroy(r->producer);
         db_free(&r->db);

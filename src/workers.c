@@ -35,6 +35,7 @@ struct workers *workers_new(size_t n, const struct b2bd_applier *proto)
         w->s[i].ap = *proto;
         if (i > 0) {
             db_init(&w->s[i].db, proto->cfg->pg_dsn, proto->cfg->pg_password);
+            w->s[i].db.metrics = proto->db->metrics; /* counted as proto's connection is */
             w->s[i].ap.db = &w->s[i].db;
         }
     }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "b2bd/apply_stats.h"
 #include "b2bd/config.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
@@ -19,22 +20,6 @@ struct b2bd_msg {
     size_t key_len;
     const void *value;
     size_t value_len;
-};
-
-struct apply_stats {
-    unsigned long applied;      /* commands applied now */
-    unsigned long rejected;     /* commands that got a `rejected` result */
-    unsigned long duplicates;   /* repeats of applied commands (stored result sent again) */
-    unsigned long dead_letters; /* messages sent to the dead-letter topic */
-    unsigned long skipped;      /* messages already applied before (redelivered) */
-    unsigned long bulk_commands;  /* of those applied, rejected or duplicate: settled set-based */
-    unsigned long bulk_fallbacks; /* runs handed back to the one-by-one path */
-    unsigned long isolated;     /* messages the database refused, rejected alone (the rest applied) */
-    /* the same, by command type (CMD_UNKNOWN: type unknown or unreadable) */
-    unsigned long applied_by_type[CMD_UNKNOWN + 1];
-    unsigned long rejected_by_type[CMD_UNKNOWN + 1];
-    /* rejections by error code, dead letters by their code */
-    unsigned long by_code[B2BD_ERR_INTERNAL + 1];
 };
 
 struct email_template;

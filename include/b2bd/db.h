@@ -9,6 +9,8 @@
 
 #define DB_MAX_PREPARED 96
 
+struct b2bd_metrics;
+
 struct b2bd_db {
     PGconn *conn;
     char *dsn;                  /* owned copy; may hold a password: never log it */
@@ -20,9 +22,11 @@ struct b2bd_db {
     char err_detail[64];
     char err_hint[128];
     unsigned long reconnects;
+    struct b2bd_metrics *metrics; /* counts reconnects; NULL (db_init's): not counted */
 };
 
-/* Copies dsn and password (may be NULL); does not connect. */
+/* Copies dsn and password (may be NULL); does not connect. Set metrics afterwards to
+ * have reconnects counted. */
 void db_init(struct b2bd_db *db, const char *dsn, const char *password);
 void db_free(struct b2bd_db *db);
 

@@ -27,10 +27,13 @@ rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type
 rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk);
 
 struct kafka_in;
+struct b2bd_metrics;
 
 /* A consumer in the configured group, subscribed to the five command topics, with
- * offsets committed only by kafka_in_commit(). */
-struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_err *err);
+ * offsets committed only by kafka_in_commit(). Its partition count and lag go to metrics
+ * (NULL: nowhere). */
+struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                              struct b2bd_err *err);
 
 /* Waits up to wait_ms for a first message, then takes more until max messages or
  * linger_ms have passed, and then those already fetched (up to max): with linger_ms

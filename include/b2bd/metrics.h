@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "b2bd/apply.h"
+#include "b2bd/apply_stats.h"
 #include "b2bd/util.h"
 
 /* ---- A registry ------------------------------------------------------------------------
@@ -107,16 +107,12 @@ struct b2bd_metrics {
 #define METRICS_OUTBOX_STUCK_MS 60000
 
 /* A registry with b2bd's families registered (and zero series for every known command
- * type, error code and output topic, so that rate() works from the start). */
+ * type, error code and output topic, so that rate() works from the start). main.c makes
+ * the daemon's one and hands it to the modules that count (db, kafka, relay, notifier,
+ * http); b2bctl and the tests hand them NULL, and then nothing is counted. Thread-safe.
+ * The counting functions below do nothing when bm is NULL. */
 struct b2bd_metrics *metrics_b2bd_new(void);
 void metrics_b2bd_free(struct b2bd_metrics *bm);
-
-/* The process-wide instance, made on first use and never freed. A single process-wide
- * registry because the metrics describe the process and are updated from places that
- * share no context object: every PostgreSQL connection (db.c), librdkafka's callbacks,
- * the relay and notifier threads, the main loop; passing a registry through all those
- * interfaces would buy nothing but churn. Thread-safe. */
-struct b2bd_metrics *metrics_global(void);
 
 /* After one committed batch of n messages that took seconds: adds the differences of
  * the cumulative stats (after - before) to the counters, observes the batch size, its

@@ -6,6 +6,7 @@
 #include "b2bd/err.h"
 
 struct b2bd_notifier;
+struct b2bd_metrics;
 
 /* Starts cfg->notifier_concurrency workers, each with its own PostgreSQL connection and
  * SMTP client. Workers of all instances share the queue: each claims one due
@@ -14,8 +15,10 @@ struct b2bd_notifier;
  * The lease outlives the longest send, so at most one send of a notification is in
  * flight, even when the worker's database session is lost during the send. Delivery is
  * at least once: a send whose outcome could not be recorded before the lease expired
- * (a crash, or the database away that long) is made again. */
-struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_err *err);
+ * (a crash, or the database away that long) is made again. The outcomes, send times and
+ * database reconnects are counted in metrics (NULL: nowhere). */
+struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                                     struct b2bd_err *err);
 
 /* Lets each worker finish the email in hand, then joins and frees. */
 void notifier_stop(struct b2bd_notifier *n);

@@ -5,14 +5,7 @@
 #include <stddef.h>
 
 #include "b2bd/db.h"
-
-/* Output topics, by the part of their name after the prefix. */
-#define OUTBOX_RESULTS "results"
-#define OUTBOX_ACCESS "events.access"
-#define OUTBOX_NOTIFICATIONS "events.notifications"
-#define OUTBOX_DLQ "dlq"
-#define OUTBOX_SHOPS "events.shops"
-#define OUTBOX_PRIVACY "events.privacy"
+#include "b2bd/outbox_topics.h" /* OUTBOX_RESULTS ...: the output topics */
 
 /* Appends one message to the outbox in the open transaction. key and value are bytes
  * (key may be NULL: no key); headers is a JSON array text of [name, value] pairs or

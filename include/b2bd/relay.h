@@ -8,11 +8,14 @@
 #include "b2bd/err.h"
 
 struct b2bd_relay;
+struct b2bd_metrics;
 
 /* Starts the relay thread, with its own PostgreSQL connection and producer. Only one
  * relay of all instances publishes at a time (an advisory lock); the others wait to
- * take over. Returns NULL with err on a bad Kafka setting. */
-struct b2bd_relay *relay_start(const struct b2bd_config *cfg, struct b2bd_err *err);
+ * take over. It counts what it publishes, the outbox and its database checks in metrics
+ * (NULL: nowhere). Returns NULL with err on a bad Kafka setting. */
+struct b2bd_relay *relay_start(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                               struct b2bd_err *err);
 
 /* Asks the relay to stop, lets it publish what is waiting for up to drain_ms, then
  * joins and frees it. What is not published stays in the outbox for the next start. */

@@ -16,7 +16,7 @@ typedef int (*workers_apply_fn)(struct b2bd_applier *ap, const struct b2bd_msg *
 struct workers;
 
 /* n workers (at least 1) applying like proto; the first uses proto's connection, the
- * others their own (connected on first use). */
+ * others their own (connected on first use, counted in proto's connection's metrics). */
 struct workers *workers_new(size_t n, const struct b2bd_applier *proto);
 void workers_free(struct workers *w);
 
