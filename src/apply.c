@@ -8,6 +8,7 @@
 
 #include "apply_bulk.h"
 #include "apply_internal.h"
+#include "apply_json.h"
 #include "apply_privacy.h"
 #include "b2bd/fault.h"
 #include "b2bd/log.h"
@@ -91,11 +92,6 @@ enum b2bd_code apply_check_contact(struct apply_cmd *c, const char *company, con
         return b2bd_err_set(err, B2BD_NOT_A_CONTACT, "payload.customer_id",
                             "the customer is not a contact of the company");
     return B2BD_OK;
-}
-
-json_t *apply_jstr(const char *s)
-{
-    return s ? json_string(s) : json_null();
 }
 
 void apply_touch(struct apply_cmd *c, const char *customer_id)
