@@ -143,15 +143,6 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     }
 }
 
-/* Serialises j compactly (keys in insertion order); caller frees. */
-static char *apply_dump(const json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-    if (!s)
-        abort();
-    return s;
-}
-
 /* Builds the result message of a command; takes a reference to result. */
 static char *apply_result_message(const struct b2bd_command *cmd, const char *status,
                                   json_t *result, const struct b2bd_err *e)

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "apply_bulk_revoke.h"
+#include "apply_bulk_row.h"
 #include "apply_domain.h"
 #include "apply_json.h"
 #include "b2bd/log.h"
@@ -159,14 +160,7 @@ static char *bulk_rows(const struct bulk_run *r)
             json_array_append_new(locs, json_string(p->locations[k].location_id));
             json_array_append_new(roles, json_string(decode_role_name(p->locations[k].role)));
         }
-        json_t *row = json_object();
-        json_object_set_new(row, "i", json_integer((json_int_t)i));
-        json_object_set_new(row, "id", json_string(cmd->command_id));
-        json_object_set_new(row, "h", apply_hex_or_null(cmd->hash, sizeof cmd->hash));
-        json_object_set_new(row, "imp", apply_jstr(cmd->import_id));
-        json_object_set_new(row, "k", apply_hex_or_null(r->msgs[i]->key, r->msgs[i]->key_len));
-        json_object_set_new(row, "shop", json_string(cmd->shop_id));
-        json_object_set_new(row, "co", json_string(p->company_id));
+        json_t *row = bulk_row_new(r, i, p->company_id);
         json_object_set_new(row, "cu", apply_jstr(p->customer_id));
         json_object_set_new(row, "em", apply_jstr(p->email));
         json_object_set_new(row, "fn", apply_jstr(p->first_name));
@@ -176,10 +170,8 @@ static char *bulk_rows(const struct bulk_run *r)
         json_object_set_new(row, "roles", roles);
         json_array_append_new(rows, row);
     }
-    char *s = json_dumps(rows, JSON_COMPACT);
+    char *s = apply_dump(rows);
     json_decref(rows);
-    if (!s)
-        abort();
     return s;
 }
 

@@ -8,6 +8,14 @@ json_t *apply_jstr(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+char *apply_dump(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (!s)
+        abort();
+    return s;
+}
+
 json_t *apply_hex_or_null(const void *p, size_t len)
 {
     if (!p)

@@ -10,6 +10,9 @@
 /* json_string(s), or json_null() for NULL. */
 json_t *apply_jstr(const char *s);
 
+/* Serialises j compactly (keys in insertion order); caller frees. */
+char *apply_dump(const json_t *j);
+
 /* p[0..len) as a JSON string of hex digits, or JSON null when p is NULL. */
 json_t *apply_hex_or_null(const void *p, size_t len);
 
