@@ -10,7 +10,8 @@
 /* json_string(s), or json_null() for NULL. */
 json_t *apply_jstr(const char *s);
 
-/* Serialises j compactly (keys in insertion order); caller frees. */
+/* Serialises j compactly (keys in insertion order); caller frees. Aborts when out of
+ * memory, as the apply modules do for every JSON they build. */
 char *apply_dump(const json_t *j);
 
 /* p[0..len) as a JSON string of hex digits, or JSON null when p is NULL. */
