@@ -8,6 +8,7 @@
 
 #include "apply_bulk.h"
 #include "apply_internal.h"
+#include "apply_json.h"
 #include "apply_privacy.h"
 #include "b2bd/fault.h"
 #include "b2bd/log.h"
@@ -93,11 +94,6 @@ enum b2bd_code apply_check_contact(struct apply_cmd *c, const char *company, con
     return B2BD_OK;
 }
 
-json_t *apply_jstr(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 void apply_touch(struct apply_cmd *c, const char *customer_id)
 {
     for (size_t i = 0; i < c->n_touched; i++)
@@ -145,15 +141,6 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     case CMD_SHOP_REDACT: return apply_shop_redact;
     default: return apply_unsupported;
     }
-}
-
-/* Serialises j compactly (keys in insertion order); caller frees. */
-static char *apply_dump(const json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-    if (!s)
-        abort();
-    return s;
 }
 
 /* Builds the result message of a command; takes a reference to result. */

@@ -11,7 +11,9 @@
 #include <jansson.h>
 
 #include "apply_bulk_revoke.h"
-#include "apply_internal.h"
+#include "apply_bulk_row.h"
+#include "apply_domain.h"
+#include "apply_json.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
 
@@ -146,25 +148,6 @@ bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_co
 
 /* ---- applying ---------------------------------------------------------------------- */
 
-json_t *bulk_hex_or_null(const void *p, size_t len)
-{
-    if (!p)
-        return json_null();
-    static const char digits[] = "0123456789abcdef";
-    char *s = malloc(len * 2 + 1);
-    if (!s)
-        abort();
-    const unsigned char *b = p;
-    for (size_t i = 0; i < len; i++) {
-        s[2 * i] = digits[b[i] >> 4];
-        s[2 * i + 1] = digits[b[i] & 15];
-    }
-    s[len * 2] = '\0';
-    json_t *j = json_string(s);
-    free(s);
-    return j;
-}
-
 /* The run as b2bd_assign_bulk reads it (see the function's comment). */
 static char *bulk_rows(const struct bulk_run *r)
 {
@@ -177,14 +160,7 @@ static char *bulk_rows(const struct bulk_run *r)
             json_array_append_new(locs, json_string(p->locations[k].location_id));
             json_array_append_new(roles, json_string(decode_role_name(p->locations[k].role)));
         }
-        json_t *row = json_object();
-        json_object_set_new(row, "i", json_integer((json_int_t)i));
-        json_object_set_new(row, "id", json_string(cmd->command_id));
-        json_object_set_new(row, "h", bulk_hex_or_null(cmd->hash, sizeof cmd->hash));
-        json_object_set_new(row, "imp", apply_jstr(cmd->import_id));
-        json_object_set_new(row, "k", bulk_hex_or_null(r->msgs[i]->key, r->msgs[i]->key_len));
-        json_object_set_new(row, "shop", json_string(cmd->shop_id));
-        json_object_set_new(row, "co", json_string(p->company_id));
+        json_t *row = bulk_row_new(r, i, p->company_id);
         json_object_set_new(row, "cu", apply_jstr(p->customer_id));
         json_object_set_new(row, "em", apply_jstr(p->email));
         json_object_set_new(row, "fn", apply_jstr(p->first_name));
@@ -194,10 +170,8 @@ static char *bulk_rows(const struct bulk_run *r)
         json_object_set_new(row, "roles", roles);
         json_array_append_new(rows, row);
     }
-    char *s = json_dumps(rows, JSON_COMPACT);
+    char *s = apply_dump(rows);
     json_decref(rows);
-    if (!s)
-        abort();
     return s;
 }
 

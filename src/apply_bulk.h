@@ -7,8 +7,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <jansson.h>
-
 #include "b2bd/apply.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
@@ -57,8 +55,5 @@ int bulk_apply(struct b2bd_db *db, struct bulk_run *r, struct bulk_outcome *out,
 
 /* Empties the run (its commands are freed). */
 void bulk_clear(struct bulk_run *r);
-
-/* p[0..len) as a JSON string of hex digits, or JSON null when p is NULL. */
-json_t *bulk_hex_or_null(const void *p, size_t len);
 
 #endif

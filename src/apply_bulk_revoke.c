@@ -6,7 +6,8 @@
 
 #include <jansson.h>
 
-#include "apply_internal.h"
+#include "apply_bulk_row.h"
+#include "apply_json.h"
 #include "b2bd/util.h"
 
 const char BULK_REVOKE_SQL[] = "SELECT i, status, code, field FROM b2bd_revoke_bulk($1::jsonb)";
@@ -46,14 +47,7 @@ char *bulk_revoke_rows(const struct bulk_run *r)
     for (size_t i = 0; i < r->n; i++) {
         const struct b2bd_command *cmd = &r->cmds[i];
         const struct b2bd_revoke *p = &cmd->u.revoke;
-        json_t *row = json_object();
-        json_object_set_new(row, "i", json_integer((json_int_t)i));
-        json_object_set_new(row, "id", json_string(cmd->command_id));
-        json_object_set_new(row, "h", bulk_hex_or_null(cmd->hash, sizeof cmd->hash));
-        json_object_set_new(row, "imp", apply_jstr(cmd->import_id));
-        json_object_set_new(row, "k", bulk_hex_or_null(r->msgs[i]->key, r->msgs[i]->key_len));
-        json_object_set_new(row, "shop", json_string(cmd->shop_id));
-        json_object_set_new(row, "co", json_string(p->company_id));
+        json_t *row = bulk_row_new(r, i, p->company_id);
         json_object_set_new(row, "cu", json_string(p->customer_id));
         json_object_set_new(row, "scope", json_string(scope_name(p->scope)));
         if (p->scope == SCOPE_LOCATIONS) {
@@ -64,9 +58,7 @@ char *bulk_revoke_rows(const struct bulk_run *r)
         }
         json_array_append_new(rows, row);
     }
-    char *s = json_dumps(rows, JSON_COMPACT);
+    char *s = apply_dump(rows);
     json_decref(rows);
-    if (!s)
-        abort();
     return s;
 }

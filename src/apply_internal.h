@@ -1,4 +1,5 @@
-/* apply_internal: what the apply_<command> modules share with the dispatcher. */
+/* apply_internal: what the apply_<command> modules share with the dispatcher (and, for
+ * them, the JSON helpers of apply_json.h and the domain's limits of apply_domain.h). */
 #ifndef B2BD_APPLY_INTERNAL_H
 #define B2BD_APPLY_INTERNAL_H
 
@@ -8,13 +9,12 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "apply_domain.h"
+#include "apply_json.h"
 #include "b2bd/config.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
 #include "b2bd/err.h"
-
-/* DOMAIN.md: at most 10,000 customers can be assigned to a company. */
-#define COMPANY_MAX_CONTACTS 10000
 
 /* The state of one command being applied. */
 struct apply_cmd {
@@ -82,9 +82,6 @@ enum b2bd_code apply_exists(struct apply_cmd *c, const char *sql, int n, const c
  * payload.customer_id) and the customer is its contact (NOT_A_CONTACT). */
 enum b2bd_code apply_check_contact(struct apply_cmd *c, const char *company, const char *customer,
                                    struct b2bd_err *err);
-
-/* json_string(s), or json_null() for NULL. */
-json_t *apply_jstr(const char *s);
 
 /* ---- message size (apply_limit.c) ---- */
 
