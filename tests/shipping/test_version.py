@@ -21,7 +21,7 @@ class Version(unittest.TestCase):
         self.assertEqual(top.group(1), cmake_version())
 
     def test_programs_print_the_cmake_version(self):
-        for prog in ("b2bd",):
+        for prog in ("b2bd", "b2bctl"):
             r = subprocess.run([build(prog), "--version"], capture_output=True, text=True, timeout=30)
             self.assertEqual((r.returncode, r.stdout), (0, "%s %s\n" % (prog, cmake_version())))
 
