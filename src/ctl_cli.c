@@ -199,15 +199,17 @@ static void opt_words(const struct ctl_cmd *c, FILE *f)
     fputs("--help'", f);
     for (int files = 0; files < 2; files++) {
         fputs(files ? "; fileargs='" : "; args='", f);
+        const char *sep = "";
         for (size_t j = 0; j < n_opts(c); j++) {
             const struct ctl_opt *o = &c->opts[j];
             if (!o->arg || files != !strcmp(o->arg, "FILE"))
                 continue;
-            fprintf(f, " --%s", o->name);
+            fprintf(f, "%s--%s", sep, o->name);
             if (o->short_name)
                 fprintf(f, " -%c", o->short_name);
+            sep = " ";
         }
-        fputs(" '", f);
+        fputc('\'', f);
     }
     fprintf(f, "; files=%d", c->args && strstr(c->args, "FILE") ? 1 : 0);
 }
@@ -220,20 +222,20 @@ void ctl_cli_bash_completion(const struct ctl_cmd *table, size_t n, const char *
             "_%s()\n"
             "{\n"
             "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
-            "    local i=1 cmd key subs= bare=0 opts= args= fileargs= files=0\n"
+            "    local i=1 cmd key subs='' bare=0 opts='' args='' fileargs='' files=0\n"
             "    COMPREPLY=()\n"
             "    while [[ $i -lt $COMP_CWORD && ${COMP_WORDS[i]} == --config ]]; do\n"
             "        i=$((i + 2))\n"
             "    done\n"
             "    if [[ $prev == --config ]]; then\n"
-            "        COMPREPLY=($(compgen -f -- \"$cur\"))\n"
+            "        mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -f -- \"$cur\")\n"
             "        return\n"
             "    fi\n"
             "    if [[ $i -ge $COMP_CWORD ]]; then\n"
             "        if [[ $cur == -* ]]; then\n"
-            "            COMPREPLY=($(compgen -W '%s' -- \"$cur\"))\n"
+            "            mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -W '%s' -- \"$cur\")\n"
             "        else\n"
-            "            COMPREPLY=($(compgen -W '",
+            "            mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -W '",
             program, program, program, global_opts);
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;
@@ -242,7 +244,7 @@ void ctl_cli_bash_completion(const struct ctl_cmd *table, size_t n, const char *
         if (j == i)
             fprintf(f, "%s%s", i ? " " : "", table[i].name);
     }
-    fputs("' -- \"$cur\"))\n"
+    fputs("' -- \"$cur\")\n"
           "        fi\n"
           "        return\n"
           "    fi\n"
@@ -276,7 +278,7 @@ void ctl_cli_bash_completion(const struct ctl_cmd *table, size_t n, const char *
           "    key=$cmd\n"
           "    if [[ -n $subs ]]; then\n"
           "        if [[ $((i + 1)) -eq $COMP_CWORD && ($bare == 0 || $cur != -*) ]]; then\n"
-          "            COMPREPLY=($(compgen -W \"$subs\" -- \"$cur\"))\n"
+          "            mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -W \"$subs\" -- \"$cur\")\n"
           "            [[ $bare == 0 ]] && return\n"
           "        elif [[ \" $subs \" == *\" ${COMP_WORDS[i+1]} \"* ]]; then\n"
           "            key=\"$cmd ${COMP_WORDS[i+1]}\"\n"
@@ -293,14 +295,14 @@ void ctl_cli_bash_completion(const struct ctl_cmd *table, size_t n, const char *
     }
     fputs("        *) return ;;\n"
           "    esac\n"
-          "    if [[ \" $fileargs \" == *\" $prev \"* ]]; then\n"
-          "        COMPREPLY+=($(compgen -f -- \"$cur\"))\n"
-          "    elif [[ \" $args \" == *\" $prev \"* ]]; then\n"
+          "    if [[ -n $fileargs && \" $fileargs \" == *\" $prev \"* ]]; then\n"
+          "        mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -f -- \"$cur\")\n"
+          "    elif [[ -n $args && \" $args \" == *\" $prev \"* ]]; then\n"
           "        return\n"
           "    elif [[ $cur == -* ]]; then\n"
-          "        COMPREPLY+=($(compgen -W \"$opts\" -- \"$cur\"))\n"
+          "        mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -W \"$opts\" -- \"$cur\")\n"
           "    elif [[ $files == 1 ]]; then\n"
-          "        COMPREPLY+=($(compgen -f -- \"$cur\"))\n"
+          "        mapfile -t -O \"${#COMPREPLY[@]}\" COMPREPLY < <(compgen -f -- \"$cur\")\n"
           "    fi\n"
           "}\n",
           f);

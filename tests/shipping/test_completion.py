@@ -103,6 +103,9 @@ class Completion(unittest.TestCase):
         self.assertEqual(self.complete("import", "--shop", "s", "peo"), {"people.csv"})
         self.assertEqual(self.complete("topics", "apply", "--manifest", "peo"), {"people.csv"})
         self.assertEqual(self.complete("privacy", "export", "-o", "peo"), {"people.csv"})
+        with open(os.path.join(self.tmp.name, "two words.jsonl"), "w") as f:
+            f.write("{}\n")
+        self.assertEqual(self.complete("send", "two"), {"two words.jsonl"}, "one word, not split")
         # an option's argument that is not a file, and operands that are not files
         self.assertEqual(self.complete("tail", "--timeout", "peo"), set())
         self.assertEqual(self.complete("access", "peo"), set())

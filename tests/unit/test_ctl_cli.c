@@ -149,8 +149,8 @@ static void test_help_and_completion_from_the_table(void **state)
     assert_non_null(strstr(c, "compgen -W 'get q'"));
     assert_non_null(strstr(c, "        q) bare=0; subs='list drop' ;;\n"));
     assert_non_null(strstr(c, "        get) bare=1; subs='all' ;;\n"));
-    assert_non_null(strstr(c, "'get') opts='--json --timeout --output --help'; args=' --timeout -t '; "
-                              "fileargs=' --output -o '; files=0 ;;\n"));
+    assert_non_null(strstr(c, "'get') opts='--json --timeout --output --help'; args='--timeout -t'; "
+                              "fileargs='--output -o'; files=0 ;;\n"));
     assert_non_null(strstr(c, "'q drop') opts='--force --help'"));
     assert_non_null(strstr(c, "complete -F _tool tool\n"));
     free(c);
