@@ -1,5 +1,4 @@
 /* b2bctl: the operator's command-line tool: imports, commands, topics, access, emails, dead letters. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "b2bd/config.h"
+#include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
 #include "b2bd/ctl_send.h"
 #include "b2bd/ctl_csv.h"
@@ -21,6 +21,7 @@
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
+#include "b2bd/version.h"
 
 extern char **environ;
 
@@ -28,95 +29,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     ctl_interrupted = 1;
-}
-
-static const struct {
-    const char *name, *text;
-} helps[] = {
-    {"import", NULL}, /* ctl_import.c has its own */
-    {"send", "usage: b2bctl send [--wait] [--timeout S] FILE\n"
-             "Produces the commands of a JSON Lines file (- for stdin) to their topics, with the\n"
-             "contract's keys; --wait reads the results topic until every command has its\n"
-             "result (at most --timeout S, default 120) and prints applied and rejected counts\n"
-             "by code (exit 1 if any was rejected or is missing).\n"},
-    {"tail", "usage: b2bctl tail [--max N] [--timeout S] TOPIC\n"
-             "Prints the messages of a topic (results, events.access, dlq, ...; the prefix is\n"
-             "added) from the beginning, one line each, until N messages or S seconds (default\n"
-             "5) without a new one.\n"},
-    {"access", "usage: b2bctl access [--json] SHOP CUSTOMER\n"
-               "A customer's companies, locations and roles, from the database.\n"},
-    {"timeline", "usage: b2bctl timeline [--json] SHOP CUSTOMER\n"
-                 "The customer's B2B access emails, oldest first, from the database: status\n"
-                 "(queued, sent, failed), attempts, last error, address, times, resend_of.\n"},
-    {"resend", "usage: b2bctl resend [--staff [--staff-email E]] [--timeout S] [--json] SHOP NOTIFICATION_ID\n"
-               "Sends a notification's email again: produces a notify command with resend_of\n"
-               "(to the same recipient, or to staff: E or the shop's staff address) and waits\n"
-               "for its result (at most S seconds, default 30). Exit 1 unless applied.\n"},
-    {"dlq", "usage: b2bctl dlq list [--max N] [--timeout S] [--json]\n"
-            "       b2bctl dlq replay (--partition P --offset N | --all) [--timeout S] [--json]\n"
-            "list: the dead letters there are now, oldest first per partition, with their\n"
-            "headers (at most N; gives up after S seconds without a message, default 3).\n"
-            "replay: produces a dead letter's (with --all: each one there is now) original\n"
-            "value and key (and its own headers, without error.*, source.* and\n"
-            "value.truncated) back to its source.topic, which\n"
-            "must be one of the prefix's command topics; a truncated (TOO_LARGE) one is not\n"
-            "replayed. Exit 1 if any selected dead letter was not replayed.\n"},
-};
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: b2bctl [--config FILE] COMMAND ... (COMMAND --help for its options)\n"
-            "commands:\n"
-            "  import --shop S --company C [...] FILE   a CSV or JSON Lines bulk import\n"
-            "  import status IMPORT_ID                  an import's applied commands\n"
-            "  send [--wait] [--timeout S] FILE         produce JSON Lines commands\n"
-            "  tail [--max N] [--timeout S] TOPIC       print an output topic\n"
-            "  access SHOP CUSTOMER                     a customer's companies, locations, roles\n"
-            "  timeline SHOP CUSTOMER                   a customer's access emails\n"
-            "  resend SHOP NOTIFICATION_ID [--staff]    send an email again\n"
-            "  dlq list | dlq replay                    the dead letters\n"
-            "  topics apply [--manifest FILE]           create the contract's topics\n"
-            "  privacy export SHOP CUSTOMER             a customer's data export (GDPR access)\n"
-            "  privacy redact SHOP CUSTOMER             a customer's erasure (asks to confirm)\n"
-            "  history SHOP CUSTOMER                    a customer's access versions\n"
-            "access, timeline, resend, dlq, topics and import take --json.\n"
-            "Settings as for b2bd (--config FILE and B2BD_* variables: B2BD_KAFKA_BOOTSTRAP,\n"
-            "B2BD_TOPIC_PREFIX, B2BD_PG_DSN, ...; only the ones a command needs must be set).\n");
-}
-
-/* Prints a command's help to f and returns rc. */
-static int cmd_help(const char *name, FILE *f, int rc)
-{
-    for (size_t i = 0; i < sizeof helps / sizeof *helps; i++)
-        if (helps[i].text && !strcmp(helps[i].name, name)) {
-            fputs(helps[i].text, f);
-            return rc;
-        }
-    usage(f);
-    return rc;
-}
-
-/* Options shared by the database commands: --json, --help. Returns -1 to go on, else an
- * exit code. */
-static int parse_simple(int argc, char **argv, int *json_out, int n_args)
-{
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (o == 'j')
-            *json_out = 1;
-        else if (o == 'h')
-            return cmd_help(argv[0], stdout, 0);
-        else
-            return cmd_help(argv[0], stderr, 2);
-    }
-    if (argc - optind != n_args)
-        return cmd_help(argv[0], stderr, 2);
-    return -1;
 }
 
 /* send --wait: counts the results by status and error code. */
@@ -140,29 +52,11 @@ static void send_tally_add(void *arg, size_t tag, json_t *r)
     json_object_set_new(t->codes, code ? code : "?", json_integer(c + 1));
 }
 
-static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
+static int cmd_send(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    int wait = 0;
-    long timeout_s = 120;
-    static const struct option opts[] = {{"wait", no_argument, NULL, 'w'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "wt:h", opts, NULL)) != -1) {
-        if (o == 'h')
-            return cmd_help("send", stdout, 0);
-        if (o == 'w')
-            wait = 1;
-        else if (o == 't')
-            timeout_s = strtol(optarg, NULL, 10);
-        else
-            return 2;
-    }
-    if (optind != argc - 1)
-        return cmd_help(argv[0], stderr, 2);
-    const char *path = argv[optind];
+    int wait = ctl_flag(a, "wait");
+    long timeout_s = ctl_opt_long(a, "timeout", 120);
+    const char *path = a->operands[0];
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
     if (!f) {
         perror(path);
@@ -224,28 +118,10 @@ static int cmd_send(const struct b2bd_config *cfg, int argc, char **argv)
     return (bad || tally.rejected || missing) ? 1 : 0;
 }
 
-static int cmd_tail(const struct b2bd_config *cfg, int argc, char **argv)
+static int cmd_tail(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    long max = -1, timeout_s = 5;
-    static const struct option opts[] = {{"max", required_argument, NULL, 'm'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
-        if (o == 'h')
-            return cmd_help("tail", stdout, 0);
-        if (o == 'm')
-            max = strtol(optarg, NULL, 10);
-        else if (o == 't')
-            timeout_s = strtol(optarg, NULL, 10);
-        else
-            return 2;
-    }
-    if (optind != argc - 1)
-        return cmd_help(argv[0], stderr, 2);
-    rd_kafka_t *rk = ctl_reader_open(cfg, argv[optind], 0);
+    long max = ctl_opt_long(a, "max", -1), timeout_s = ctl_opt_long(a, "timeout", 5);
+    rd_kafka_t *rk = ctl_reader_open(cfg, a->operands[0], 0);
     if (!rk)
         return 1;
     long n = 0;
@@ -282,13 +158,10 @@ static PGresult *ctl_query(const struct b2bd_config *cfg, struct b2bd_db *db, co
     return res;
 }
 
-static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
+static int cmd_access(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    int json_out = 0;
-    int rc = parse_simple(argc, argv, &json_out, 2);
-    if (rc >= 0)
-        return rc;
-    const char *shop = argv[optind], *customer = argv[optind + 1];
+    int json_out = ctl_flag(a, "json");
+    const char *shop = a->operands[0], *customer = a->operands[1];
     static const char sql[] =
         "SELECT k.company_id, co.name, r.location_id, l.name, r.role FROM contacts k"
         " JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id"
@@ -337,13 +210,10 @@ static int cmd_access(const struct b2bd_config *cfg, int argc, char **argv)
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-static int cmd_timeline(const struct b2bd_config *cfg, int argc, char **argv)
+static int cmd_timeline(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    int json_out = 0;
-    int rc = parse_simple(argc, argv, &json_out, 2);
-    if (rc >= 0)
-        return rc;
-    const char *shop = argv[optind], *customer = argv[optind + 1];
+    int json_out = ctl_flag(a, "json");
+    const char *shop = a->operands[0], *customer = a->operands[1];
     static const char sql[] =
         "SELECT notification_id::text, status, attempts, last_error, to_address, recipient,"
         " company_id, location_id, resend_of::text, " TS("created_at") ", " TS("sent_at") ","
@@ -400,35 +270,16 @@ static int cmd_timeline(const struct b2bd_config *cfg, int argc, char **argv)
     return 0;
 }
 
-static int cmd_resend(const struct b2bd_config *cfg, int argc, char **argv)
+static int cmd_resend(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    int json_out = 0, staff = 0, o;
-    long timeout_s = 30;
-    const char *staff_email = NULL;
-    static const struct option opts[] = {{"staff", no_argument, NULL, 's'},
-                                         {"staff-email", required_argument, NULL, 'e'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "se:t:jh", opts, NULL)) != -1) {
-        switch (o) {
-        case 's': staff = 1; break;
-        case 'e': staff_email = optarg; break;
-        case 't': timeout_s = strtol(optarg, NULL, 10); break;
-        case 'j': json_out = 1; break;
-        case 'h': return cmd_help("resend", stdout, 0);
-        default: return cmd_help("resend", stderr, 2);
-        }
-    }
-    if (argc - optind != 2)
-        return cmd_help("resend", stderr, 2);
+    int json_out = ctl_flag(a, "json"), staff = ctl_flag(a, "staff");
+    long timeout_s = ctl_opt_long(a, "timeout", 30);
+    const char *staff_email = ctl_opt(a, "staff-email");
     if (staff_email && !staff) {
         fprintf(stderr, "b2bctl: --staff-email goes with --staff\n");
         return 2;
     }
-    const char *shop = argv[optind], *nid = argv[optind + 1];
+    const char *shop = a->operands[0], *nid = a->operands[1];
     if (!decode_is_uuid(nid)) {
         fprintf(stderr, "b2bctl: %s is not a notification id (a UUID)\n", nid);
         return 2;
@@ -690,57 +541,33 @@ static int dlq_replay_one(const rd_kafka_message_t *m, void *arg)
     return 0;
 }
 
-static int cmd_dlq(const struct b2bd_config *cfg, int argc, char **argv)
+static int cmd_dlq_list(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-        return cmd_help("dlq", argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
-    const char *sub = argv[1];
-    if (strcmp(sub, "list") && strcmp(sub, "replay"))
-        return cmd_help("dlq", stderr, 2);
-    long max = -1, timeout_s = 3;
-    long long offset = -1;
-    int partition = -1, all = 0, json_out = 0, o;
-    static const struct option opts[] = {{"max", required_argument, NULL, 'm'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"partition", required_argument, NULL, 'p'},
-                                         {"offset", required_argument, NULL, 'o'},
-                                         {"all", no_argument, NULL, 'a'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    optind = 1;
-    while ((o = getopt_long(argc - 1, argv + 1, "m:t:p:o:ajh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'm': max = strtol(optarg, NULL, 10); break;
-        case 't': timeout_s = strtol(optarg, NULL, 10); break;
-        case 'p': partition = (int)strtol(optarg, NULL, 10); break;
-        case 'o': offset = strtoll(optarg, NULL, 10); break;
-        case 'a': all = 1; break;
-        case 'j': json_out = 1; break;
-        case 'h': return cmd_help("dlq", stdout, 0);
-        default: return cmd_help("dlq", stderr, 2);
-        }
+    json_t *list = json_array();
+    if (dlq_read(cfg, ctl_opt_long(a, "max", -1), ctl_opt_long(a, "timeout", 3), -1, 0, dlq_collect,
+                 list) < 0) {
+        json_decref(list);
+        return 1;
     }
-    if (optind != argc - 1)
-        return cmd_help("dlq", stderr, 2);
-    if (!strcmp(sub, "list")) {
-        json_t *list = json_array();
-        if (dlq_read(cfg, max, timeout_s, -1, 0, dlq_collect, list) < 0) {
-            json_decref(list);
-            return 1;
-        }
-        if (json_out) {
-            ctl_print_json(json_pack("{s:o}", "dead_letters", list));
-        } else {
-            size_t i;
-            json_t *e;
-            json_array_foreach(list, i, e)
-                dlq_print(e);
-            printf("%zu dead letter(s)\n", json_array_size(list));
-            json_decref(list);
-        }
-        return 0;
+    if (ctl_flag(a, "json")) {
+        ctl_print_json(json_pack("{s:o}", "dead_letters", list));
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e)
+            dlq_print(e);
+        printf("%zu dead letter(s)\n", json_array_size(list));
+        json_decref(list);
     }
+    return 0;
+}
+
+static int cmd_dlq_replay(const struct b2bd_config *cfg, const struct ctl_args *a)
+{
+    long timeout_s = ctl_opt_long(a, "timeout", 3);
+    long long offset = ctl_opt(a, "offset") ? strtoll(ctl_opt(a, "offset"), NULL, 10) : -1;
+    int partition = (int)ctl_opt_long(a, "partition", -1), all = ctl_flag(a, "all");
+    int json_out = ctl_flag(a, "json");
     if (all == (partition >= 0 || offset >= 0) || (!all && (partition < 0 || offset < 0))) {
         fprintf(stderr, "b2bctl: dlq replay needs --partition P --offset N, or --all\n");
         return 2;
@@ -783,6 +610,144 @@ static int cmd_dlq(const struct b2bd_config *cfg, int argc, char **argv)
     return (rp.skipped || undelivered || (!n && partition >= 0)) ? 1 : 0;
 }
 
+static int cmd_completion(const struct b2bd_config *cfg, const struct ctl_args *a);
+
+#define JSON_OPT {"json", 'j', NULL, "output in JSON"}
+#define TIMEOUT_OPT(dflt) {"timeout", 't', "S", "wait at most S seconds (default " dflt ")"}
+
+/* Every command: its options, help and handler (ctl_cli.h makes the parser, the help and
+ * the bash completion of this table). */
+static const struct ctl_cmd commands[] = {
+    {"import", NULL, "FILE", 1, "a CSV or JSON Lines bulk import",
+     "FILE is a CSV file (a header row naming some of email, first_name, last_name,\n"
+     "phone, customer_id, location_id, role, notify, in any order; RFC 4180, UTF-8)\n"
+     "giving one assign command per row, or JSON Lines of whole commands (*.jsonl,\n"
+     "*.ndjson, or a file starting with '{'). --location, --role (default\n"
+     "ordering_only) and --notify are the defaults of rows that leave them empty.\n"
+     "Each command's id is a UUID v5 of the import id and the command, so running\n"
+     "the same import again sends the same commands: applied ones change nothing\n"
+     "(the daemon answers with the stored result). The import id defaults to a\n"
+     "hash of the file, the shop, the company and the defaults.\n"
+     "Waits for every result (--wait-timeout: give up after S seconds without a new\n"
+     "result, default 120), prints a summary, writes rejected and unparseable rows\n"
+     "with their reason to FILE.rejected.csv, and exits 1 if there are any (or\n"
+     "results are missing), 0 otherwise. 'already applied' counts results whose\n"
+     "processed_at is before this run started (the daemon's clock).\n",
+     {{"shop", 's', "S", "the shop (required for CSV)"},
+      {"company", 'c', "C", "the company (required for CSV)"},
+      {"location", 'l', "L", "the location of rows without location_id"},
+      {"role", 'r', "R", "the role of rows without one: ordering_only or location_admin"},
+      {"notify", 'n', NULL, "notify the customers of rows without notify"},
+      {"import-id", 'i', "ID", "the import id (default: a hash of the file and options)"},
+      {"wait-timeout", 'w', "S", "give up after S seconds without a new result (default 120)"},
+      JSON_OPT},
+     false, ctl_import_run},
+    {"import", "status", "IMPORT_ID", 1, "an import's applied commands",
+     "The import's applied commands, from the database, by type (exit 1 if none).\n",
+     {JSON_OPT}, false, ctl_import_status_run},
+    {"send", NULL, "FILE", 1, "produce JSON Lines commands",
+     "Produces the commands of a JSON Lines file (- for stdin) to their topics, with the\n"
+     "contract's keys; --wait reads the results topic until every command has its\n"
+     "result (at most --timeout S, default 120) and prints applied and rejected counts\n"
+     "by code (exit 1 if any was rejected or is missing).\n",
+     {{"wait", 'w', NULL, "wait for every command's result"}, TIMEOUT_OPT("120")},
+     false, cmd_send},
+    {"tail", NULL, "TOPIC", 1, "print an output topic",
+     "Prints the messages of a topic (results, events.access, dlq, ...; the prefix is\n"
+     "added) from the beginning, one line each, until N messages or S seconds (default\n"
+     "5) without a new one.\n",
+     {{"max", 'm', "N", "stop after N messages"},
+      {"timeout", 't', "S", "stop after S seconds without a message (default 5)"}},
+     false, cmd_tail},
+    {"access", NULL, "SHOP CUSTOMER", 2, "a customer's companies, locations, roles",
+     "A customer's companies, locations and roles, from the database.\n", {JSON_OPT}, false,
+     cmd_access},
+    {"timeline", NULL, "SHOP CUSTOMER", 2, "a customer's access emails",
+     "The customer's B2B access emails, oldest first, from the database: status\n"
+     "(queued, sent, failed), attempts, last error, address, times, resend_of.\n",
+     {JSON_OPT}, false, cmd_timeline},
+    {"resend", NULL, "SHOP NOTIFICATION_ID", 2, "send an email again",
+     "Sends a notification's email again: produces a notify command with resend_of\n"
+     "(to the same recipient, or to staff: E or the shop's staff address) and waits\n"
+     "for its result (at most S seconds, default 30). Exit 1 unless applied.\n",
+     {{"staff", 's', NULL, "send it to the shop's staff"},
+      {"staff-email", 'e', "E", "with --staff: to this address"}, TIMEOUT_OPT("30"), JSON_OPT},
+     false, cmd_resend},
+    {"dlq", "list", "", 0, "the dead letters",
+     "The dead letters there are now, oldest first per partition, with their headers\n"
+     "(at most N; gives up after S seconds without a message, default 3).\n",
+     {{"max", 'm', "N", "at most N dead letters"},
+      {"timeout", 't', "S", "give up after S seconds without a message (default 3)"}, JSON_OPT},
+     false, cmd_dlq_list},
+    {"dlq", "replay", "", 0, "replay dead letters (--partition P --offset N, or --all)",
+     "Produces a dead letter's (with --all: each one there is now) original\n"
+     "value and key (and its own headers, without error.*, source.* and\n"
+     "value.truncated) back to its source.topic, which\n"
+     "must be one of the prefix's command topics; a truncated (TOO_LARGE) one is not\n"
+     "replayed. Needs --partition P --offset N, or --all.\n"
+     "Exit 1 if any selected dead letter was not replayed.\n",
+     {{"partition", 'p', "P", "the dead letter's partition (with --offset)"},
+      {"offset", 'o', "N", "the dead letter's offset (with --partition)"},
+      {"all", 'a', NULL, "every dead letter there is now"},
+      {"timeout", 't', "S", "give up after S seconds without a message (default 3)"}, JSON_OPT},
+     false, cmd_dlq_replay},
+    {"topics", "apply", "", 0, "create the contract's topics", CTL_TOPICS_APPLY_HELP,
+     {{"manifest", 'm', "FILE", "the topic manifest (default: see above)"}, TIMEOUT_OPT("15"),
+      JSON_OPT},
+     false, ctl_topics_apply_run},
+    {"privacy", "export", "SHOP CUSTOMER", 2, "a customer's data export (GDPR access)",
+     "Produces a customer.data_request and prints the customer.data_export document\n"
+     "it publishes on events.privacy (one line of JSON), or writes it to FILE (--output).\n"
+     "CUSTOMER is a customer_id, or with --email an email address. Waits at most S seconds\n"
+     "(default 30). Exit 1 unless applied.\n",
+     {{"email", 'e', NULL, "CUSTOMER is an email address"},
+      {"actor", 'a', "A", "the command's actor (default b2bctl-privacy)"}, TIMEOUT_OPT("30"),
+      JSON_OPT, {"output", 'o', "FILE", "write the document to FILE"}},
+     false, ctl_privacy_run},
+    {"privacy", "redact", "SHOP CUSTOMER", 2, "a customer's erasure (asks to confirm)",
+     "Produces a customer.redact (erases the customer's personal data; see README,\n"
+     "Privacy) and prints what was erased. It asks for confirmation on a terminal; --yes\n"
+     "confirms (and is required when standard input is not a terminal).\n"
+     "CUSTOMER is a customer_id, or with --email an email address. Waits at most S seconds\n"
+     "(default 30). Exit 1 unless applied.\n",
+     {{"email", 'e', NULL, "CUSTOMER is an email address"},
+      {"actor", 'a', "A", "the command's actor (default b2bctl-privacy)"}, TIMEOUT_OPT("30"),
+      JSON_OPT, {"yes", 'y', NULL, "confirm the erasure"}},
+     false, ctl_privacy_run},
+    {"history", NULL, "SHOP CUSTOMER", 2, "a customer's access versions",
+     "A customer's access versions, oldest first, from the database: each version's\n"
+     "companies and roles, the command that caused it, its actor and time.\n",
+     {JSON_OPT}, false, ctl_history_run},
+    {"completion", NULL, "SHELL", 1, "a completion script (SHELL: bash)",
+     "Prints a bash completion script for b2bctl's commands and options (the package\n"
+     "installs it as /usr/share/bash-completion/completions/b2bctl).\n",
+     {{NULL}}, true, cmd_completion},
+};
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+
+static int cmd_completion(const struct b2bd_config *cfg, const struct ctl_args *a)
+{
+    (void)cfg;
+    if (strcmp(a->operands[0], "bash")) {
+        fprintf(stderr, "b2bctl: completion: only bash\n");
+        return 2;
+    }
+    ctl_cli_bash_completion(commands, N_COMMANDS, "b2bctl", "--config --help --version", stdout);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: b2bctl [--config FILE] COMMAND ... (COMMAND --help for its options)\n"
+          "       b2bctl --version\n"
+          "commands:\n",
+          f);
+    ctl_cli_commands(commands, N_COMMANDS, f);
+    fputs("Settings as for b2bd (--config FILE and B2BD_* variables: B2BD_KAFKA_BOOTSTRAP,\n"
+          "B2BD_TOPIC_PREFIX, B2BD_PG_DSN, ...; only the ones a command needs must be set).\n",
+          f);
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -795,13 +760,33 @@ int main(int argc, char **argv)
         usage(i >= argc ? stderr : stdout);
         return i >= argc ? 2 : 0;
     }
+    if (!strcmp(argv[i], "--version")) {
+        printf("b2bctl %s\n", B2BD_VERSION);
+        return 0;
+    }
+    bool known = false;
+    const struct ctl_cmd *cmd = ctl_cli_find(commands, N_COMMANDS, argc - i, argv + i, &known);
+    if (!cmd) {
+        /* a command with subcommands: its help, to stdout for --help */
+        int help = known && argc - i >= 2 && (!strcmp(argv[i + 1], "--help") || !strcmp(argv[i + 1], "-h"));
+        if (known)
+            ctl_cli_help(commands, N_COMMANDS, argv[i], help ? stdout : stderr);
+        else
+            usage(stderr);
+        return help ? 0 : 2;
+    }
+    struct ctl_args args;
+    int rc = ctl_cli_parse(commands, N_COMMANDS, cmd, argc - i, argv + i, &args);
+    if (rc >= 0)
+        return rc;
+    if (cmd->no_config)
+        return cmd->run(NULL, &args);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     log_init(LOG_WARN, stderr);
     /* b2bctl needs only some settings: fill the required ones it may not use */
     struct b2bd_config cfg;
     struct b2bd_err err;
-    const char *cmd = argv[i];
     size_t n_env = 0;
     while (environ[n_env])
         n_env++;
@@ -809,27 +794,13 @@ int main(int argc, char **argv)
     envp[0] = "B2BD_KAFKA_BOOTSTRAP=127.0.0.1:9092";
     envp[1] = "B2BD_PG_DSN=dbname=b2bd";
     memcpy(envp + 2, environ, n_env * sizeof *envp);
-    int rc = config_load(path, envp, &cfg, &err);
+    rc = config_load(path, envp, &cfg, &err);
     free(envp);
     if (rc < 0) {
         fprintf(stderr, "b2bctl: configuration: %s %s\n", err.field, err.msg);
         return 2;
     }
-    static const struct {
-        const char *name;
-        int (*fn)(const struct b2bd_config *, int, char **);
-    } cmds[] = {{"import", ctl_import_main}, {"send", cmd_send},     {"tail", cmd_tail},
-                {"access", cmd_access},      {"timeline", cmd_timeline}, {"resend", cmd_resend},
-                {"dlq", cmd_dlq},            {"topics", ctl_topics_main},
-                {"privacy", ctl_privacy_main}, {"history", ctl_history_main}};
-    rc = -1;
-    for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++)
-        if (!strcmp(cmd, cmds[c].name))
-            rc = cmds[c].fn(&cfg, argc - i, argv + i);
-    if (rc < 0) {
-        usage(stderr);
-        rc = 2;
-    }
+    rc = cmd->run(&cfg, &args);
     config_free(&cfg);
     return rc;
 }

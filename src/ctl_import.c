@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include <openssl/evp.h>
 
+#include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
 #include "b2bd/ctl_send.h"
 #include "b2bd/decode.h"
@@ -606,50 +606,10 @@ static void run_free(struct run *r)
     free(r->data);
 }
 
-static void import_usage(FILE *f)
+int ctl_import_status_run(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    fprintf(f,
-            "usage: b2bctl import --shop S --company C [--location L] [--role R] [--notify]\n"
-            "                     [--import-id ID] [--wait-timeout S] [--json] FILE\n"
-            "       b2bctl import status [--json] IMPORT_ID\n"
-            "FILE is a CSV file (a header row naming some of email, first_name, last_name,\n"
-            "phone, customer_id, location_id, role, notify, in any order; RFC 4180, UTF-8)\n"
-            "giving one assign command per row, or JSON Lines of whole commands (*.jsonl,\n"
-            "*.ndjson, or a file starting with '{'). --location, --role (default\n"
-            "ordering_only) and --notify are the defaults of rows that leave them empty.\n"
-            "Each command's id is a UUID v5 of the import id and the command, so running\n"
-            "the same import again sends the same commands: applied ones change nothing\n"
-            "(the daemon answers with the stored result). The import id defaults to a\n"
-            "hash of the file, the shop, the company and the defaults.\n"
-            "Waits for every result (--wait-timeout: give up after S seconds without a new\n"
-            "result, default 120), prints a summary, writes rejected and unparseable rows\n"
-            "with their reason to FILE.rejected.csv, and exits 1 if there are any (or\n"
-            "results are missing), 0 otherwise. 'already applied' counts results whose\n"
-            "processed_at is before this run started (the daemon's clock).\n"
-            "import status: the import's applied commands, from the database.\n");
-}
-
-static int import_status(const struct b2bd_config *cfg, int argc, char **argv)
-{
-    int json_out = 0, o;
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (o == 'j')
-            json_out = 1;
-        else if (o == 'h') {
-            import_usage(stdout);
-            return 0;
-        } else
-            return 2;
-    }
-    if (optind != argc - 1) {
-        import_usage(stderr);
-        return 2;
-    }
-    const char *id = argv[optind];
+    int json_out = ctl_flag(a, "json");
+    const char *id = a->operands[0];
     struct b2bd_db db;
     struct b2bd_err err;
     if (ctl_db_open(cfg, &db) < 0)
@@ -730,45 +690,19 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && !strcasecmp(s + a - b, suffix);
 }
 
-int ctl_import_main(const struct b2bd_config *cfg, int argc, char **argv)
+int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    if (argc >= 2 && !strcmp(argv[1], "status"))
-        return import_status(cfg, argc - 1, argv + 1);
     struct run r = {0};
     r.cfg = cfg;
-    r.wait_timeout_s = 120;
-    const char *import_id = NULL;
-    static const struct option opts[] = {{"shop", required_argument, NULL, 's'},
-                                         {"company", required_argument, NULL, 'c'},
-                                         {"location", required_argument, NULL, 'l'},
-                                         {"role", required_argument, NULL, 'r'},
-                                         {"notify", no_argument, NULL, 'n'},
-                                         {"import-id", required_argument, NULL, 'i'},
-                                         {"wait-timeout", required_argument, NULL, 'w'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "s:c:l:r:ni:w:jh", opts, NULL)) != -1) {
-        switch (o) {
-        case 's': r.opts.shop = optarg; break;
-        case 'c': r.opts.company = optarg; break;
-        case 'l': r.opts.location = optarg; break;
-        case 'r': r.opts.role = optarg; break;
-        case 'n': r.opts.notify = true; break;
-        case 'i': import_id = optarg; break;
-        case 'w': r.wait_timeout_s = strtol(optarg, NULL, 10); break;
-        case 'j': r.json_out = true; break;
-        case 'h': import_usage(stdout); return 0;
-        default: import_usage(stderr); return 2;
-        }
-    }
-    if (optind != argc - 1) {
-        import_usage(stderr);
-        return 2;
-    }
-    r.path = argv[optind];
+    r.opts.shop = ctl_opt(a, "shop");
+    r.opts.company = ctl_opt(a, "company");
+    r.opts.location = ctl_opt(a, "location");
+    r.opts.role = ctl_opt(a, "role");
+    r.opts.notify = ctl_flag(a, "notify");
+    const char *import_id = ctl_opt(a, "import-id");
+    r.wait_timeout_s = ctl_opt_long(a, "wait-timeout", 120);
+    r.json_out = ctl_flag(a, "json");
+    r.path = a->operands[0];
     if (r.wait_timeout_s <= 0)
         r.wait_timeout_s = 120;
     if (r.opts.role && strcmp(r.opts.role, "ordering_only") && strcmp(r.opts.role, "location_admin")) {

@@ -2,32 +2,17 @@
 #include "b2bd/ctl_privacy.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
 #include "b2bd/ctl_send.h"
 #include "b2bd/decode.h"
 #include "b2bd/util.h"
-
-static const char PRIVACY_HELP[] =
-    "usage: b2bctl privacy export [--email] [--actor A] [--timeout S] [--json] [-o FILE] SHOP CUSTOMER\n"
-    "       b2bctl privacy redact [--email] [--actor A] [--timeout S] [--json] [--yes] SHOP CUSTOMER\n"
-    "export: produces a customer.data_request and prints the customer.data_export document\n"
-    "it publishes on events.privacy (one line of JSON), or writes it to FILE (--output).\n"
-    "redact: produces a customer.redact (erases the customer's personal data; see README,\n"
-    "Privacy) and prints what was erased. It asks for confirmation on a terminal; --yes\n"
-    "confirms (and is required when standard input is not a terminal).\n"
-    "CUSTOMER is a customer_id, or with --email an email address. Waits at most S seconds\n"
-    "(default 30). Exit 1 unless applied.\n";
-static const char HISTORY_HELP[] =
-    "usage: b2bctl history [--json] SHOP CUSTOMER\n"
-    "A customer's access versions, oldest first, from the database: each version's\n"
-    "companies and roles, the command that caused it, its actor and time.\n";
 
 static void print_rejection(const json_t *result)
 {
@@ -94,51 +79,18 @@ static int write_document(const char *path, json_t *doc)
     return rc;
 }
 
-int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
+int ctl_privacy_run(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    if (argc < 2 || (strcmp(argv[1], "export") && strcmp(argv[1], "redact"))) {
-        fputs(PRIVACY_HELP, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
-    }
-    int export = !strcmp(argv[1], "export");
-    int by_email = 0, json_out = 0, yes = 0, o;
-    long timeout_s = 30;
-    const char *actor = "b2bctl-privacy", *output = NULL;
-    static const struct option opts[] = {{"email", no_argument, NULL, 'e'},
-                                         {"actor", required_argument, NULL, 'a'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"output", required_argument, NULL, 'o'},
-                                         {"yes", no_argument, NULL, 'y'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    argc--;
-    argv++;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "ea:t:jo:yh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'e': by_email = 1; break;
-        case 'o': output = optarg; break;
-        case 'y': yes = 1; break;
-        case 'a': actor = optarg; break;
-        case 't': timeout_s = strtol(optarg, NULL, 10); break;
-        case 'j': json_out = 1; break;
-        case 'h': fputs(PRIVACY_HELP, stdout); return 0;
-        default: fputs(PRIVACY_HELP, stderr); return 2;
-        }
-    }
-    if (argc - optind != 2) {
-        fputs(PRIVACY_HELP, stderr);
-        return 2;
-    }
-    const char *shop = argv[optind], *who = argv[optind + 1];
+    int export = !strcmp(a->cmd->sub, "export");
+    int by_email = ctl_flag(a, "email"), json_out = ctl_flag(a, "json");
+    int yes = !export && ctl_flag(a, "yes");
+    long timeout_s = ctl_opt_long(a, "timeout", 30);
+    const char *actor = ctl_opt(a, "actor") ? ctl_opt(a, "actor") : "b2bctl-privacy";
+    const char *output = export ? ctl_opt(a, "output") : NULL;
+    const char *shop = a->operands[0], *who = a->operands[1];
     if (!decode_is_shop_id(shop) || (by_email && !decode_is_email(who))) {
         fprintf(stderr, "b2bctl: %s\n", by_email && !decode_is_email(who) ? "not an email address"
                                                                        : "not a shop id");
-        return 2;
-    }
-    if (output && !export) {
-        fputs("b2bctl: --output is for privacy export\n", stderr);
         return 2;
     }
     if (!export && !yes && !confirm_redact(shop, who))
@@ -188,25 +140,10 @@ int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv)
     return rc;
 }
 
-int ctl_history_main(const struct b2bd_config *cfg, int argc, char **argv)
+int ctl_history_run(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    int json_out = 0, o;
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'j': json_out = 1; break;
-        case 'h': fputs(HISTORY_HELP, stdout); return 0;
-        default: fputs(HISTORY_HELP, stderr); return 2;
-        }
-    }
-    if (argc - optind != 2) {
-        fputs(HISTORY_HELP, stderr);
-        return 2;
-    }
-    const char *shop = argv[optind], *customer = argv[optind + 1];
+    int json_out = ctl_flag(a, "json");
+    const char *shop = a->operands[0], *customer = a->operands[1];
     static const char sql[] =
         "SELECT version, companies::text, caused_by::text, actor,"
         " to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"

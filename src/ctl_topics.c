@@ -1,7 +1,6 @@
 /* ctl_topics: b2bctl topics apply: the contract's topics from topics/manifest.json, through the Kafka admin API. */
 #include "b2bd/ctl_topics.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
 #include "b2bd/kafka.h"
 
@@ -52,13 +52,16 @@ json_t *ctl_topics_plan(const json_t *manifest, const json_t *entry, const char 
     return plan;
 }
 
-static const char *topics_manifest_path(const char *given)
+const char *ctl_topics_manifest(const char *given)
 {
     if (given)
         return given;
-    if (access("topics/manifest.json", R_OK) == 0)
-        return "topics/manifest.json";
-    return B2BD_SOURCE_DIR "/topics/manifest.json";
+    static const char *const paths[] = {"topics/manifest.json", CTL_TOPICS_INSTALLED_MANIFEST,
+                                        CTL_TOPICS_SOURCE_MANIFEST};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        if (access(paths[i], R_OK) == 0)
+            return paths[i];
+    return CTL_TOPICS_INSTALLED_MANIFEST;  /* none: the error names the installed one */
 }
 
 static int topics_apply(const struct b2bd_config *cfg, const char *manifest_path, long timeout_s, int json_out)
@@ -212,52 +215,10 @@ static int topics_apply(const struct b2bd_config *cfg, const char *manifest_path
     return n_failed ? 1 : 0;
 }
 
-static void topics_usage(FILE *f)
+int ctl_topics_apply_run(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
-    fputs("usage: b2bctl topics apply [--manifest FILE] [--timeout S] [--json]\n"
-          "Creates the topics of the manifest (default topics/manifest.json of the current\n"
-          "directory, else of the source tree) that do not exist yet, named with the topic\n"
-          "prefix, with their partitions, replication factor (capped at the number of brokers;\n"
-          "min.insync.replicas capped at it too) and configs, through the Kafka admin API.\n"
-          "Existing topics are reported (exists; a partition count that differs from the\n"
-          "manifest's is noted) and left as they are: their configs are not compared.\n"
-          "Exit 0 when every topic exists afterwards, 1 if any could not be created.\n",
-          f);
-}
-
-int ctl_topics_main(const struct b2bd_config *cfg, int argc, char **argv)
-{
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        topics_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "apply")) {
-        topics_usage(stderr);
-        return 2;
-    }
-    const char *manifest = NULL;
-    long timeout_s = 15;
-    int json_out = 0, o;
-    static const struct option opts[] = {{"manifest", required_argument, NULL, 'm'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    optind = 1;
-    while ((o = getopt_long(argc - 1, argv + 1, "m:t:jh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'm': manifest = optarg; break;
-        case 't': timeout_s = strtol(optarg, NULL, 10); break;
-        case 'j': json_out = 1; break;
-        case 'h': topics_usage(stdout); return 0;
-        default: topics_usage(stderr); return 2;
-        }
-    }
-    if (optind != argc - 1) {
-        topics_usage(stderr);
-        return 2;
-    }
+    long timeout_s = ctl_opt_long(a, "timeout", 15);
     if (timeout_s <= 0)
         timeout_s = 15;
-    return topics_apply(cfg, topics_manifest_path(manifest), timeout_s, json_out);
+    return topics_apply(cfg, ctl_topics_manifest(ctl_opt(a, "manifest")), timeout_s, ctl_flag(a, "json"));
 }

@@ -23,6 +23,7 @@
 #include "b2bd/reload.h"
 #include "b2bd/sdnotify.h"
 #include "b2bd/util.h"
+#include "b2bd/version.h"
 #include "b2bd/workers.h"
 
 extern char **environ;
@@ -402,7 +403,7 @@ int main(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'r': role = optarg; break;
         case 'k': check = 1; break;
-        case 'V': printf("b2bd 0.1.0\n"); return 0;
+        case 'V': printf("b2bd %s\n", B2BD_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -445,7 +446,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char *dsn = config_redact(cfg.pg_dsn);
-    log_info("main", "starting", "version=0.1.0 pid=%d bootstrap=%s pg=\"%s\"", (int)getpid(),
+    log_info("main", "starting", "version=" B2BD_VERSION " pid=%d bootstrap=%s pg=\"%s\"", (int)getpid(),
              cfg.kafka_bootstrap, dsn);
     free(dsn);
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -13,6 +13,7 @@
 #include "b2bd/decode.h"
 #include "b2bd/err.h"
 #include "b2bd/outbox_topics.h"
+#include "b2bd/version.h"
 
 struct series {
     char *values[METRIC_MAX_LABELS];
@@ -384,7 +385,7 @@ struct b2bd_metrics *metrics_b2bd_new(void)
                                           OUTBOX_DLQ};
     for (size_t i = 0; i < N_OF(OUTPUTS); i++)
         metrics_inc(bm->published, METRIC_LABELS(OUTPUTS[i]), 0);
-    metrics_set(bm->build_info, METRIC_LABELS("0.1.0"), 1);
+    metrics_set(bm->build_info, METRIC_LABELS(B2BD_VERSION), 1);
     atomic_store(&bm->outbox_age_ms, -1);
     return bm;
 }

@@ -73,7 +73,9 @@ json_t *ctl_import_jsonl(const char *import_id, const char *line, size_t len, ch
  * "role"), or field itself. */
 const char *ctl_import_error_column(const char *field);
 
-/* b2bctl import ... and b2bctl import status ...: argv[0] is "import". Exit code. */
-int ctl_import_main(const struct b2bd_config *cfg, int argc, char **argv);
+struct ctl_args;
+/* b2bctl import and b2bctl import status. Exit code. */
+int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a);
+int ctl_import_status_run(const struct b2bd_config *cfg, const struct ctl_args *a);
 
 #endif

@@ -5,10 +5,11 @@
 
 #include "b2bd/config.h"
 
-/* b2bctl privacy ...: argv[0] is "privacy". Exit code. */
-int ctl_privacy_main(const struct b2bd_config *cfg, int argc, char **argv);
+struct ctl_args;
+/* b2bctl privacy export|redact (a->cmd->sub says which). Exit code. */
+int ctl_privacy_run(const struct b2bd_config *cfg, const struct ctl_args *a);
 
-/* b2bctl history ...: argv[0] is "history". Exit code. */
-int ctl_history_main(const struct b2bd_config *cfg, int argc, char **argv);
+/* b2bctl history. Exit code. */
+int ctl_history_run(const struct b2bd_config *cfg, const struct ctl_args *a);
 
 #endif

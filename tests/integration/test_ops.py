@@ -104,7 +104,9 @@ class EndpointTest(HttpMixin, B2bTestCase):
                      "b2bd_notifications_retried_total", "b2bd_notifications_failed_total",
                      "b2bd_db_reconnects_total", "b2bd_ready"):
             self.assertIn(name, m.type)
-        self.assertEqual(m.get("b2bd_build_info", version="0.1.0"), 1)
+        with open(os.path.join(harness.SOURCE_DIR, "CMakeLists.txt"), encoding="utf-8") as f:
+            version = re.search(r"project\(b2bd VERSION ([0-9.]+)", f.read()).group(1)
+        self.assertEqual(m.get("b2bd_build_info", version=version), 1)
         # histogram: buckets cumulative, +Inf equal to _count
         buckets = sorted((float(dict(k[1])["le"]), v) for k, v in m.samples.items()
                          if k[0] == "b2bd_batch_size_messages_bucket")

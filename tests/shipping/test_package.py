@@ -1,8 +1,9 @@
 """The Debian package: scripts/package.sh builds b2bd_<version>_<arch>.deb with
 dpkg-buildpackage (lintian finding no error); the package holds the programs, both
 units, /etc/b2bd/b2bd.conf as its only conffile (without a secret), the man pages,
-the templates, the topic manifest, schemas and AsyncAPI document, the monitoring files
-and a changelog; b2bd --version and b2bctl --help run from the extracted package. Slow
+the templates, the topic manifest, schemas and AsyncAPI document, the monitoring files,
+b2bctl's bash completion and a changelog; b2bd --version and b2bctl --help run from the
+extracted package, and its b2bctl looks for the installed topic manifest. Slow
 (it compiles b2bd again): label package."""
 import os
 import re
@@ -73,7 +74,8 @@ class Package(unittest.TestCase):
                 "/usr/share/b2bd/monitoring/b2bd.rules.yml",
                 "/usr/share/b2bd/monitoring/grafana/b2bd.json",
                 "/usr/share/doc/b2bd/changelog.gz", "/usr/share/doc/b2bd/copyright",
-                "/usr/share/doc/b2bd/README.md.gz"]
+                "/usr/share/doc/b2bd/README.md.gz",
+                "/usr/share/bash-completion/completions/b2bctl"]
         for name in sorted(os.listdir(src("config", "templates"))):
             want.append("/usr/share/b2bd/templates/" + name)
         for name in sorted(os.listdir(src("topics", "schemas"))):
@@ -119,6 +121,19 @@ class Package(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("commands:", r.stdout)
         self.assertIn("topics apply", r.stdout)
+        ctl = os.path.join(self.root, "usr/bin/b2bctl")
+        r = subprocess.run([ctl, "--version"], capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (0, "b2bctl %s\n" % cmake_version()))
+        # without --manifest (and no ./topics), topics apply reads the manifest the package
+        # installs: its help names that path, then the (gone) build tree's
+        r = subprocess.run([ctl, "topics", "apply", "--help"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertIn("/usr/share/b2bd/topics/manifest.json", self.files)
+        self.assertRegex(r.stdout, r"of the current directory, else\n/usr/share/b2bd/topics/manifest\.json, else\n")
+        # the bash completion installed is the one of this b2bctl
+        with open(os.path.join(self.root, "usr/share/bash-completion/completions/b2bctl")) as f:
+            self.assertEqual(f.read(), subprocess.run([ctl, "completion", "bash"], capture_output=True,
+                                                      text=True, timeout=30).stdout)
         # built without sanitizers, hardened (dpkg-buildflags): PIE, full RELRO
         hdr = subprocess.run(["readelf", "-hd", b2bd], capture_output=True, text=True).stdout
         self.assertIn("DYN", hdr)

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -245,6 +247,31 @@ static void test_longest_values_whole(void **state)
     free(name);
 }
 
+/* topics apply without --manifest: ./topics/manifest.json, else the installed one, else
+ * the source tree's. */
+static void test_topics_manifest_search(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/b2bd-manifest.XXXXXX", old[4096];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(getcwd(old, sizeof old));
+    assert_int_equal(chdir(dir), 0);
+    assert_string_equal(ctl_topics_manifest("mine.json"), "mine.json");
+    const char *want = access(CTL_TOPICS_INSTALLED_MANIFEST, R_OK) == 0 ? CTL_TOPICS_INSTALLED_MANIFEST
+                                                                        : CTL_TOPICS_SOURCE_MANIFEST;
+    assert_string_equal(ctl_topics_manifest(NULL), want);
+    assert_int_equal(mkdir("topics", 0700), 0);
+    FILE *f = fopen("topics/manifest.json", "w");
+    assert_non_null(f);
+    fputs("{\"topics\": []}\n", f);
+    fclose(f);
+    assert_string_equal(ctl_topics_manifest(NULL), "topics/manifest.json");
+    assert_int_equal(unlink("topics/manifest.json"), 0);
+    assert_int_equal(rmdir("topics"), 0);
+    assert_int_equal(chdir(old), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_jsonl),
         cmocka_unit_test(test_error_column),
         cmocka_unit_test(test_topics_plan_caps),
+        cmocka_unit_test(test_topics_manifest_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "b2bd/metrics.h"
+#include "b2bd/version.h"
 
 /* Renders m into a string the test frees. */
 static char *render(struct metrics *m)
@@ -153,7 +154,7 @@ static void test_b2bd_families_named_by_convention(void **state)
     assert_has(t, "\nb2bd_commands_consumed_total{topic=\"commands.sync\"} 0\n");
     assert_has(t, "# TYPE b2bd_batch_duration_seconds histogram\n");
     assert_has(t, "# TYPE b2bd_outbox_oldest_age_seconds gauge\n");
-    assert_has(t, "\nb2bd_build_info{version=\"0.1.0\"} 1\n");
+    assert_has(t, "\nb2bd_build_info{version=\"" B2BD_VERSION "\"} 1\n");
     /* every sample name: b2bd_ prefix; every counter ends in _total */
     for (char *line = t; *line; line = strchr(line, '\n') + 1) {
         if (strncmp(line, "# TYPE ", 7) == 0) {
