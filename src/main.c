@@ -69,7 +69,8 @@ static void reload(struct b2bd_config *cfg, const char *status)
         }
         int restart = 0;
         int taken = reload_apply(cfg, &next, &restart);
-        log_info("main", "reload_done", LOG_INT("taken", taken), LOG_INT("restart_needed", restart));
+        log_info("main", "reload_done", LOG_INT("taken", taken),
+                 LOG_INT("restart_needed", restart));
         config_free(&next);
     }
     sdnotify_ready(status);
@@ -96,7 +97,8 @@ static int startup_database(struct b2bd_db *db)
         b2bd_err_clear(&err);
         if (db_migrate(db, &err) == 0)
             return 0;
-        log_warn("main", "database_unavailable", LOG_STR("error", err.msg), LOG_INT("retry_ms", backoff));
+        log_warn("main", "database_unavailable", LOG_STR("error", err.msg),
+                 LOG_INT("retry_ms", backoff));
         sdnotify_status("waiting for PostgreSQL");
         if (stop_requested)
             return -1;
@@ -324,17 +326,20 @@ static int run(struct b2bd_config *cfg)
     struct b2bd_notifier *ntf = NULL;
     struct kafka_in *in = NULL;
     if (!(relay = relay_start(cfg, &err))) {
-        log_error("main", "relay_failed", LOG_STR("field", err.field), LOG_STR("error", err.msg));
+        log_error("main", "relay_failed", LOG_STR("field", err.field),
+                  LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
     if (worker && !(in = kafka_in_new(cfg, &err))) {
-        log_error("main", "consumer_failed", LOG_STR("field", err.field), LOG_STR("error", err.msg));
+        log_error("main", "consumer_failed", LOG_STR("field", err.field),
+                  LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
     if (notifier && !(ntf = notifier_start(cfg, &err))) {
-        log_error("main", "notifier_failed", LOG_STR("field", err.field), LOG_STR("error", err.msg));
+        log_error("main", "notifier_failed", LOG_STR("field", err.field),
+                  LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
@@ -353,7 +358,8 @@ static int run(struct b2bd_config *cfg)
             util_sleep_ms(200);
         }
     if (kafka_dead(in, relay)) {
-        log_error("main", "fatal_stop", LOG_STR("client", relay_failed(relay) ? "producer" : "consumer"),
+        log_error("main", "fatal_stop",
+                  LOG_STR("client", relay_failed(relay) ? "producer" : "consumer"),
                   LOG_INT("exit", EXIT_KAFKA_FATAL),
                   LOG_STR("note", "a Kafka client failed for good; what is not published stays in "
                                   "the outbox for the next start"));

@@ -176,8 +176,9 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
         const char *v[] = {id, token, r->error};
         if ((rc = record_update(db, SQL_FAILED, 3, v, err)) <= 0)
             return rc < 0 ? -1 : 1;
-        log_warn("notifier", "failed", LOG_STR("notification_id", id), LOG_INT("attempts", attempts),
-                 LOG_INT("reply", r->reply_code), LOG_STR("error", r->error));
+        log_warn("notifier", "failed", LOG_STR("notification_id", id),
+                 LOG_INT("attempts", attempts), LOG_INT("reply", r->reply_code),
+                 LOG_STR("error", r->error));
         metrics_inc(metrics_global()->ntf_failed, NULL, 1);
         return emit_event(db, row, "failed", attempts, r->error, err);
     }
@@ -187,7 +188,8 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
     if ((rc = record_update(db, SQL_RETRY, 4, v, err)) <= 0)
         return rc < 0 ? -1 : 1;
     log_info("notifier", "retry", LOG_STR("notification_id", id), LOG_INT("attempts", attempts),
-             LOG_INT("reply", r->reply_code), LOG_INT("delay_ms", delay), LOG_STR("error", r->error));
+             LOG_INT("reply", r->reply_code), LOG_INT("delay_ms", delay),
+             LOG_STR("error", r->error));
     metrics_inc(metrics_global()->ntf_retried, NULL, 1);
     return 0;
 }

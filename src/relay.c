@@ -174,7 +174,8 @@ static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, struct dr
     if (e) {
         status->state = DR_FAILED;
         status->err = e;
-        log_warn("relay", "produce_failed", LOG_STR("topic", topic), LOG_STR("code", rd_kafka_err2name(e)));
+        log_warn("relay", "produce_failed", LOG_STR("topic", topic),
+                 LOG_STR("code", rd_kafka_err2name(e)));
     }
     free(topic);
     PQfreemem(key);
@@ -205,7 +206,8 @@ static void relay_park(struct b2bd_relay *r, const char *id, const char *topic,
     PGresult *res = db_query(&r->db, SQL_PARK, 2, v, NULL, NULL, &err);
     PQclear(res);
     log_error("relay", "parked", LOG_STR("outbox_id", id), LOG_STR("topic", topic),
-              LOG_STR("code", rd_kafka_err2name(e)), LOG_STR("note", "refused by Kafka; kept in outbox_parked"));
+              LOG_STR("code", rd_kafka_err2name(e)),
+              LOG_STR("note", "refused by Kafka; kept in outbox_parked"));
 }
 
 /* One round: publish up to RELAY_BATCH rows in id order, wait for their delivery, delete
@@ -302,7 +304,8 @@ static void relay_warm_up(struct b2bd_relay *r)
         rd_kafka_resp_err_t e = t ? rd_kafka_metadata(r->producer, 0, t, &md, 2000)
                                   : RD_KAFKA_RESP_ERR__INVALID_ARG;
         if (e)
-            log_warn("relay", "metadata_failed", LOG_STR("topic", name), LOG_STR("code", rd_kafka_err2name(e)));
+            log_warn("relay", "metadata_failed", LOG_STR("topic", name),
+                     LOG_STR("code", rd_kafka_err2name(e)));
         if (md)
             rd_kafka_metadata_destroy(md);
         if (t)

@@ -101,7 +101,8 @@ int reload_apply(struct b2bd_config *cur, const struct b2bd_config *next, int *r
     int taken = 0;
     if (next->log_level != cur->log_level) {
         log_info("reload", "reloaded", LOG_STR("key", "log_level"),
-                 LOG_STR("old", level_text(cur->log_level)), LOG_STR("new", level_text(next->log_level)));
+                 LOG_STR("old", level_text(cur->log_level)),
+                 LOG_STR("new", level_text(next->log_level)));
         __atomic_store_n(&cur->log_level, next->log_level, __ATOMIC_RELAXED);
         log_init(next->log_level, stderr);
         taken++;

@@ -65,8 +65,9 @@ class LogLinesTest(harness.TestCase):
     SHARED = True
 
     def test_hostile_values_stay_values(self):
-        templates = os.path.join("/nonexistent-b2bd", 'tpl' + FORGE + '\nts=2026-01-01T00:00:00.000Z level=error '
-                                      'mod=main event=forged2 \\x41 \xe9')
+        templates = os.path.join("/nonexistent-b2bd", "tpl" + FORGE +
+                                 "\nts=2026-01-01T00:00:00.000Z level=error mod=main"
+                                 " event=forged2 \\x41 \xe9")
         dsn = self.dsn + " application_name='app" + FORGE.replace("'", "") + "'"
         d = self.daemon(extra_env={"B2BD_TEMPLATES_DIR": templates, "B2BD_PG_DSN": dsn})
         d.start(wait_ready=False)
