@@ -362,16 +362,16 @@ static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg, PGresu
 static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
                               const char *event, const struct b2bd_err *why)
 {
-    char type[64];
-    log_quote(type, sizeof type, cmd->type_name ? cmd->type_name : "");
+    const char *type = cmd->type_name ? cmd->type_name : "";
     if (why)
-        log_info("apply", event, "cmd_id=%s type=%s topic=%s partition=%d offset=%lld code=%s field=%s",
-                 cmd->command_id, type, msg->topic_name, (int)msg->partition,
-                 (long long)msg->offset, b2bd_code_name(why->code), why->field[0] ? why->field : "-");
+        log_info("apply", event, LOG_STR("cmd_id", cmd->command_id), LOG_STR("type", type),
+                 LOG_STR("topic", msg->topic_name), LOG_INT("partition", msg->partition),
+                 LOG_INT("offset", msg->offset), LOG_STR("code", b2bd_code_name(why->code)),
+                 LOG_STR("field", why->field[0] ? why->field : "-"));
     else
-        log_debug("apply", event, "cmd_id=%s type=%s topic=%s partition=%d offset=%lld",
-                  cmd->command_id, type, msg->topic_name, (int)msg->partition,
-                  (long long)msg->offset);
+        log_debug("apply", event, LOG_STR("cmd_id", cmd->command_id), LOG_STR("type", type),
+                  LOG_STR("topic", msg->topic_name), LOG_INT("partition", msg->partition),
+                  LOG_INT("offset", msg->offset));
 }
 
 /* True when a failure is the surroundings' (retried, never the command's rejection): the
@@ -387,14 +387,19 @@ static bool apply_transient(const struct b2bd_db *db, const struct b2bd_err *err
     return err->code != B2BD_ERR_INTERNAL;
 }
 
-/* Logs the database's own account of a failure that is a command's (or a batch's). */
-static void apply_log_refused(const struct b2bd_db *db, const char *event, const char *what,
+/* Logs the database's own account of a failure that is a command's (or a batch's): the
+ * n_what fields that say whose (at most 4), then sqlstate, code and error. */
+static void apply_log_refused(const struct b2bd_db *db, const char *event,
+                              const struct log_field *what, size_t n_what,
                               const struct b2bd_err *err, const struct b2bd_err *why)
 {
-    char msg[300];
-    log_quote(msg, sizeof msg, db->err_message[0] ? db->err_message : err->msg);
-    log_warn("apply", event, "%s sqlstate=%s code=%s error=%s", what,
-             db->sqlstate[0] ? db->sqlstate : "-", b2bd_code_name(why->code), msg);
+    struct log_field f[7];
+    size_t n = n_what < 4 ? n_what : 4;
+    memcpy(f, what, n * sizeof *f);
+    f[n++] = LOG_STR("sqlstate", db->sqlstate[0] ? db->sqlstate : "-");
+    f[n++] = LOG_STR("code", b2bd_code_name(why->code));
+    f[n++] = LOG_STR("error", db->err_message[0] ? db->err_message : err->msg);
+    log_fields(LOG_WARN, "apply", event, f, n);
 }
 
 /* Rejects a command the database refused (see fault_rejection): undoes its changes,
@@ -405,10 +410,11 @@ static int apply_reject_refused(struct b2bd_db *db, const struct b2bd_msg *msg,
 {
     struct b2bd_err why;
     fault_rejection(db->sqlstate, &why);
-    char what[160];
-    snprintf(what, sizeof what, "cmd_id=%s topic=%s partition=%d offset=%lld", cmd->command_id,
-             msg->topic_name, (int)msg->partition, (long long)msg->offset);
-    apply_log_refused(db, "command_refused", what, err, &why);
+    const struct log_field what[] = {LOG_STR("cmd_id", cmd->command_id),
+                                     LOG_STR("topic", msg->topic_name),
+                                     LOG_INT("partition", msg->partition),
+                                     LOG_INT("offset", msg->offset)};
+    apply_log_refused(db, "command_refused", what, 4, err, &why);
     *out = why;
     return apply_finish_rejected(db, msg, cmd, &why, 1, err);
 }
@@ -462,8 +468,8 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
         if (!db_connected(a->db) || attempt == APPLY_COMMAND_TRIES ||
             (!db_retriable(a->db) && attempt == APPLY_COMMAND_TRIES_OWN_FAULT))
             break;
-        log_info("apply", "retry_command", "cmd_id=%s sqlstate=%s attempt=%d",
-                 cmd->command_id, a->db->sqlstate, attempt);
+        log_info("apply", "retry_command", LOG_STR("cmd_id", cmd->command_id),
+                 LOG_STR("sqlstate", a->db->sqlstate), LOG_INT("attempt", attempt));
         struct b2bd_err ignored;
         if (db_exec(a->db, "ROLLBACK TO SAVEPOINT cmd", &ignored) < 0)
             break;
@@ -498,9 +504,9 @@ static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
         rc = apply_emit_dead_letter(a->db, a->cfg, msg, why, err);
         st->dead_letters++;
         st->by_code[why->code]++;
-        log_info("apply", "dead_lettered", "topic=%s partition=%d offset=%lld code=%s",
-                 msg->topic_name, (int)msg->partition, (long long)msg->offset,
-                 b2bd_code_name(why->code));
+        log_info("apply", "dead_lettered", LOG_STR("topic", msg->topic_name),
+                 LOG_INT("partition", msg->partition), LOG_INT("offset", msg->offset),
+                 LOG_STR("code", b2bd_code_name(why->code)));
     } else {
         rc = apply_emit_rejected(a->db, msg, cmd, why, err);
         st->rejected++;
@@ -626,9 +632,8 @@ static void apply_fail(struct b2bd_applier *a, size_t n, struct b2bd_err *err)
     struct b2bd_err why;
     if (!transient) {
         fault_rejection(a->db->sqlstate, &why);
-        char what[40];
-        snprintf(what, sizeof what, "messages=%zu", n);
-        apply_log_refused(a->db, "batch_refused", what, err, &why);
+        const struct log_field what[] = {LOG_UINT("messages", n)};
+        apply_log_refused(a->db, "batch_refused", what, 1, err, &why);
     }
     if (db_connected(a->db)) {
         struct b2bd_err ignored;
@@ -683,10 +688,9 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
         db_exec(a->db, "COMMIT", err) < 0)
         goto fail;
     if (skipped)
-        log_error("apply", "message_skipped",
-                  "topic=%s partition=%d offset=%lld note=\"the database refused its rejection "
-                  "too: no result\"",
-                  msg->topic_name, (int)msg->partition, (long long)msg->offset);
+        log_error("apply", "message_skipped", LOG_STR("topic", msg->topic_name),
+                  LOG_INT("partition", msg->partition), LOG_INT("offset", msg->offset),
+                  LOG_STR("note", "the database refused its rejection too: no result"));
     if (decoded)
         decode_free(&cmd);
     apply_stats_add(st, &local);

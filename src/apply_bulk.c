@@ -230,7 +230,8 @@ int bulk_apply(struct b2bd_db *db, struct bulk_run *r, struct bulk_outcome *out,
         return -1;
     /* B2B02: rows the function hands back; anything else: a race or a value the
      * one-by-one path turns into a rejection */
-    log_info("apply", "bulk_fallback", "commands=%zu sqlstate=%s", r->n, db->sqlstate);
+    log_info("apply", "bulk_fallback", LOG_UINT("commands", r->n),
+             LOG_STR("sqlstate", db->sqlstate));
     struct b2bd_err ignored;
     if (db_exec(db, "ROLLBACK TO SAVEPOINT bulk", &ignored) < 0 ||
         db_exec(db, "RELEASE SAVEPOINT bulk", &ignored) < 0) {

@@ -352,14 +352,12 @@ int db_migrate(struct b2bd_db *db, struct b2bd_err *err)
         const struct b2bd_migration *m = &b2bd_migrations[i];
         int applied;
         if (db_migrate_one(db, m, &applied, err) < 0) {
-            char name[80];
-            snprintf(name, sizeof name, "%s", m->name);
-            log_error("db", "migration_failed", "version=%d name=%s error=\"%s\"", m->version,
-                      name, err->msg);
+            log_error("db", "migration_failed", LOG_INT("version", m->version),
+                      LOG_STR("name", m->name), LOG_STR("error", err->msg));
             return -1;
         }
         if (applied)
-            log_info("db", "migrated", "version=%d name=%s", m->version, m->name);
+            log_info("db", "migrated", LOG_INT("version", m->version), LOG_STR("name", m->name));
     }
     return 0;
 }

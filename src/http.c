@@ -32,9 +32,7 @@ static void http_log(void *cls, const char *fmt, va_list ap)
         snprintf(s->last_error, sizeof s->last_error, "%s", msg);
         return;
     }
-    char q[240]; /* a passing problem with one connection */
-    log_quote(q, sizeof q, msg);
-    log_debug("http", "server_message", "msg=%s", q);
+    log_debug("http", "server_message", LOG_STR("msg", msg)); /* a passing problem */
 }
 
 static enum MHD_Result http_reply(struct MHD_Connection *c, unsigned int status,

@@ -37,35 +37,30 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     if (strstr(buf, "is a consumer property and will be ignored") ||
         strstr(buf, "is a producer property and will be ignored"))
         level = 7;
-    char msg[512], facility[64];
-    log_quote(msg, sizeof msg, buf);
-    log_quote(facility, sizeof facility, fac);
-    log_write(level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG,
-              "kafka", "client_log", "facility=%s msg=%s", facility, msg);
+    log_kv(level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG,
+           "kafka", "client_log", LOG_STR("facility", fac), LOG_STR("msg", buf));
 }
 
 /* Logs a client's fatal error with its real cause (rd_kafka_fatal_error). */
 static void kafka_log_fatal(rd_kafka_t *rk)
 {
-    char fatal[512], msg[512];
+    char fatal[512];
     rd_kafka_resp_err_t real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-    log_quote(msg, sizeof msg, fatal);
-    log_error("kafka", "fatal", "client=%s code=%s msg=%s note=\"the client cannot go on: b2bd exits\"",
-              rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer",
-              rd_kafka_err2name(real), msg);
+    log_error("kafka", "fatal",
+              LOG_STR("client", rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer"),
+              LOG_STR("code", rd_kafka_err2name(real)), LOG_STR("msg", fatal),
+              LOG_STR("note", "the client cannot go on: b2bd exits"));
 }
 
 static void kafka_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 {
     (void)opaque;
-    char msg[512];
-    log_quote(msg, sizeof msg, reason);
     if (code == RD_KAFKA_RESP_ERR__FATAL) {
         kafka_log_fatal(rk);
         return;
     }
-    log_warn("kafka", "client_error", "code=%s msg=%s",
-             rd_kafka_err2name((rd_kafka_resp_err_t)code), msg);
+    log_warn("kafka", "client_error", LOG_STR("code", rd_kafka_err2name((rd_kafka_resp_err_t)code)),
+             LOG_STR("msg", reason));
 }
 
 /* The common settings: bootstrap, logging, then the kafka.* pass-through. */
@@ -156,7 +151,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     const char *protocol = rd_kafka_rebalance_protocol(rk);
     int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("kafka", "assigned", "partitions=%d", parts->cnt);
+        log_info("kafka", "assigned", LOG_INT("partitions", parts->cnt));
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e)
@@ -167,7 +162,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         atomic_store(&k->assigned, 1);
         kafka_count_assigned(k, rk);
     } else {
-        log_info("kafka", "revoked", "partitions=%d", parts->cnt);
+        log_info("kafka", "revoked", LOG_INT("partitions", parts->cnt));
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
             if (e)
@@ -267,8 +262,8 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
         }
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn("kafka", "consume_error", "code=%s topic=%s",
-                         rd_kafka_err2name(m->err), m->rkt ? rd_kafka_topic_name(m->rkt) : "-");
+                log_warn("kafka", "consume_error", LOG_STR("code", rd_kafka_err2name(m->err)),
+                         LOG_STR("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : "-"));
             rd_kafka_message_destroy(m);
             if (n == 0)
                 break;
@@ -297,7 +292,7 @@ void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t
     }
     rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, offs, !sync);
     if (e)
-        log_warn("kafka", "commit_failed", "code=%s", rd_kafka_err2name(e));
+        log_warn("kafka", "commit_failed", LOG_STR("code", rd_kafka_err2name(e)));
     rd_kafka_topic_partition_list_destroy(offs);
 }
 

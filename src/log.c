@@ -1,7 +1,7 @@
-/* log: logfmt lines (ts, level, mod, event, then key=value pairs), one fwrite per line. */
+/* log: logfmt lines (ts, level, mod, event, then typed key=value pairs, each value escaped
+ * here), one fwrite per line. */
 #include "b2bd/log.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,9 +12,6 @@
 /* The only globals: the lowest level written and the stream (NULL: stderr). */
 static _Atomic int log_min = LOG_INFO;
 static _Atomic(FILE *) log_out = NULL;
-
-/* Lines longer than this are cut (with "..." at the end). */
-#define LOG_LINE_MAX 65536
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -63,97 +60,37 @@ static void format_ts(char *buf, size_t size)
     snprintf(buf + n, size - n, ".%03ldZ", (long)(ts.tv_nsec / 1000000));
 }
 
-void log_write(enum log_level lvl, const char *mod, const char *event, const char *fmt, ...)
+/* Writes a name (mod, event, key): [A-Za-z0-9_.-] kept, any other byte `_`, NULL or empty
+ * `-`, cut at LOG_NAME_MAX. Returns the bytes written. */
+static size_t put_name(char *dst, const char *name)
 {
-    if (!log_enabled(lvl))
-        return;
-    FILE *out = atomic_load(&log_out);
-    if (!out)
-        out = stderr;
-
-    char ts[40];
-    format_ts(ts, sizeof ts);
-
-    char stack[1024];
-    char *line = stack;
-    size_t cap = sizeof stack;
-    int head = snprintf(line, cap, "ts=%s level=%s mod=%s event=%s", ts, level_name(lvl),
-                        mod && *mod ? mod : "-", event && *event ? event : "-");
-    if (head < 0)
-        return;
-    if ((size_t)head >= cap)
-        head = (int)cap - 1; /* absurdly long mod/event: cut */
-
-    /* The formatted rest, after a space, when there is one. */
-    va_list ap;
-    va_start(ap, fmt);
-    va_list ap2;
-    va_copy(ap2, ap);
-    int rest = 0;
-    if (fmt && *fmt)
-        rest = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (rest < 0)
-        rest = 0;
-
-    size_t need = (size_t)head + (rest ? 1 + (size_t)rest : 0) + 2; /* '\n' + NUL */
-    int cut = 0;
-    if (need > LOG_LINE_MAX) {
-        need = LOG_LINE_MAX;
-        cut = 1;
+    if (!name || !*name) {
+        *dst = '-';
+        return 1;
     }
-    if (need > cap) {
-        char *big = malloc(need);
-        if (big) {
-            memcpy(big, line, (size_t)head + 1);
-            line = big;
-            cap = need;
-        } else {
-            cut = 1;
-        }
+    size_t len = 0;
+    for (; name[len] && len < LOG_NAME_MAX; len++) {
+        char c = name[len];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || c == '-';
+        dst[len] = ok ? c : '_';
     }
-    size_t len = (size_t)head;
-    if (rest && len + 2 < cap) {
-        line[len++] = ' ';
-        /* Room for the text, leaving 1 byte for '\n' (the NUL of vsnprintf takes it). */
-        vsnprintf(line + len, cap - len - 1, fmt, ap2);
-        size_t wrote = strlen(line + len);
-        len += wrote;
-        if ((size_t)rest > wrote)
-            cut = 1;
-    }
-    va_end(ap2);
-    if (cut && len >= 3)
-        memcpy(line + len - 3, "...", 3);
-
-    /* One event, one line: no control character may break it. */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)line[i];
-        if (c < 0x20 || c == 0x7f)
-            line[i] = ' ';
-    }
-    line[len++] = '\n';
-
-    /* A FILE's lock is held for the whole fwrite: lines from threads never interleave. */
-    fwrite(line, 1, len, out);
-    fflush(out);
-    if (line != stack)
-        free(line);
+    return len;
 }
 
-/* How s must be written: whether it needs quotes. */
-static int needs_quotes(const unsigned char *s)
+/* Whether the n bytes of s must be written in quotes. */
+static int needs_quotes(const unsigned char *s, size_t n)
 {
-    if (!*s)
+    if (n == 0)
         return 1;
-    for (; *s; s++)
-        if (*s <= 0x20 || *s >= 0x7f || *s == '=' || *s == '"' || *s == '\\')
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '=' || s[i] == '"' || s[i] == '\\')
             return 1;
     return 0;
 }
 
 /* Writes the escaped form of c into piece; returns its length (1, 2 or 4). */
-static size_t escape_char(unsigned char c, int quoted, char piece[5])
+static size_t escape_char(unsigned char c, int quoted, char piece[4])
 {
     static const char hex[] = "0123456789abcdef";
     if (quoted && (c == '"' || c == '\\')) {
@@ -172,55 +109,135 @@ static size_t escape_char(unsigned char c, int quoted, char piece[5])
     return 1;
 }
 
-const char *log_quote(char *buf, size_t size, const char *s)
+/* Writes the n bytes of s as a logfmt value into dst, at most LOG_VALUE_MAX bytes: the
+ * whole value, or as many whole escapes as fit before "..." and the closing quote.
+ * Returns the bytes written. */
+static size_t put_value(char *dst, const unsigned char *s, size_t n)
 {
-    if (!buf || size == 0)
-        return "";
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    int quoted = needs_quotes(p);
+    int quoted = needs_quotes(s, n);
     size_t q = quoted ? 1 : 0;
-
-    /* Does the whole value fit? */
+    char piece[4];
     size_t total = 2 * q;
-    char piece[5];
-    for (const unsigned char *c = p; *c; c++)
-        total += escape_char(*c, quoted, piece);
+    for (size_t i = 0; i < n && total <= LOG_VALUE_MAX; i++)
+        total += escape_char(s[i], quoted, piece);
+    int cut = total > LOG_VALUE_MAX;
     size_t len = 0;
-    if (total < size) {
-        if (quoted)
-            buf[len++] = '"';
-        for (const unsigned char *c = p; *c; c++) {
-            size_t n = escape_char(*c, quoted, piece);
-            memcpy(buf + len, piece, n);
-            len += n;
+    if (quoted)
+        dst[len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        size_t k = escape_char(s[i], quoted, piece);
+        if (cut && len + k + 3 + q > LOG_VALUE_MAX)
+            break;
+        memcpy(dst + len, piece, k);
+        len += k;
+    }
+    if (cut) {
+        memcpy(dst + len, "...", 3);
+        len += 3;
+    }
+    if (quoted)
+        dst[len++] = '"';
+    return len;
+}
+
+/* The most bytes field f can take, ' ' and '=' included. */
+static size_t field_room(const struct log_field *f)
+{
+    size_t value = 32; /* a number */
+    if (f->type == LOG_F_STR || f->type == LOG_F_STRN) {
+        size_t n = !f->v.s ? 0 : f->type == LOG_F_STRN ? f->n : strlen(f->v.s);
+        value = n < LOG_VALUE_MAX / 4 ? 4 * n + 2 : LOG_VALUE_MAX;
+    }
+    return 2 + LOG_NAME_MAX + value;
+}
+
+/* Writes a double: %.15g when it reads back as d, else %.17g. */
+static size_t put_double(char *dst, double d)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.15g", d);
+    if (strtod(buf, NULL) != d && d == d)
+        snprintf(buf, sizeof buf, "%.17g", d);
+    size_t len = strlen(buf);
+    memcpy(dst, buf, len);
+    return len;
+}
+
+/* Writes " key=value" for f; returns the bytes written. */
+static size_t put_field(char *dst, const struct log_field *f)
+{
+    size_t len = 0;
+    dst[len++] = ' ';
+    len += put_name(dst + len, f->key);
+    dst[len++] = '=';
+    char num[32];
+    switch (f->type) {
+    case LOG_F_STR:
+    case LOG_F_STRN:
+        if (f->v.s) /* NULL: nothing after the '=' */
+            len += put_value(dst + len, (const unsigned char *)f->v.s,
+                             f->type == LOG_F_STRN ? f->n : strlen(f->v.s));
+        break;
+    case LOG_F_INT:
+        snprintf(num, sizeof num, "%lld", f->v.i);
+        memcpy(dst + len, num, strlen(num));
+        len += strlen(num);
+        break;
+    case LOG_F_UINT:
+        snprintf(num, sizeof num, "%llu", f->v.u);
+        memcpy(dst + len, num, strlen(num));
+        len += strlen(num);
+        break;
+    case LOG_F_DBL:
+        len += put_double(dst + len, f->v.d);
+        break;
+    default: /* not a known type: an empty value, as for NULL */
+        break;
+    }
+    return len;
+}
+
+void log_fields(enum log_level lvl, const char *mod, const char *event,
+                const struct log_field *f, size_t n)
+{
+    if (!log_enabled(lvl))
+        return;
+    FILE *out = atomic_load(&log_out);
+    if (!out)
+        out = stderr;
+    if (!f)
+        n = 0;
+
+    char ts[40];
+    format_ts(ts, sizeof ts);
+
+    /* ts=… level=… mod=… event=… then the fields, '\n': its room, counted before. */
+    size_t need = sizeof "ts= level= mod= event=\n" + strlen(ts) + strlen(level_name(lvl)) +
+                  2 * LOG_NAME_MAX;
+    for (size_t i = 0; i < n; i++)
+        need += field_room(&f[i]);
+    char stack[2048];
+    char *line = stack;
+    if (need > sizeof stack) {
+        line = malloc(need);
+        if (!line) { /* no room for the fields: the event alone */
+            line = stack;
+            n = 0;
         }
-        if (quoted)
-            buf[len++] = '"';
-        buf[len] = '\0';
-        return buf;
     }
 
-    /* Cut: whole escapes only, then "..." and the closing quote. */
-    if (size < 2 * q + 3 + 1) {
-        /* Not even room for a quoted "...": as much of an unquoted one as fits. */
-        size_t n = size - 1 < 3 ? size - 1 : 3;
-        memcpy(buf, "...", n);
-        buf[n] = '\0';
-        return buf;
-    }
-    if (quoted)
-        buf[len++] = '"';
-    for (const unsigned char *c = p; *c; c++) {
-        size_t n = escape_char(*c, quoted, piece);
-        if (len + n + 3 + q + 1 > size)
-            break;
-        memcpy(buf + len, piece, n);
-        len += n;
-    }
-    memcpy(buf + len, "...", 3);
-    len += 3;
-    if (quoted)
-        buf[len++] = '"';
-    buf[len] = '\0';
-    return buf;
+    size_t len = (size_t)snprintf(line, 64, "ts=%s level=%s mod=", ts, level_name(lvl));
+    len += put_name(line + len, mod);
+    memcpy(line + len, " event=", 7);
+    len += 7;
+    len += put_name(line + len, event);
+    for (size_t i = 0; i < n; i++)
+        len += put_field(line + len, &f[i]);
+    line[len++] = '\n';
+
+    /* A FILE's lock is held for the whole fwrite: lines from threads never interleave. */
+    fwrite(line, 1, len, out);
+    fflush(out);
+    if (line != stack)
+        free(line);
 }

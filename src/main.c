@@ -61,10 +61,8 @@ static void reload(struct b2bd_config *cfg, const char *status)
     struct b2bd_err err;
     b2bd_err_clear(&err);
     if (config_load(config_path, environ, &next, &err) < 0) {
-        char msg[300];
-        log_quote(msg, sizeof msg, err.msg);
-        log_error("main", "reload_failed", "field=%s error=%s note=\"the settings stay as they were\"",
-                  err.field[0] ? err.field : "-", msg);
+        log_error("main", "reload_failed", LOG_STR("field", err.field[0] ? err.field : "-"),
+                  LOG_STR("error", err.msg), LOG_STR("note", "the settings stay as they were"));
     } else {
         if (role_override) {
             free(next.role);
@@ -72,7 +70,8 @@ static void reload(struct b2bd_config *cfg, const char *status)
         }
         int restart = 0;
         int taken = reload_apply(cfg, &next, &restart);
-        log_info("main", "reload_done", "taken=%d restart_needed=%d", taken, restart);
+        log_info("main", "reload_done", LOG_INT("taken", taken),
+                 LOG_INT("restart_needed", restart));
         config_free(&next);
     }
     sdnotify_ready(status);
@@ -99,9 +98,8 @@ static int startup_database(struct b2bd_db *db)
         b2bd_err_clear(&err);
         if (db_migrate(db, &err) == 0)
             return 0;
-        char msg[300];
-        log_quote(msg, sizeof msg, err.msg);
-        log_warn("main", "database_unavailable", "error=%s retry_ms=%ld", msg, backoff);
+        log_warn("main", "database_unavailable", LOG_STR("error", err.msg),
+                 LOG_INT("retry_ms", backoff));
         sdnotify_status("waiting for PostgreSQL");
         if (stop_requested)
             return -1;
@@ -145,9 +143,8 @@ static int apply_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msgs, 
         }
         if (!db_connected(ap->db))
             metrics_db_check(metrics, 0);
-        char msg[300];
-        log_quote(msg, sizeof msg, err.msg);
-        log_warn("main", "batch_failed", "messages=%zu error=%s retry_ms=%ld", n, msg, *backoff);
+        log_warn("main", "batch_failed", LOG_UINT("messages", n), LOG_STR("error", err.msg),
+                 LOG_INT("retry_ms", *backoff));
         if (retry_wait(metrics, backoff) < 0)
             return -1;
     }
@@ -163,10 +160,9 @@ static int reject_retrying(struct b2bd_applier *ap, const struct b2bd_msg *msg,
         b2bd_err_clear(&err);
         if (apply_reject_alone(ap, msg, why, st, &err) == 0)
             return 0;
-        char text[300];
-        log_quote(text, sizeof text, err.msg);
-        log_warn("main", "reject_failed", "topic=%s partition=%d offset=%lld error=%s retry_ms=%ld",
-                 msg->topic_name, (int)msg->partition, (long long)msg->offset, text, *backoff);
+        log_warn("main", "reject_failed", LOG_STR("topic", msg->topic_name),
+                 LOG_INT("partition", msg->partition), LOG_INT("offset", msg->offset),
+                 LOG_STR("error", err.msg), LOG_INT("retry_ms", *backoff));
         if (retry_wait(ap->db->metrics, backoff) < 0)
             return -1;
     }
@@ -185,7 +181,8 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
     int rc = apply_retrying(ap, msgs, n, st, &why, &backoff);
     if (rc <= 0)
         return rc;
-    log_warn("main", "batch_split", "messages=%zu note=\"applied again one message at a time\"", n);
+    log_warn("main", "batch_split", LOG_UINT("messages", n),
+             LOG_STR("note", "applied again one message at a time"));
     for (size_t i = 0; i < n; i++) {
         rc = n > 1 ? apply_retrying(ap, &msgs[i], 1, st, &why, &backoff) : 1;
         if (rc > 0)
@@ -266,23 +263,22 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
             metrics_record_batch(metrics, &before, &st, n_done, metrics_clock() - started);
             kafka_in_commit(in, done, n_done, stop_requested);
             if (n_done < n)
-                log_warn("main", "batch_abandoned",
-                         "messages=%zu note=\"not committed: applied after the restart\"", n - n_done);
+                log_warn("main", "batch_abandoned", LOG_UINT("messages", n - n_done),
+                         LOG_STR("note", "not committed: applied after the restart"));
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(batch[i]);
         if (util_now_ms() >= next_report) {
-            log_info("main", "progress",
-                     "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu skipped=%lu published=%lu",
-                     st.applied, st.rejected, st.duplicates, st.dead_letters, st.skipped,
-                     relay_published(relay));
+            log_info("main", "progress", LOG_UINT("applied", st.applied),
+                     LOG_UINT("rejected", st.rejected), LOG_UINT("duplicates", st.duplicates),
+                     LOG_UINT("dead_letters", st.dead_letters), LOG_UINT("skipped", st.skipped),
+                     LOG_UINT("published", relay_published(relay)));
             next_report = util_now_ms() + 10000;
         }
     }
-    log_info("main", "stopping",
-             "applied=%lu rejected=%lu duplicates=%lu dead_letters=%lu bulk=%lu bulk_fallbacks=%lu",
-             st.applied, st.rejected, st.duplicates, st.dead_letters, st.bulk_commands,
-             st.bulk_fallbacks);
+    log_info("main", "stopping", LOG_UINT("applied", st.applied), LOG_UINT("rejected", st.rejected),
+             LOG_UINT("duplicates", st.duplicates), LOG_UINT("dead_letters", st.dead_letters),
+             LOG_UINT("bulk", st.bulk_commands), LOG_UINT("bulk_fallbacks", st.bulk_fallbacks));
     workers_free(workers);
     free(batch);
     free(done);
@@ -299,16 +295,18 @@ static int run(struct b2bd_config *cfg)
 
     struct email_template tmpl = {0};
     if (worker && email_template_load(cfg->templates_dir, &tmpl, &err) < 0) {
-        log_error("main", "templates_failed", "error=\"%s\"", err.msg);
+        log_error("main", "templates_failed", LOG_STR("error", err.msg));
         return 1;
     }
     if (notifier && !cfg->smtp_url) {
         if (!worker) {
-            log_error("main", "config_error", "field=smtp_url error=\"the notifier role needs smtp_url\"");
+            log_error("main", "config_error", LOG_STR("field", "smtp_url"),
+                      LOG_STR("error", "the notifier role needs smtp_url"));
             email_template_free(&tmpl);
             return 1;
         }
-        log_warn("main", "notifier_disabled", "note=\"no smtp_url: emails stay queued until a notifier runs\"");
+        log_warn("main", "notifier_disabled",
+                 LOG_STR("note", "no smtp_url: emails stay queued until a notifier runs"));
         notifier = 0;
     }
     /* the daemon's one set of metrics, handed to each module that counts */
@@ -316,10 +314,10 @@ static int run(struct b2bd_config *cfg)
     atomic_store(&metrics->needs_consumer, worker);
     struct http_server *http = http_start(cfg->http_listen, metrics, &err);
     if (http)
-        log_info("main", "http_listening", "addr=%s port=%d paths=/metrics,/healthz,/readyz",
-                 cfg->http_listen, http_port(http));
+        log_info("main", "http_listening", LOG_STR("addr", cfg->http_listen),
+                 LOG_INT("port", http_port(http)), LOG_STR("paths", "/metrics,/healthz,/readyz"));
     else /* the commands matter more than their metrics: go on without them */
-        log_error("main", "http_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        log_error("main", "http_failed", LOG_STR("field", err.field), LOG_STR("error", err.msg));
     struct b2bd_db db;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
     db.metrics = metrics;
@@ -336,22 +334,26 @@ static int run(struct b2bd_config *cfg)
     struct b2bd_notifier *ntf = NULL;
     struct kafka_in *in = NULL;
     if (!(relay = relay_start(cfg, metrics, &err))) {
-        log_error("main", "relay_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        log_error("main", "relay_failed", LOG_STR("field", err.field),
+                  LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
     if (worker && !(in = kafka_in_new(cfg, metrics, &err))) {
-        log_error("main", "consumer_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        log_error("main", "consumer_failed", LOG_STR("field", err.field),
+                  LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
     if (notifier && !(ntf = notifier_start(cfg, metrics, &err))) {
-        log_error("main", "notifier_failed", "field=%s error=\"%s\"", err.field, err.msg);
+        log_error("main", "notifier_failed", LOG_STR("field", err.field),
+                  LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
-    log_info("main", "ready", "role=%s group=%s prefix=%s batch_max=%ld linger_ms=%ld", cfg->role,
-             cfg->group_id, cfg->topic_prefix, cfg->batch_max, cfg->batch_linger_ms);
+    log_info("main", "ready", LOG_STR("role", cfg->role), LOG_STR("group", cfg->group_id),
+             LOG_STR("prefix", cfg->topic_prefix), LOG_INT("batch_max", cfg->batch_max),
+             LOG_INT("linger_ms", cfg->batch_linger_ms));
     atomic_store(&metrics->started, 1);
     sdnotify_ready(worker ? "consuming commands" : "sending notifications");
     if (worker)
@@ -364,9 +366,11 @@ static int run(struct b2bd_config *cfg)
             util_sleep_ms(200);
         }
     if (kafka_dead(in, relay)) {
-        log_error("main", "fatal_stop", "client=%s exit=%d note=\"a Kafka client failed for good; "
-                  "what is not published stays in the outbox for the next start\"",
-                  relay_failed(relay) ? "producer" : "consumer", EXIT_KAFKA_FATAL);
+        log_error("main", "fatal_stop",
+                  LOG_STR("client", relay_failed(relay) ? "producer" : "consumer"),
+                  LOG_INT("exit", EXIT_KAFKA_FATAL),
+                  LOG_STR("note", "a Kafka client failed for good; what is not published stays in "
+                                  "the outbox for the next start"));
         rc = EXIT_KAFKA_FATAL;
     }
 out:
@@ -380,7 +384,7 @@ out:
     email_template_free(&tmpl);
     http_stop(http);
     metrics_b2bd_free(metrics); /* after everything that counts has stopped */
-    log_info("main", "stopped", "pid=%d", (int)getpid());
+    log_info("main", "stopped", LOG_INT("pid", getpid()));
     return rc;
 }
 
@@ -446,8 +450,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char *dsn = config_redact(cfg.pg_dsn);
-    log_info("main", "starting", "version=" B2BD_VERSION " pid=%d bootstrap=%s pg=\"%s\"", (int)getpid(),
-             cfg.kafka_bootstrap, dsn);
+    log_info("main", "starting", LOG_STR("version", B2BD_VERSION), LOG_INT("pid", getpid()),
+             LOG_STR("bootstrap", cfg.kafka_bootstrap), LOG_STR("pg", dsn));
     free(dsn);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = run(&cfg);

@@ -159,13 +159,11 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
     int attempts = atoi(PQgetvalue(row, 0, 10)) + 1;
     long age_s = atol(PQgetvalue(row, 0, 11));
     int rc;
-    char idq[48];
-    log_quote(idq, sizeof idq, id);
     if (r->outcome == SMTP_SENT) {
         const char *v[] = {id, token};
         if ((rc = record_update(db, SQL_SENT, 2, v, err)) <= 0)
             return rc < 0 ? -1 : 1;
-        log_info("notifier", "sent", "notification_id=%s attempts=%d", idq, attempts);
+        log_info("notifier", "sent", LOG_STR("notification_id", id), LOG_INT("attempts", attempts));
         if (n->metrics)
             metrics_inc(n->metrics->ntf_sent, NULL, 1);
         return emit_event(db, row, "sent", attempts, NULL, err);
@@ -176,14 +174,13 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
                                      random01());
     int give_up = r->outcome == SMTP_PERMANENT ||
                   age_s * 1000 + delay > __atomic_load_n(&n->cfg->notifier_give_up_s, __ATOMIC_RELAXED) * 1000;
-    char msg[300];
-    log_quote(msg, sizeof msg, r->error);
     if (give_up) {
         const char *v[] = {id, token, r->error};
         if ((rc = record_update(db, SQL_FAILED, 3, v, err)) <= 0)
             return rc < 0 ? -1 : 1;
-        log_warn("notifier", "failed", "notification_id=%s attempts=%d reply=%ld error=%s", idq,
-                 attempts, r->reply_code, msg);
+        log_warn("notifier", "failed", LOG_STR("notification_id", id),
+                 LOG_INT("attempts", attempts), LOG_INT("reply", r->reply_code),
+                 LOG_STR("error", r->error));
         if (n->metrics)
             metrics_inc(n->metrics->ntf_failed, NULL, 1);
         return emit_event(db, row, "failed", attempts, r->error, err);
@@ -193,8 +190,9 @@ static int record(struct b2bd_notifier *n, struct b2bd_db *db, PGresult *row, co
     const char *v[] = {id, token, r->error, ms};
     if ((rc = record_update(db, SQL_RETRY, 4, v, err)) <= 0)
         return rc < 0 ? -1 : 1;
-    log_info("notifier", "retry", "notification_id=%s attempts=%d reply=%ld delay_ms=%ld error=%s",
-             idq, attempts, r->reply_code, delay, msg);
+    log_info("notifier", "retry", LOG_STR("notification_id", id), LOG_INT("attempts", attempts),
+             LOG_INT("reply", r->reply_code), LOG_INT("delay_ms", delay),
+             LOG_STR("error", r->error));
     if (n->metrics)
         metrics_inc(n->metrics->ntf_retried, NULL, 1);
     return 0;
@@ -246,8 +244,7 @@ static void record_outcome(struct b2bd_notifier *n, struct b2bd_db *db, PGresult
 {
     long backoff = 100;
     int64_t stop_by = 0;
-    char idq[48];
-    log_quote(idq, sizeof idq, PQgetvalue(row, 0, 0));
+    const char *id = PQgetvalue(row, 0, 0);
     for (;;) {
         struct b2bd_err err;
         b2bd_err_clear(&err);
@@ -262,20 +259,19 @@ static void record_outcome(struct b2bd_notifier *n, struct b2bd_db *db, PGresult
         if (rc == 0)
             return;
         if (rc == 1) {
-            log_warn("notifier", "lease_lost", "notification_id=%s note=\"the notification was "
-                     "taken over or erased: its outcome is not recorded by this worker\"", idq);
+            log_warn("notifier", "lease_lost", LOG_STR("notification_id", id),
+                     LOG_STR("note", "the notification was taken over or erased: its outcome is "
+                                     "not recorded by this worker"));
             return;
         }
-        char msg[300];
-        log_quote(msg, sizeof msg, err.msg);
-        log_warn("notifier", "record_failed", "notification_id=%s error=%s retry_ms=%ld", idq, msg,
-                 backoff);
+        log_warn("notifier", "record_failed", LOG_STR("notification_id", id),
+                 LOG_STR("error", err.msg), LOG_INT("retry_ms", backoff));
         if (atomic_load(&n->stopping)) {
             if (!stop_by)
                 stop_by = util_now_ms() + NOTIFIER_STOP_RECORD_MS;
             else if (util_now_ms() >= stop_by) {
-                log_error("notifier", "record_abandoned", "notification_id=%s note=\"sent again "
-                          "once its lease expires\"", idq);
+                log_error("notifier", "record_abandoned", LOG_STR("notification_id", id),
+                          LOG_STR("note", "sent again once its lease expires"));
                 return;
             }
         }
@@ -407,7 +403,7 @@ struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_
             return NULL;
         }
     }
-    log_info("notifier", "started", "workers=%d", n->n_workers);
+    log_info("notifier", "started", LOG_INT("workers", n->n_workers));
     return n;
 }
 

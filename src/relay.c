@@ -56,8 +56,8 @@ static void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     status->state = m->err ? DR_FAILED : DR_OK;
     status->err = m->err;
     if (m->err)
-        log_warn("relay", "delivery_failed", "topic=%s code=%s", rd_kafka_topic_name(m->rkt),
-                 rd_kafka_err2name(m->err));
+        log_warn("relay", "delivery_failed", LOG_STR("topic", rd_kafka_topic_name(m->rkt)),
+                 LOG_STR("code", rd_kafka_err2name(m->err)));
 }
 
 static const char SQL_LOCK[] = "SELECT pg_try_advisory_lock(" RELAY_LOCK ")";
@@ -83,8 +83,8 @@ static bool relay_check_fatal(struct b2bd_relay *r)
     if (!e)
         return false;
     atomic_store(&r->fatal, 1);
-    log_error("relay", "fatal_stop", "code=%s note=\"the producer is dead; undelivered rows stay in the outbox\"",
-              rd_kafka_err2name(e));
+    log_error("relay", "fatal_stop", LOG_STR("code", rd_kafka_err2name(e)),
+              LOG_STR("note", "the producer is dead; undelivered rows stay in the outbox"));
     return true;
 }
 
@@ -107,7 +107,7 @@ static int relay_connect(struct b2bd_relay *r)
     r->leader = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (r->leader)
-        log_info("relay", "leading", "note=\"this instance publishes the outbox\"");
+        log_info("relay", "leading", LOG_STR("note", "this instance publishes the outbox"));
     return r->leader ? 0 : -1;
 }
 
@@ -175,7 +175,8 @@ static int relay_produce(struct b2bd_relay *r, PGresult *res, int row, struct dr
     if (e) {
         status->state = DR_FAILED;
         status->err = e;
-        log_warn("relay", "produce_failed", "topic=%s code=%s", topic, rd_kafka_err2name(e));
+        log_warn("relay", "produce_failed", LOG_STR("topic", topic),
+                 LOG_STR("code", rd_kafka_err2name(e)));
     }
     free(topic);
     PQfreemem(key);
@@ -205,8 +206,9 @@ static void relay_park(struct b2bd_relay *r, const char *id, const char *topic,
     const char *v[] = {id, rd_kafka_err2name(e)};
     PGresult *res = db_query(&r->db, SQL_PARK, 2, v, NULL, NULL, &err);
     PQclear(res);
-    log_error("relay", "parked", "outbox_id=%s topic=%s code=%s note=\"refused by Kafka; kept in outbox_parked\"",
-              id, topic, rd_kafka_err2name(e));
+    log_error("relay", "parked", LOG_STR("outbox_id", id), LOG_STR("topic", topic),
+              LOG_STR("code", rd_kafka_err2name(e)),
+              LOG_STR("note", "refused by Kafka; kept in outbox_parked"));
 }
 
 /* One round: publish up to RELAY_BATCH rows in id order, wait for their delivery, delete
@@ -216,7 +218,7 @@ static int relay_round(struct b2bd_relay *r)
     struct b2bd_err err;
     PGresult *res = db_query(&r->db, SQL_FETCH, 0, NULL, NULL, NULL, &err);
     if (!res) {
-        log_warn("relay", "fetch_failed", "error=\"%s\"", err.msg);
+        log_warn("relay", "fetch_failed", LOG_STR("error", err.msg));
         return -1;
     }
     int n = PQntuples(res);
@@ -303,7 +305,8 @@ static void relay_warm_up(struct b2bd_relay *r)
         rd_kafka_resp_err_t e = t ? rd_kafka_metadata(r->producer, 0, t, &md, 2000)
                                   : RD_KAFKA_RESP_ERR__INVALID_ARG;
         if (e)
-            log_warn("relay", "metadata_failed", "topic=%s code=%s", name, rd_kafka_err2name(e));
+            log_warn("relay", "metadata_failed", LOG_STR("topic", name),
+                     LOG_STR("code", rd_kafka_err2name(e)));
         if (md)
             rd_kafka_metadata_destroy(md);
         if (t)
@@ -381,7 +384,7 @@ void relay_stop(struct b2bd_relay *r, int drain_ms)
         rd_kafka_flush(r->producer, 1000);
     rd_kafka_destroy(r->producer);
     db_free(&r->db);
-    log_info("relay", "stopped", "published=%lu", atomic_load(&r->published));
+    log_info("relay", "stopped", LOG_UINT("published", atomic_load(&r->published)));
     free(r);
 }
 

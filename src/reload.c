@@ -85,8 +85,8 @@ static int restart_keys(const char *a, const char *b)
                 size_t mine = len - key_len - 1;
                 /* pass 0: changed or added keys; pass 1: removed ones (kafka.*) */
                 if (pass == 0 ? !v || vlen != mine || memcmp(v, eq + 1, mine) : !v) {
-                    log_warn("reload", "restart_needed", "key=%.*s note=\"changed: takes effect "
-                             "after a restart\"", (int)key_len, line);
+                    log_warn("reload", "restart_needed", LOG_STRN("key", line, key_len),
+                             LOG_STR("note", "changed: takes effect after a restart"));
                     n++;
                 }
             }
@@ -100,8 +100,9 @@ int reload_apply(struct b2bd_config *cur, const struct b2bd_config *next, int *r
 {
     int taken = 0;
     if (next->log_level != cur->log_level) {
-        log_info("reload", "reloaded", "key=log_level old=%s new=%s", level_text(cur->log_level),
-                 level_text(next->log_level));
+        log_info("reload", "reloaded", LOG_STR("key", "log_level"),
+                 LOG_STR("old", level_text(cur->log_level)),
+                 LOG_STR("new", level_text(next->log_level)));
         __atomic_store_n(&cur->log_level, next->log_level, __ATOMIC_RELAXED);
         log_init(next->log_level, stderr);
         taken++;
@@ -113,7 +114,8 @@ int reload_apply(struct b2bd_config *cur, const struct b2bd_config *next, int *r
         if (v == old)
             continue;
         __atomic_store_n(c, v, __ATOMIC_RELAXED);
-        log_info("reload", "reloaded", "key=%s old=%ld new=%ld", reloadable[i].name, old, v);
+        log_info("reload", "reloaded", LOG_STR("key", reloadable[i].name), LOG_INT("old", old),
+                 LOG_INT("new", v));
         taken++;
     }
     char *a = dump(cur), *b = dump(next);
