@@ -2,7 +2,8 @@
  * database (b2bd.audit), where the inbox trigger and the access events read them. */
 #include <stdlib.h>
 
-#include "apply_privacy.h"
+#include "apply_audit.h"
+#include "apply_json.h"
 
 static const char SQL_NOTE[] = "SELECT set_config('b2bd.audit', $1, true)";
 

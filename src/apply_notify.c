@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_internal.h"
+#include "apply_notify.h"
+#include "apply_json.h"
+#include "apply_limit.h"
 #include "b2bd/email.h"
 #include "b2bd/util.h"
 

@@ -8,24 +8,9 @@
 #include <strings.h>
 
 #include "apply_privacy.h"
+#include "apply_json.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
-
-PGresult *apply_q_rejectable(struct apply_cmd *c, const char *sql, int n, const char *const *v,
-                             enum b2bd_code *code, struct b2bd_err *err)
-{
-    PGresult *res = apply_q(c, sql, n, v, err);
-    *code = B2BD_OK;
-    if (res)
-        return res;
-    if (!db_sqlstate_is(c->db, "B2B01")) {
-        *code = B2BD_ERR_DB;
-        return NULL;
-    }
-    *code = b2bd_err_set(err, b2bd_code_from_name(c->db->err_detail),
-                         c->db->err_hint[0] ? c->db->err_hint : NULL, "%s", c->db->err_message);
-    return NULL;
-}
 
 /* Loads the JSON text a function returned; only memory can be missing. */
 static json_t *load_json(const char *text)

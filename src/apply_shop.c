@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_privacy.h"
+#include "apply_shop.h"
+#include "apply_json.h"
+#include "apply_sync.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
 
