@@ -23,10 +23,8 @@ int audit_note(struct b2bd_db *db, const struct b2bd_command *cmds, size_t n,
     }
     if (!map)
         return 0;
-    char *text = json_dumps(map, JSON_COMPACT);
+    char *text = apply_dump(map);
     json_decref(map);
-    if (!text)
-        abort();
     const char *v[] = {text};
     PGresult *res = db_query(db, SQL_NOTE, 1, v, NULL, NULL, err);
     free(text);
