@@ -132,6 +132,7 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
             while len(collected()) < len(revokes) and time.monotonic() < deadline:
                 bus.poll("results", 0.5)
             results = collected()
+            keys = harness.result_keys(bus, revokes)
             self.assertEqual(d.stop(), 0)
             access = [strip(m[1], "event_id", "occurred_at") for m in bus.read_to_end("events.access")
                       if isinstance(m[1], dict) and m[1].get("shop_id") == self.shop]
@@ -148,7 +149,7 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
             }
             stopping = [l for l in d.log().splitlines() if "event=stopping" in l][-1]
             bulk_n = int(re.search(r" bulk=(\d+)", stopping).group(1))
-            return results, access, rows, bulk_n, seats_before
+            return results, access, rows, bulk_n, seats_before, keys
         finally:
             bus.close()
             harness.drop_database(name)
@@ -167,6 +168,9 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
+        # every result carries its command's key, on both paths
+        self.assertEqual(on[5][0], on[5][1])
+        self.assertEqual(off[5][0], off[5][1])
 
         # and what they are, so that two wrong worlds cannot agree
         res = on[0]
@@ -249,6 +253,8 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
+        self.assertEqual(on[5][0], on[5][1])
+        self.assertEqual(off[5][0], off[5][1])
         self.assertEqual([(r["status"], (r["error"] or {}).get("code")) for r in on[0]],
                          [("applied", None)] * 2 + [("rejected", "LIMIT_REACHED")] + [("applied", None)] * 2)
         self.assertEqual(len([x for x in on[2]["roles"] if x[1] == "big"]), 5)
