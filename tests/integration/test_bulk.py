@@ -143,12 +143,12 @@ class BulkMatchesOneByOne(B2bTestCase):
         # most of the commands went through the set-based path (runs split at the
         # second command about u1 and about u7)
         self.assertGreaterEqual(on[3], 12, "the set-based path was hardly used")
-        self.assertEqual(on[0], off[0])
-        self.assertEqual(on[1], off[1])
-        self.assertEqual(on[2], off[2])
         # every result carries its command's key, on both paths
         self.assertEqual(on[4][0], on[4][1])
         self.assertEqual(off[4][0], off[4][1])
+        self.assertEqual(on[0], off[0])
+        self.assertEqual(on[1], off[1])
+        self.assertEqual(on[2], off[2])
 
         results = {}
         for r in on[0]:

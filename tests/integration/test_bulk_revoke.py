@@ -165,12 +165,12 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         # (46), and the 5 assigns as a run of their own (Kafka hands over one topic's
         # messages, then the other's, in one batch or two)
         self.assertGreaterEqual(on[3], 46, "the set-based path was not used as expected")
-        self.assertEqual(on[0], off[0])
-        self.assertEqual(on[1], off[1])
-        self.assertEqual(on[2], off[2])
         # every result carries its command's key, on both paths
         self.assertEqual(on[5][0], on[5][1])
         self.assertEqual(off[5][0], off[5][1])
+        self.assertEqual(on[0], off[0])
+        self.assertEqual(on[1], off[1])
+        self.assertEqual(on[2], off[2])
 
         # and what they are, so that two wrong worlds cannot agree
         res = on[0]
@@ -250,11 +250,11 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         limit = {"B2BD_MAX_MESSAGE_BYTES": "1300"}
         on = self.run_world(setup, revokes, "on", limit)
         off = self.run_world(setup, revokes, "off", limit)
+        self.assertEqual(on[5][0], on[5][1])
+        self.assertEqual(off[5][0], off[5][1])
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
-        self.assertEqual(on[5][0], on[5][1])
-        self.assertEqual(off[5][0], off[5][1])
         self.assertEqual([(r["status"], (r["error"] or {}).get("code")) for r in on[0]],
                          [("applied", None)] * 2 + [("rejected", "LIMIT_REACHED")] + [("applied", None)] * 2)
         self.assertEqual(len([x for x in on[2]["roles"] if x[1] == "big"]), 5)
