@@ -6,10 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apply_assign.h"
+#include "apply_audit.h"
 #include "apply_bulk.h"
-#include "apply_internal.h"
+#include "apply_cmd.h"
 #include "apply_json.h"
+#include "apply_limit.h"
+#include "apply_migrate.h"
+#include "apply_notify.h"
 #include "apply_privacy.h"
+#include "apply_revoke.h"
+#include "apply_shop.h"
 #include "b2bd/fault.h"
 #include "b2bd/log.h"
 #include "b2bd/outbox.h"
@@ -46,76 +53,6 @@ static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes',
 #define STMT_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT cmd", .simple = 1})
 #define STMT_RELEASE ((struct db_stmt){.sql = "RELEASE SAVEPOINT cmd", .simple = 1})
 #define STMT_ROLLBACK_TO ((struct db_stmt){.sql = "ROLLBACK TO SAVEPOINT cmd", .simple = 1})
-
-PGresult *apply_q(struct apply_cmd *c, const char *sql, int n, const char *const *v,
-                  struct b2bd_err *err)
-{
-    return db_query(c->db, sql, n, v, NULL, NULL, err);
-}
-
-static const char SQL_COMPANY_OF_SHOP[] =
-    "SELECT 1 FROM companies WHERE shop_id = $1 AND company_id = $2";
-static const char SQL_CUSTOMER_OF_SHOP[] =
-    "SELECT 1 FROM customers WHERE shop_id = $1 AND customer_id = $2";
-static const char SQL_CONTACT_OF_COMPANY[] =
-    "SELECT 1 FROM contacts WHERE shop_id = $1 AND company_id = $2 AND customer_id = $3";
-
-enum b2bd_code apply_exists(struct apply_cmd *c, const char *sql, int n, const char *const *v,
-                            int *found, struct b2bd_err *err)
-{
-    PGresult *res = apply_q(c, sql, n, v, err);
-    if (!res)
-        return B2BD_ERR_DB;
-    *found = PQntuples(res) > 0;
-    PQclear(res);
-    return B2BD_OK;
-}
-
-enum b2bd_code apply_check_contact(struct apply_cmd *c, const char *company, const char *customer,
-                                   struct b2bd_err *err)
-{
-    const char *v[] = {c->cmd->shop_id, company, customer};
-    const char *cv[] = {c->cmd->shop_id, customer};
-    int found;
-    enum b2bd_code code;
-    if ((code = apply_exists(c, SQL_COMPANY_OF_SHOP, 2, v, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.company_id", "no company with this id in the shop");
-    if ((code = apply_exists(c, SQL_CUSTOMER_OF_SHOP, 2, cv, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.customer_id", "no customer with this id in the shop");
-    if ((code = apply_exists(c, SQL_CONTACT_OF_COMPANY, 3, v, &found, err)) != B2BD_OK)
-        return code;
-    if (!found)
-        return b2bd_err_set(err, B2BD_NOT_A_CONTACT, "payload.customer_id",
-                            "the customer is not a contact of the company");
-    return B2BD_OK;
-}
-
-void apply_touch(struct apply_cmd *c, const char *customer_id)
-{
-    for (size_t i = 0; i < c->n_touched; i++)
-        if (strcmp(c->touched[i], customer_id) == 0)
-            return;
-    if (c->n_touched == c->cap_touched) {
-        c->cap_touched = c->cap_touched ? c->cap_touched * 2 : 4;
-        c->touched = realloc(c->touched, c->cap_touched * sizeof *c->touched);
-        if (!c->touched)
-            abort();
-    }
-    c->touched[c->n_touched++] = strdup(customer_id);
-}
-
-static void apply_cmd_reset(struct apply_cmd *c)
-{
-    for (size_t i = 0; i < c->n_touched; i++)
-        free(c->touched[i]);
-    c->n_touched = 0;
-    json_decref(c->result);
-    c->result = NULL;
-}
 
 static enum b2bd_code apply_unsupported(struct apply_cmd *c, struct b2bd_err *err)
 {

@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_internal.h"
+#include "apply_assign.h"
+#include "apply_domain.h"
+#include "apply_migrate.h"
+#include "apply_notify.h"
 #include "b2bd/util.h"
 
 /* The rules of assign run in b2bd_assign() (sql/migrations/0004_assign_functions.sql):
@@ -32,16 +35,12 @@ static enum b2bd_code assign_core(struct apply_cmd *c, const struct b2bd_assign 
     snprintf(max, sizeof max, "%d", COMPANY_MAX_CONTACTS);
     const char *v[] = {c->cmd->shop_id, p->company_id, p->customer_id, p->email,
                        p->first_name, p->last_name, p->phone, sbuf_str(&ida), sbuf_str(&rolea), max};
-    PGresult *res = apply_q(c, SQL_ASSIGN, 10, v, err);
+    enum b2bd_code code;
+    PGresult *res = apply_q_rejectable(c, SQL_ASSIGN, 10, v, &code, err);
     sbuf_free(&ida);
     sbuf_free(&rolea);
-    if (!res) {
-        if (!db_sqlstate_is(c->db, "B2B01"))
-            return B2BD_ERR_DB;
-        enum b2bd_code code = b2bd_code_from_name(c->db->err_detail);
-        return b2bd_err_set(err, code, c->db->err_hint[0] ? c->db->err_hint : NULL, "%s",
-                            c->db->err_message);
-    }
+    if (!res)
+        return code;
     *out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     PQclear(res);
     if (!*out)

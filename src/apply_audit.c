@@ -2,7 +2,8 @@
  * database (b2bd.audit), where the inbox trigger and the access events read them. */
 #include <stdlib.h>
 
-#include "apply_privacy.h"
+#include "apply_audit.h"
+#include "apply_json.h"
 
 static const char SQL_NOTE[] = "SELECT set_config('b2bd.audit', $1, true)";
 
@@ -22,10 +23,8 @@ int audit_note(struct b2bd_db *db, const struct b2bd_command *cmds, size_t n,
     }
     if (!map)
         return 0;
-    char *text = json_dumps(map, JSON_COMPACT);
+    char *text = apply_dump(map);
     json_decref(map);
-    if (!text)
-        abort();
     const char *v[] = {text};
     PGresult *res = db_query(db, SQL_NOTE, 1, v, NULL, NULL, err);
     free(text);

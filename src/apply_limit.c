@@ -4,7 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_internal.h"
+#include "apply_limit.h"
+
+/* Room kept under max_message_bytes for Kafka's framing of a message: the record batch
+ * header (61 bytes), a record's own fields (at most 36) and a few header lengths, so
+ * that a broker whose message.max.bytes is max_message_bytes takes every result and
+ * access event b2bd writes (key, value and headers within max_message_bytes - 256). */
+#define APPLY_MESSAGE_FRAMING 256
+
+/* The SQLSTATE the outbox raises for an access event too large (migration 0013). */
+#define APPLY_SQLSTATE_TOO_LARGE "B2B13"
 
 /* The field named for a result too large, by the result's largest member. */
 static const struct {

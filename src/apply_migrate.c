@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_internal.h"
+#include "apply_migrate.h"
 #include "b2bd/util.h"
 
 static const char SQL_LOCATION_IN[] =

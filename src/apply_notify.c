@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_internal.h"
+#include "apply_notify.h"
+#include "apply_json.h"
+#include "apply_limit.h"
 #include "b2bd/email.h"
 #include "b2bd/util.h"
 
@@ -77,10 +79,8 @@ static PGresult *contact_states(struct apply_cmd *c, const char *company, const 
     json_t *ids = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(ids, json_string(customers[i]));
-    char *text = json_dumps(ids, JSON_COMPACT);
+    char *text = apply_dump(ids);
     json_decref(ids);
-    if (!text)
-        abort();
     const char *v[] = {c->cmd->shop_id, company, text, location};
     PGresult *res = apply_q(c, SQL_STATES, 4, v, err);
     free(text);
@@ -311,9 +311,7 @@ static enum b2bd_code notify_listed(struct apply_cmd *c, const struct b2bd_notif
             if (!entry)
                 entry = json_pack("{ssss}", "customer_id", customer, "notification_id", id);
         }
-        char *text = json_dumps(entry, JSON_COMPACT);
-        if (!text)
-            abort();
+        char *text = apply_dump(entry);
         bytes += strlen(text) + 1;
         free(text);
         json_array_append_new(into, entry);

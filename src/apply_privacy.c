@@ -8,24 +8,9 @@
 #include <strings.h>
 
 #include "apply_privacy.h"
+#include "apply_json.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
-
-PGresult *apply_q_rejectable(struct apply_cmd *c, const char *sql, int n, const char *const *v,
-                             enum b2bd_code *code, struct b2bd_err *err)
-{
-    PGresult *res = apply_q(c, sql, n, v, err);
-    *code = B2BD_OK;
-    if (res)
-        return res;
-    if (!db_sqlstate_is(c->db, "B2B01")) {
-        *code = B2BD_ERR_DB;
-        return NULL;
-    }
-    *code = b2bd_err_set(err, b2bd_code_from_name(c->db->err_detail),
-                         c->db->err_hint[0] ? c->db->err_hint : NULL, "%s", c->db->err_message);
-    return NULL;
-}
 
 /* Loads the JSON text a function returned; only memory can be missing. */
 static json_t *load_json(const char *text)
@@ -86,9 +71,7 @@ enum b2bd_code apply_customer_data_request(struct apply_cmd *c, struct b2bd_err 
     struct sbuf key = {0};
     sbuf_addf(&key, "%s/%s", c->cmd->shop_id, p->customer_id ? p->customer_id : PQgetvalue(res, 0, 1));
     PQclear(res);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    if (!text)
-        abort();
+    char *text = apply_dump(doc);
     json_object_set_new(c->result, "customer_id", json_incref(json_object_get(doc, "customer_id")));
     json_object_set_new(c->result, "export_event_id", json_string(event_id));
     json_decref(doc);
@@ -196,9 +179,7 @@ static enum b2bd_code redact_results(struct apply_cmd *c, const struct subject *
         json_t *m = json_loads(PQgetvalue(res, i, 1), 0, NULL);
         json_t *r = json_object_get(m, "result");
         if (r && redact_node(r, s) > 0) {
-            char *text = json_dumps(m, JSON_COMPACT);
-            if (!text)
-                abort();
+            char *text = apply_dump(m);
             const char *uv[] = {PQgetvalue(res, i, 0), text};
             PGresult *u = apply_q(c, SQL_RESULT_SET, 2, uv, err);
             if (!u)

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply_privacy.h"
+#include "apply_shop.h"
+#include "apply_json.h"
+#include "apply_sync.h"
 #include "b2bd/outbox.h"
 #include "b2bd/util.h"
 
@@ -128,10 +130,8 @@ static enum b2bd_code shop_event(struct apply_cmd *c, const char *before, struct
     json_object_set_new(m, "actor", apply_jstr(c->cmd->actor));
     json_object_set_new(m, "occurred_at", json_string(now));
     PQclear(res);
-    char *text = json_dumps(m, JSON_COMPACT);
+    char *text = apply_dump(m);
     json_decref(m);
-    if (!text)
-        abort();
     int rc = outbox_append(c->db, OUTBOX_SHOPS, shop, strlen(shop), text, strlen(text), NULL, err);
     free(text);
     return rc < 0 ? B2BD_ERR_DB : B2BD_OK;

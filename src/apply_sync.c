@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "apply_internal.h"
+#include "apply_sync.h"
 #include "b2bd/util.h"
 
 static const char SQL_SHOP_UPSERT[] =

@@ -18,6 +18,7 @@ Main API:
     env() -> dict (env.json)
     command(type, shop_id, payload, command_id=None, **envelope) -> dict
     key_for(cmd) -> str;  topic_for(type) -> topic suffix
+    result_keys(bus, cmds) -> (got, want): the results' Kafka keys, and the contract's
     db_query(dsn, sql, params=None) -> [tuple]
     kafka_control(line, check=True) -> reply;  smtp_control(line, check=True) -> reply
     smtp_messages(to=None) -> [SmtpMessage];  wait_smtp_messages(count, to=None, timeout=30)
@@ -134,6 +135,17 @@ def key_for(cmd):
     if t in ("customer.data_request", "customer.redact"):
         return "%s/%s" % (shop, part("customer_id") or part("email").lower())
     return shop
+
+
+def result_keys(bus, cmds):
+    """(got, want): the set of (command_id, key) of every result the bus has read for
+    cmds, and that set as the contract has it: each result keyed by its command's
+    key (CONTRACT.md, Topics). Equal sets: no result of cmds has another key."""
+    ids = {c["command_id"].lower() for c in cmds}
+    got = {(m[1]["command_id"], m[0]) for m in bus.messages("results")
+           if isinstance(m[1], dict) and m[1].get("command_id") in ids}
+    want = {(c["command_id"].lower(), key_for(c)) for c in cmds}
+    return got, want
 
 
 def topic_for(type):

@@ -107,6 +107,7 @@ class BulkMatchesOneByOne(B2bTestCase):
             while len(collected()) < len(cmds) and time.monotonic() < deadline:
                 bus.poll("results", 0.5)
             results = collected()
+            keys = harness.result_keys(bus, cmds)
             self.assertEqual(d.stop(), 0)
             # b2bd exited on SIGTERM, which flushes the outbox: everything is on the broker
             access = [strip(m[1], "event_id", "occurred_at") for m in bus.read_to_end("events.access")
@@ -127,7 +128,7 @@ class BulkMatchesOneByOne(B2bTestCase):
             }
             stopping = [l for l in d.log().splitlines() if "event=stopping" in l][-1]
             bulk_n = int(re.search(r" bulk=(\d+)", stopping).group(1))
-            return results, access, rows, bulk_n
+            return results, access, rows, bulk_n, keys
         finally:
             bus.close()
             harness.drop_database(name)
@@ -142,6 +143,9 @@ class BulkMatchesOneByOne(B2bTestCase):
         # most of the commands went through the set-based path (runs split at the
         # second command about u1 and about u7)
         self.assertGreaterEqual(on[3], 12, "the set-based path was hardly used")
+        # every result carries its command's key, on both paths
+        self.assertEqual(on[4][0], on[4][1])
+        self.assertEqual(off[4][0], off[4][1])
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
@@ -189,6 +193,8 @@ class OneBatch(B2bTestCase):
         d = self.start_daemon(extra_env=dict(env or {}, B2BD_BULK_ASSIGN=bulk, B2BD_BATCH_LINGER_MS="200",
                                              B2BD_HTTP_LISTEN="127.0.0.1:0"))
         results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=60)
+        got, want = harness.result_keys(self.bus, cmds)
+        self.assertEqual(got, want, "a result without its command's key")
         m = d.metrics()
         self.assertEqual((m.get("b2bd_batch_size_messages_count"), m.get("b2bd_batch_size_messages_sum")),
                          (1.0, float(len(cmds))), "the commands were not applied in one batch")

@@ -132,6 +132,7 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
             while len(collected()) < len(revokes) and time.monotonic() < deadline:
                 bus.poll("results", 0.5)
             results = collected()
+            keys = harness.result_keys(bus, revokes)
             self.assertEqual(d.stop(), 0)
             access = [strip(m[1], "event_id", "occurred_at") for m in bus.read_to_end("events.access")
                       if isinstance(m[1], dict) and m[1].get("shop_id") == self.shop]
@@ -148,7 +149,7 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
             }
             stopping = [l for l in d.log().splitlines() if "event=stopping" in l][-1]
             bulk_n = int(re.search(r" bulk=(\d+)", stopping).group(1))
-            return results, access, rows, bulk_n, seats_before
+            return results, access, rows, bulk_n, seats_before, keys
         finally:
             bus.close()
             harness.drop_database(name)
@@ -164,6 +165,9 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         # (46), and the 5 assigns as a run of their own (Kafka hands over one topic's
         # messages, then the other's, in one batch or two)
         self.assertGreaterEqual(on[3], 46, "the set-based path was not used as expected")
+        # every result carries its command's key, on both paths
+        self.assertEqual(on[5][0], on[5][1])
+        self.assertEqual(off[5][0], off[5][1])
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
@@ -246,6 +250,8 @@ class RevokeRunsMatchOneByOne(B2bTestCase):
         limit = {"B2BD_MAX_MESSAGE_BYTES": "1300"}
         on = self.run_world(setup, revokes, "on", limit)
         off = self.run_world(setup, revokes, "off", limit)
+        self.assertEqual(on[5][0], on[5][1])
+        self.assertEqual(off[5][0], off[5][1])
         self.assertEqual(on[0], off[0])
         self.assertEqual(on[1], off[1])
         self.assertEqual(on[2], off[2])
