@@ -168,6 +168,8 @@ static char *bulk_rows(const struct bulk_run *r)
         json_object_set_new(row, "ph", apply_jstr(p->phone));
         json_object_set_new(row, "locs", locs);
         json_object_set_new(row, "roles", roles);
+        json_object_set_new(row, "a", apply_jstr(cmd->actor));
+        json_object_set_new(row, "at", apply_jstr(cmd->issued_at));
         json_array_append_new(rows, row);
     }
     char *s = apply_dump(rows);

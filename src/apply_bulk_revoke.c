@@ -50,6 +50,8 @@ char *bulk_revoke_rows(const struct bulk_run *r)
         json_t *row = bulk_row_new(r, i, p->company_id);
         json_object_set_new(row, "cu", json_string(p->customer_id));
         json_object_set_new(row, "scope", json_string(scope_name(p->scope)));
+        json_object_set_new(row, "a", apply_jstr(cmd->actor));
+        json_object_set_new(row, "at", apply_jstr(cmd->issued_at));
         if (p->scope == SCOPE_LOCATIONS) {
             json_t *locs = json_array();
             for (size_t k = 0; k < p->n_location_ids; k++)

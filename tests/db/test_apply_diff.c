@@ -7,9 +7,10 @@
  * bulk_assign (on: runs of plain assigns go to b2bd_assign_bulk; off: b2bd_assign one
  * by one). Both must give the same results (but event_id and processed_at), the same
  * access events (but event_id and occurred_at), in the same order, and the same rows
- * (customers, contacts, roles, seat counts, the inbox). The pairs of databases differ in
- * how PostgreSQL's lower() folds case: ICU (final sigma, dotted I), glibc C.UTF-8, and C
- * (ASCII only).
+ * (customers, contacts, roles, seat counts, the inbox with each command's actor and
+ * issued_at, access_history). Some commands carry an actor, an issued_at or both. The
+ * pairs of databases differ in how PostgreSQL's lower() folds case: ICU (final sigma,
+ * dotted I), glibc C.UTF-8, and C (ASCII only).
  *
  * Sequences are played in groups (B2BD_DIFF_GROUP, default 10), each in its own shop:
  * the group's batches are applied together, so that runs span shops as in a busy
@@ -114,10 +115,21 @@ struct seq {
     size_t n_sent, cap_sent;
 };
 
+static const char *const ACTORS[] = {"staff:42", "import:Zoë", "svc"};
+
+/* A command; some carry an actor, an issued_at or both (stored in the inbox, written
+ * into access events and access_history). */
 static char *dump_command(const char *type, const char *shop, const char *id, json_t *payload)
 {
     json_t *m = json_pack("{sssssssO}", "command_id", id, "type", type, "shop_id", shop,
                           "payload", payload);
+    if (chance(40))
+        json_object_set_new(m, "actor", json_string(ACTORS[pick(3)]));
+    if (chance(30)) {
+        char at[32];
+        snprintf(at, sizeof at, "2026-11-%02dT10:%02d:00Z", 1 + pick(28), pick(60));
+        json_object_set_new(m, "issued_at", json_string(at));
+    }
     char *s = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     if (!s)
@@ -240,6 +252,18 @@ static void rnd_command(struct seq *s, struct dbt_batch *b)
         msg = dump_command("revoke", s->shop, id, p);
         json_decref(p);
         t = TOPIC_REVOKE;
+        if (chance(30)) {
+            /* a burst of revokes (a location's clean-up): a run for b2bd_revoke_bulk */
+            for (int k = 1 + pick(4); k > 0; k--) {
+                char more_id[37];
+                rnd_uuid(more_id);
+                json_t *q = rnd_revoke();
+                char *more = dump_command("revoke", s->shop, more_id, q);
+                json_decref(q);
+                dbt_batch_add(b, TOPIC_REVOKE, 0, s->key, more);
+                seq_remember(s, TOPIC_REVOKE, more);
+            }
+        }
     } else {
         json_t *p = rnd_assign();
         msg = dump_command("assign", s->shop, id, p);
@@ -403,8 +427,11 @@ static const char SQL_DUMP[] =
     " (SELECT string_agg('company ' || row(c.shop_id, c.company_id, c.contact_count)::text, E'\\n'"
     "   ORDER BY c.shop_id COLLATE \"C\", c.company_id COLLATE \"C\") FROM companies c WHERE c.shop_id = ANY ($1::text[])),"
     " (SELECT string_agg('command ' || row(m.command_id, m.type, m.payload_hash, m.import_id,"
-    "   (m.result::jsonb - '{event_id,processed_at}'::text[])::text)::text, E'\\n'"
-    "   ORDER BY m.command_id) FROM commands m WHERE m.shop_id = ANY ($1::text[])))";
+    "   m.actor, m.issued_at, (m.result::jsonb - '{event_id,processed_at}'::text[])::text)::text, E'\\n'"
+    "   ORDER BY m.command_id) FROM commands m WHERE m.shop_id = ANY ($1::text[])),"
+    " (SELECT string_agg('history ' || row(h.shop_id, h.customer_id, h.version, h.companies, h.caused_by,"
+    "   h.actor)::text, E'\\n' ORDER BY h.shop_id COLLATE \"C\", h.customer_id COLLATE \"C\", h.version)"
+    "  FROM access_history h WHERE h.shop_id = ANY ($1::text[])))";
 
 static char *world_dump(struct dbt_world *w, const char *shops)
 {

@@ -76,20 +76,38 @@ class AuditTest(PrivacyBase):
                           (2, e2["companies"], e2["caused_by"], None)])
 
     def test_bulk_assigns_keep_each_actor(self):
-        """Runs of assigns are applied set-based (b2bd_assign_bulk): each still gets its actor."""
+        """Runs of assigns and of revokes are applied set-based (b2bd_assign_bulk,
+        b2bd_revoke_bulk, which take each command's actor and issued_at in its row): each
+        still gets its own, or none."""
+        actor = lambda i: None if i % 3 == 2 else "import:%d" % i  # noqa: E731
+        issued = lambda i: "2026-12-01T09:00:0%dZ" % i if i % 2 == 0 else None  # noqa: E731
         cmds = [self.command("assign", self.assign({"email": "bulk%d@example.com" % i},
-                                                   [("loc-1", "ordering_only")]), actor="import:%d" % i)
+                                                   [("loc-1", "ordering_only")]),
+                             **dict({"actor": actor(i)} if actor(i) else {},
+                                    **({"issued_at": issued(i)} if issued(i) else {})))
                 for i in range(6)]
         for r in self.run_cmds(cmds):
             self.assertEqual(r["status"], "applied", r)
+        revokes = [self.command("revoke", {"company_id": "c-1", "customer_id": "bulk%d@example.com" % i,
+                                           "scope": "all_locations"},
+                                **({"actor": "cleanup:%d" % i} if i != 4 else {}))
+                   for i in range(6)]
+        for r in self.run_cmds(revokes):
+            self.assertEqual(r["status"], "applied", r)
         for i in range(6):
-            ev = self.wait_access("bulk%d@example.com" % i, 1)
-            self.assertEqual(ev["actor"], "import:%d" % i)
-        rows = self.query("SELECT actor FROM commands WHERE command_id = ANY(%s::uuid[]) ORDER BY actor",
-                          ([c["command_id"] for c in cmds],))
-        self.assertEqual([r[0] for r in rows], ["import:%d" % i for i in range(6)])
-        self.assertEqual(self.query("SELECT count(*) FROM access_history WHERE shop_id = %s AND actor LIKE 'import:%%'",
-                                    (self.shop,))[0][0], 6)
+            self.assertEqual(self.wait_access("bulk%d@example.com" % i, 1)["actor"], actor(i))
+            self.assertEqual(self.wait_access("bulk%d@example.com" % i, 2)["actor"],
+                             None if i == 4 else "cleanup:%d" % i)
+        rows = dict((str(c), (a, t)) for c, a, t in self.query(
+            "SELECT command_id, actor, issued_at FROM commands WHERE command_id = ANY(%s::uuid[])",
+            ([c["command_id"] for c in cmds + revokes],)))
+        self.assertEqual([rows[c["command_id"]] for c in cmds], [(actor(i), issued(i)) for i in range(6)])
+        self.assertEqual([rows[c["command_id"]] for c in revokes],
+                         [(None if i == 4 else "cleanup:%d" % i, None) for i in range(6)])
+        hist = self.query("SELECT customer_id, version, actor FROM access_history WHERE shop_id = %s"
+                          " AND customer_id LIKE 'bulk%%' ORDER BY 1, 2", (self.shop,))
+        self.assertEqual(hist, [("bulk%d@example.com" % i, v, a) for i in range(6)
+                                for v, a in ((1, actor(i)), (2, None if i == 4 else "cleanup:%d" % i))])
 
 
 class ShopEventsTest(PrivacyBase):
