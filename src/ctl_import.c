@@ -535,6 +535,8 @@ static void run_send_row(struct run *r, size_t i)
         fprintf(stderr, "b2bctl: %s:%ld: not sent: %s\n", r->path, w->line, rd_kafka_err2str(e));
         return;
     }
+    json_decref(w->cmd); /* sent: only its id is needed from here on */
+    w->cmd = NULL;
     r->sent++;
     run_progress(r, "sending", 0);
 }
