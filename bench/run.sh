@@ -5,7 +5,8 @@
 # commands; and the path users take: new customers by email (1 and 10 companies), b2bctl
 # import of a CSV of new customers, 5,000 revokes, each with its ratio to the COPY floor.
 # Prints a table; writes build-bench/bench.json.
-#   bench/run.sh [--quick]     (--quick: smaller sizes, for a smoke run)
+#   bench/run.sh [--quick] [--only W,...]   (--quick: smaller sizes, for a smoke run;
+#                                            --only: some workloads, see assign_bench.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

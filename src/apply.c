@@ -502,43 +502,78 @@ static struct part_pos *apply_find_pos(struct part_pos *p, size_t n, const struc
     return NULL;
 }
 
-/* Locks the consumed-position rows of the batch's partitions and reads them. */
-static int apply_lock_positions(struct b2bd_applier *a, struct part_pos *pos, size_t n,
-                                struct b2bd_err *err)
+/* Opens the transaction (with the message limit for the outbox's check, migration 0013,
+ * when limit is set), then locks the consumed-position rows of the partitions and reads
+ * them: one round trip. */
+static int apply_begin(struct b2bd_applier *a, struct part_pos *pos, size_t n, const char *limit,
+                       struct b2bd_err *err)
 {
+    size_t count = 2 + 2 * n;
+    struct db_stmt *stmts = calloc(count, sizeof *stmts);
+    PGresult **res = calloc(count, sizeof *res);
+    char (*part)[16] = calloc(n ? n : 1, sizeof *part);
+    const char *(*v)[3] = calloc(n ? n : 1, sizeof *v);
+    const char *lv[] = {limit};
+    if (!stmts || !res || !part || !v)
+        abort();
+    size_t k = 0;
+    stmts[k++] = (struct db_stmt){.sql = "BEGIN", .simple = 1};
+    if (limit)
+        stmts[k++] = (struct db_stmt){.sql = SQL_LIMIT_SET, .n = 1, .values = lv};
+    size_t first = k;
     for (size_t i = 0; i < n; i++) {
-        char part[16];
-        snprintf(part, sizeof part, "%d", (int)pos[i].partition);
-        const char *v[] = {a->cfg->group_id, pos[i].topic, part};
-        PGresult *res = db_query(a->db, SQL_OFFSET_ENSURE, 3, v, NULL, NULL, err);
-        if (!res)
-            return -1;
-        PQclear(res);
-        if (!(res = db_query(a->db, SQL_OFFSET_LOCK, 3, v, NULL, NULL, err)))
-            return -1;
-        pos[i].next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        pos[i].upto = pos[i].next;
-        PQclear(res);
+        snprintf(part[i], sizeof part[i], "%d", (int)pos[i].partition);
+        v[i][0] = a->cfg->group_id;
+        v[i][1] = pos[i].topic;
+        v[i][2] = part[i];
+        stmts[k++] = (struct db_stmt){.sql = SQL_OFFSET_ENSURE, .n = 3, .values = v[i]};
+        stmts[k++] = (struct db_stmt){.sql = SQL_OFFSET_LOCK, .n = 3, .values = v[i]};
     }
-    return 0;
+    int rc = db_pipeline(a->db, stmts, (int)k, res, err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        pos[i].next = strtoll(PQgetvalue(res[first + 2 * i + 1], 0, 0), NULL, 10);
+        pos[i].upto = pos[i].next;
+    }
+    for (size_t i = 0; rc == 0 && i < k; i++)
+        PQclear(res[i]);
+    free(stmts);
+    free(res);
+    free(part);
+    free(v);
+    return rc;
 }
 
-static int apply_save_positions(struct b2bd_applier *a, const struct part_pos *pos, size_t n,
-                                struct b2bd_err *err)
+/* Saves the consumed positions that moved, wakes the relays and commits: one round
+ * trip. */
+static int apply_commit(struct b2bd_applier *a, const struct part_pos *pos, size_t n,
+                        struct b2bd_err *err)
 {
+    struct db_stmt *stmts = calloc(n + 2, sizeof *stmts);
+    char (*part)[16] = calloc(n ? n : 1, sizeof *part);
+    char (*next)[24] = calloc(n ? n : 1, sizeof *next);
+    const char *(*v)[4] = calloc(n ? n : 1, sizeof *v);
+    if (!stmts || !part || !next || !v)
+        abort();
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (pos[i].upto == pos[i].next)
             continue;
-        char part[16], next[24];
-        snprintf(part, sizeof part, "%d", (int)pos[i].partition);
-        snprintf(next, sizeof next, "%lld", (long long)pos[i].upto);
-        const char *v[] = {a->cfg->group_id, pos[i].topic, part, next};
-        PGresult *res = db_query(a->db, SQL_OFFSET_SET, 4, v, NULL, NULL, err);
-        if (!res)
-            return -1;
-        PQclear(res);
+        snprintf(part[i], sizeof part[i], "%d", (int)pos[i].partition);
+        snprintf(next[i], sizeof next[i], "%lld", (long long)pos[i].upto);
+        v[i][0] = a->cfg->group_id;
+        v[i][1] = pos[i].topic;
+        v[i][2] = part[i];
+        v[i][3] = next[i];
+        stmts[k++] = (struct db_stmt){.sql = SQL_OFFSET_SET, .n = 4, .values = v[i]};
     }
-    return 0;
+    stmts[k++] = outbox_wake_stmt();
+    stmts[k++] = (struct db_stmt){.sql = "COMMIT", .simple = 1};
+    int rc = db_pipeline(a->db, stmts, (int)k, NULL, err);
+    free(stmts);
+    free(part);
+    free(next);
+    free(v);
+    return rc;
 }
 
 void apply_stats_add(struct apply_stats *into, const struct apply_stats *from)
@@ -592,8 +627,7 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
     struct apply_stats local = {0};
     struct b2bd_command cmd;
     bool decoded = false, skipped = false;
-    if (db_connect(a->db, err) < 0 || db_exec(a->db, "BEGIN", err) < 0 ||
-        apply_lock_positions(a, &pos, 1, err) < 0)
+    if (db_connect(a->db, err) < 0 || apply_begin(a, &pos, 1, NULL, err) < 0)
         goto fail;
     if (msg->offset < pos.next) {
         local.skipped++; /* applied meanwhile, by another instance */
@@ -620,8 +654,7 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
             skipped = true;
         }
     }
-    if (apply_save_positions(a, &pos, 1, err) < 0 || outbox_wake(a->db, err) < 0 ||
-        db_exec(a->db, "COMMIT", err) < 0)
+    if (apply_commit(a, &pos, 1, err) < 0)
         goto fail;
     if (skipped)
         log_error("apply", "message_skipped", LOG_STR("topic", msg->topic_name),
@@ -672,11 +705,7 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     /* the transaction and its message limit (for the outbox's check, migration 0013) */
     char limit[24];
     snprintf(limit, sizeof limit, "%ld", a->cfg->max_message_bytes);
-    const char *lv[] = {limit};
-    struct db_stmt begin[] = {{.sql = "BEGIN", .simple = 1}, {.sql = SQL_LIMIT_SET, .n = 1, .values = lv}};
-    if (db_connect(a->db, err) < 0 || db_pipeline(a->db, begin, 2, NULL, err) < 0)
-        goto fail;
-    if (apply_lock_positions(a, pos, n_pos, err) < 0)
+    if (db_connect(a->db, err) < 0 || apply_begin(a, pos, n_pos, limit, err) < 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         struct part_pos *p = apply_find_pos(pos, n_pos, &msgs[i]);
@@ -712,8 +741,7 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     }
     if (apply_flush_run(a, &run, &local, err) < 0)
         goto fail;
-    if (apply_save_positions(a, pos, n_pos, err) < 0 || outbox_wake(a->db, err) < 0 ||
-        db_exec(a->db, "COMMIT", err) < 0)
+    if (apply_commit(a, pos, n_pos, err) < 0)
         goto fail;
     free(pos);
     bulk_free(&run);

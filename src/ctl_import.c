@@ -313,6 +313,8 @@ struct run {
     json_t *by_id;      /* command_id -> row index */
     long sent, results, applied, repeats, rejected, unparseable, duplicates;
     json_t *codes;
+    struct ctl_send *send; /* opened for the first command to send */
+    bool send_failed;
     char started[32];
     int64_t t0;
     int64_t last_progress;
@@ -350,6 +352,8 @@ static void row_set_error(struct row *w, const char *code, const char *field, co
     w->message = xstrdup(msg);
 }
 
+static void run_send_row(struct run *r, size_t i);
+
 /* Takes a built command for a row: a repeated command_id is a duplicate. */
 static void run_take_command(struct run *r, struct row *w, json_t *cmd)
 {
@@ -366,6 +370,7 @@ static void run_take_command(struct run *r, struct row *w, json_t *cmd)
     json_object_set_new(r->by_id, w->id, json_integer((json_int_t)(w - r->rows)));
     w->cmd = cmd;
     w->state = ROW_PENDING;
+    run_send_row(r, (size_t)(w - r->rows));
 }
 
 static void run_unparseable(struct run *r, struct row *w, const char *field, const char *why)
@@ -509,30 +514,46 @@ static void run_tick(void *arg)
     run_progress(arg, "waiting", 0);
 }
 
+/* Sends row i's command as soon as it is built, so that b2bd applies the first rows
+ * while the rest of the file is read (reading all first held the first command back by
+ * the time it takes: 0.2-1.1 s for 10,000 rows). The sender is opened for the first
+ * command; when it cannot be, nothing is sent and run_send_and_wait fails. */
+static void run_send_row(struct run *r, size_t i)
+{
+    if (ctl_interrupted || r->send_failed)
+        return;
+    if (!r->send) {
+        if (!(r->send = ctl_send_open(r->cfg, run_take_result, r))) {
+            r->send_failed = true;
+            return;
+        }
+        util_now_rfc3339(r->started);
+    }
+    struct row *w = &r->rows[i];
+    rd_kafka_resp_err_t e = ctl_send_command(r->send, w->cmd, NULL, 0, i);
+    if (e) {
+        fprintf(stderr, "b2bctl: %s:%ld: not sent: %s\n", r->path, w->line, rd_kafka_err2str(e));
+        return;
+    }
+    json_decref(w->cmd); /* sent: only its id is needed from here on */
+    w->cmd = NULL;
+    r->sent++;
+    run_progress(r, "sending", 0);
+}
+
+/* Once every row is read and its command sent: waits for the results. */
 static int run_send_and_wait(struct run *r)
 {
-    struct ctl_send *s = ctl_send_open(r->cfg, run_take_result, r);
+    struct ctl_send *s = r->send;
     if (!s)
         return -1;
-    util_now_rfc3339(r->started);
-    for (size_t i = 0; i < r->n_rows && !ctl_interrupted; i++) {
-        struct row *w = &r->rows[i];
-        if (w->state != ROW_PENDING)
-            continue;
-        rd_kafka_resp_err_t e = ctl_send_command(s, w->cmd, NULL, 0, i);
-        if (e) {
-            fprintf(stderr, "b2bctl: %s:%ld: not sent: %s\n", r->path, w->line, rd_kafka_err2str(e));
-            continue;
-        }
-        r->sent++;
-        run_progress(r, "sending", 0);
-    }
     int undelivered = ctl_send_flush(s);
     if (undelivered > 0)
         fprintf(stderr, "b2bctl: %d commands not delivered\n", undelivered);
     ctl_send_wait(s, r->wait_timeout_s, true, run_tick);
     run_progress(r, "done", 1);
     ctl_send_close(s);
+    r->send = NULL;
     return 0;
 }
 
@@ -603,6 +624,7 @@ static void run_free(struct run *r)
     free(r->header);
     json_decref(r->by_id);
     json_decref(r->codes);
+    ctl_send_close(r->send);
     free(r->data);
 }
 

@@ -39,3 +39,8 @@ int outbox_wake(struct b2bd_db *db, struct b2bd_err *err)
     PQclear(res);
     return 0;
 }
+
+struct db_stmt outbox_wake_stmt(void)
+{
+    return (struct db_stmt){.sql = SQL_WAKE};
+}

@@ -27,6 +27,8 @@ struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void 
 
 /* Wakes the relays once the open transaction commits (NOTIFY). */
 int outbox_wake(struct b2bd_db *db, struct b2bd_err *err);
+/* The same wake-up as a statement for db_pipeline. */
+struct db_stmt outbox_wake_stmt(void);
 
 /* The channel outbox_wake notifies. */
 #define OUTBOX_CHANNEL "b2bd_outbox"
