@@ -206,8 +206,11 @@ class StopTest(B2bTestCase):
         for c in cmds:
             self.bus.send(c)
         self.bus.flush()
-        # stop as soon as part of the stream has been applied
-        self.bus.wait_for("results", lambda m: True, timeout=30)
+        # stop as soon as part of the stream has been applied: an assign's result (the
+        # company's is on the topic already)
+        ids = {c["command_id"] for c in cmds}
+        self.bus.wait_for("results", lambda m: isinstance(m[1], dict) and m[1].get("command_id") in ids,
+                          timeout=30)
         self.assertEqual(self.d.stop(), 0, "SIGTERM: exit 0")
         done_before = self.query("SELECT count(*) FROM commands WHERE shop_id = %s", (self.shop,))[0][0]
         # SIGTERM came while commands were in flight: some applied (the company sync and
