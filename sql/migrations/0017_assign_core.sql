@@ -17,10 +17,12 @@
 CREATE FUNCTION b2bd_assign_core(p_rows b2bd_bulk_row[], p_max_contacts integer, p_one boolean)
 RETURNS b2bd_bulk_row[]
 LANGUAGE plpgsql
--- as b2bd_assign_bulk (0009): rows looked up by key. How its statements are planned is
--- its caller's choice (plan_cache_mode): for a run, each call (a plan for 500 rows made
--- for 10 ran 10 times slower); for one row, once per connection (planning each call was
--- 1.2 ms of the 1.5 a b2bd_assign took)
+-- as b2bd_assign_bulk (0009): rows looked up by key. Its statements are planned once per
+-- connection (b2bd_assign forces it: planning each call was 1.2 ms of the 1.5 a
+-- b2bd_assign took), that plan sized for a few rows and made while the tables may be
+-- small: each lookup below is written so that only the index meant for it can serve it
+-- (a plan that read all the shop's customers or all the company's contacts for each row
+-- made one command cost twice 0008's, and a run of 500 ten times 0016's).
 SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
@@ -29,10 +31,22 @@ DECLARE
     v_roles_changed integer[];
     v_made bigint;
 BEGIN
-    -- the seat counts first: the company rows' locks serialise racing assigns
-    PERFORM 1 FROM companies c
-     WHERE (c.shop_id, c.company_id) IN (SELECT r.shop, r.company FROM unnest(v) r)
-     ORDER BY c.shop_id, c.company_id FOR UPDATE;
+    -- the seat counts first: the company rows' locks serialise racing assigns. One row
+    -- takes its company's lock with an UPDATE that changes nothing, not FOR UPDATE: b2bd
+    -- runs each command of a batch in a savepoint, and a row locked FOR UPDATE and then
+    -- updated in a subtransaction hands its lock on to the new row version as a
+    -- MultiXact, which every later command of the batch resolves again on each version
+    -- it walks (GetMultiXactIdMembers took 13% of the backend's CPU over apply_bench
+    -- 1000 500 new with B2BD_BULK_ASSIGN=off, +20% in all). A run locks its companies
+    -- in order (two runs may share several).
+    IF p_one THEN
+        UPDATE companies c SET contact_count = c.contact_count
+         WHERE c.shop_id = p_rows[1].shop AND c.company_id = p_rows[1].company;
+    ELSE
+        PERFORM 1 FROM companies c
+         WHERE (c.shop_id, c.company_id) IN (SELECT r.shop, r.company FROM unnest(v) r)
+         ORDER BY c.shop_id, c.company_id FOR UPDATE;
+    END IF;
 
     -- every check, read-only, in b2bd_assign's order; then seats among the rows that pass
     SELECT array_agg(ROW(s.i, s.id, s.hash, s.imp, s.k, s.shop, s.co, s.cu, s.em, s.fn, s.ln, s.ph,
@@ -52,8 +66,10 @@ BEGIN
               FROM (SELECT x.i, x.id, x.h AS hash, x.imp, x.k AS k,
                            x.shop, x.co, x.cu, x.em, x.fn, x.ln, x.ph, x.locs, x.roles, x.a, x.at,
                            cust.customer, cust.customer IS NOT NULL AND cust.create_customer AS create_customer,
+                           -- OFFSET 0: looked up by key, never hashed (a hashed subplan reads
+                           -- all the company's contacts, for one row as for 500)
                            NOT EXISTS (SELECT 1 FROM contacts k WHERE k.shop_id = x.shop AND k.company_id = x.co
-                                          AND k.customer_id = cust.customer) AS contact_created,
+                                          AND k.customer_id = cust.customer OFFSET 0) AS contact_created,
                            co.contact_count AS seats,
                            CASE WHEN inbox.same THEN inbox.result END AS stored,
                            CASE WHEN NOT inbox.same THEN 'IDEMPOTENCY_KEY_REUSED'
@@ -111,9 +127,12 @@ BEGIN
                                     FROM (SELECT (SELECT u.customer_id FROM customers u WHERE x.cu IS NOT NULL
                                                      AND u.shop_id = x.shop AND u.customer_id = x.cu) AS by_id
                                           OFFSET 0) b
+                                    -- shop_id || '': by customers_email, not by customers_pkey on
+                                    -- shop_id alone, which a plan made while customers is small
+                                    -- picks, reading all the shop's customers for each row
                                     LEFT JOIN LATERAL (SELECT u.customer_id AS by_email FROM customers u
                                                         WHERE b.by_id IS NULL AND x.em IS NOT NULL
-                                                          AND u.shop_id = x.shop AND lower(u.email) = lower(x.em)) e
+                                                          AND u.shop_id || '' = x.shop AND lower(u.email) = lower(x.em)) e
                                            ON true) f) cust ON true
                     OFFSET 0) t) s;
 
@@ -231,8 +250,6 @@ LANGUAGE plpgsql
 -- per connection (planning them for each call cost more than running them), and never
 -- scan a whole table for a run's rows.
 SET enable_seqscan = off
--- b2bd_assign_core's statements planned for the run at hand (see there)
-SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
