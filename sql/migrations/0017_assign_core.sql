@@ -155,23 +155,27 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'B2B02', MESSAGE = 'the run needs the one-by-one path';
     END IF;
 
-    -- a customer created by a run is changed (it becomes a contact): it starts at the
-    -- version of its first access event, which b2bd_assign_bulk writes (0016); one created
-    -- for b2bd_assign starts at 0, for b2bd_emit_access to bump
-    WITH made AS (
-        INSERT INTO customers (shop_id, customer_id, email, first_name, last_name, phone, access_version)
-        SELECT r.shop, r.customer, r.email, r.first_name, r.last_name, r.phone, CASE WHEN p_one THEN 0 ELSE 1 END
-          FROM unnest(v) r WHERE r.code IS NULL AND r.stored IS NULL AND r.create_customer ORDER BY r.i
-        ON CONFLICT (shop_id, customer_id) DO NOTHING
-        RETURNING 1)
-    SELECT count(*) INTO v_made FROM made;
-    IF v_made < (SELECT count(*) FROM unnest(v) r WHERE r.code IS NULL AND r.stored IS NULL AND r.create_customer) THEN
-        -- a writer that committed since the checks created it (0008's ON CONFLICT DO NOTHING)
-        IF p_one THEN
+    IF p_one THEN
+        -- one command: a writer that committed since the checks created the customer is
+        -- a CONFLICT, as in 0008 (ON CONFLICT DO NOTHING); the customer starts at
+        -- version 0, for b2bd_emit_access to bump
+        INSERT INTO customers (shop_id, customer_id, email, first_name, last_name, phone)
+        SELECT r.shop, r.customer, r.email, r.first_name, r.last_name, r.phone
+          FROM unnest(v) r WHERE r.code IS NULL AND r.stored IS NULL AND r.create_customer
+        ON CONFLICT (shop_id, customer_id) DO NOTHING;
+        GET DIAGNOSTICS v_made = ROW_COUNT;
+        IF v_made < (SELECT count(*) FROM unnest(v) r WHERE r.code IS NULL AND r.stored IS NULL AND r.create_customer) THEN
             PERFORM b2bd_reject('CONFLICT', 'payload.customer.email',
                                 'a customer whose id is this email exists with another email');
         END IF;
-        RAISE EXCEPTION USING ERRCODE = 'B2B02', MESSAGE = 'the run needs the one-by-one path';
+    ELSE
+        -- a run: such a writer makes the INSERT fail and b2bd applies the run one command
+        -- at a time, as in 0016 (no speculative insertion: ON CONFLICT cost runs more).
+        -- The customer is changed (it becomes a contact): it starts at the version of its
+        -- first access event, which b2bd_assign_bulk writes (0016)
+        INSERT INTO customers (shop_id, customer_id, email, first_name, last_name, phone, access_version)
+        SELECT r.shop, r.customer, r.email, r.first_name, r.last_name, r.phone, 1
+          FROM unnest(v) r WHERE r.code IS NULL AND r.stored IS NULL AND r.create_customer ORDER BY r.i;
     END IF;
 
     INSERT INTO contacts (shop_id, company_id, customer_id)
