@@ -20,6 +20,8 @@ PACKAGES=(
   systemd
   # the daemon under valgrind (tests/integration/test_valgrind.py)
   valgrind
+  # the threads' stacks of a daemon that does not stop when told (tests/integration/harness.py)
+  gdb
   # the Debian package (scripts/package.sh, ctest package.deb), the man pages (mandoc -T lint)
   debhelper dpkg-dev fakeroot lintian mandoc
   # promtool: the alerting rules (monitoring/) and /metrics (promtool check metrics)

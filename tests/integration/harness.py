@@ -34,6 +34,7 @@ import json
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -539,12 +540,25 @@ class Daemon:
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            stacks = self._stacks()
             self.proc.kill()
             self.proc.wait(10)
             self.returncode = self.proc.returncode
-            raise AssertionError("b2bd did not exit within %ss of SIGTERM; log:\n%s"
-                                 % (timeout, self.log()[-20000:]))
+            raise AssertionError("b2bd did not exit within %ss of SIGTERM; log:\n%s\nthreads:\n%s"
+                                 % (timeout, self.log()[-20000:], stacks))
         return self.returncode
+
+    def _stacks(self):
+        """Every thread's stack of the running daemon (gdb), to tell where a stop hangs."""
+        gdb = shutil.which("gdb")
+        if not gdb:
+            return "(gdb missing: run scripts/deps.sh)"
+        try:
+            r = subprocess.run([gdb, "-p", str(self.proc.pid), "-batch", "-nx", "-ex", "thread apply all bt"],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+            return r.stdout[-30000:] + r.stderr[-2000:]
+        except (OSError, subprocess.SubprocessError) as e:
+            return "(gdb failed: %s)" % e
 
     def kill(self):
         if self.proc is None:
