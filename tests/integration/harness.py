@@ -590,11 +590,16 @@ class Daemon:
         return scrape(self.http_port())
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
+
+
+def read_log(path):
+    """A log file's text so far ("" before it exists), undecodable bytes replaced."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 # --------------------------------------------------------------------------

@@ -81,11 +81,7 @@ class PrivatePostgres:
                          check=mode != "immediate")
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return harness.read_log(self.log_path)
 
     @staticmethod
     def _state(pid):
