@@ -30,13 +30,15 @@ class B2bTestCase(harness.TestCase):
     @classmethod
     def tearDownClass(cls):
         d = cls.shared_daemon
-        if d is not None and d.alive():
-            code = d.stop()
-            if code != 0:
-                sys.stderr.write("b2bd exited %s:\n%s\n" % (code, d.log()[-20000:]))
-        if cls.smtp is not None:
-            cls.smtp.stop()
-        super().tearDownClass()
+        try:
+            if d is not None and d.alive():
+                code = d.stop()
+                if code != 0:
+                    sys.stderr.write("b2bd exited %s:\n%s\n" % (code, d.log()[-20000:]))
+        finally:  # a daemon that would not stop still leaves no SMTP server behind
+            if cls.smtp is not None:
+                cls.smtp.stop()
+            super().tearDownClass()
 
     def setUp(self):
         super().setUp()
