@@ -9,8 +9,9 @@
 #include "apply_notify.h"
 #include "b2bd/util.h"
 
-/* The rules of assign run in b2bd_assign() (sql/migrations/0004_assign_functions.sql):
- * one round trip, next to the data. */
+/* The rules of assign run in b2bd_assign() (sql/migrations/0017_assign_core.sql), which
+ * gives its one row to b2bd_assign_core, as b2bd_assign_bulk gives a run: one round trip,
+ * next to the data. */
 static const char SQL_ASSIGN[] =
     "SELECT b2bd_assign($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10)";
 
