@@ -5,6 +5,7 @@
 
 #include "apply_assign.h"
 #include "apply_domain.h"
+#include "apply_json.h"
 #include "apply_migrate.h"
 #include "apply_notify.h"
 #include "b2bd/util.h"
@@ -42,10 +43,8 @@ static enum b2bd_code assign_core(struct apply_cmd *c, const struct b2bd_assign 
     sbuf_free(&rolea);
     if (!res)
         return code;
-    *out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    *out = apply_load(PQgetvalue(res, 0, 0));
     PQclear(res);
-    if (!*out)
-        abort(); /* the function returns JSON; only memory can be missing */
     return B2BD_OK;
 }
 

@@ -16,6 +16,14 @@ char *apply_dump(const json_t *j)
     return s;
 }
 
+json_t *apply_load(const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    if (!j)
+        abort();
+    return j;
+}
+
 json_t *apply_hex_or_null(const void *p, size_t len)
 {
     if (!p)

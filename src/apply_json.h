@@ -14,6 +14,10 @@ json_t *apply_jstr(const char *s);
  * memory, as the apply modules do for every JSON they build. */
 char *apply_dump(const json_t *j);
 
+/* Parses JSON that a database function built (so only memory can make it fail: aborts
+ * then); caller decrefs. */
+json_t *apply_load(const char *text);
+
 /* p[0..len) as a JSON string of hex digits, or JSON null when p is NULL. */
 json_t *apply_hex_or_null(const void *p, size_t len);
 

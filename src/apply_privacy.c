@@ -13,14 +13,6 @@
 #include "b2bd/util.h"
 
 /* Loads the JSON text a function returned; only memory can be missing. */
-static json_t *load_json(const char *text)
-{
-    json_t *j = json_loads(text, 0, NULL);
-    if (!j)
-        abort();
-    return j;
-}
-
 /* ---- customer.merge ---------------------------------------------------------------- */
 
 static const char SQL_MERGE[] = "SELECT b2bd_customer_merge($1, $2, $3)";
@@ -33,7 +25,7 @@ enum b2bd_code apply_customer_merge(struct apply_cmd *c, struct b2bd_err *err)
     PGresult *res = apply_q_rejectable(c, SQL_MERGE, 3, v, &code, err);
     if (!res)
         return code;
-    json_t *r = load_json(PQgetvalue(res, 0, 0));
+    json_t *r = apply_load(PQgetvalue(res, 0, 0));
     PQclear(res);
     json_object_update(c->result, r);
     json_decref(r);
@@ -67,7 +59,7 @@ enum b2bd_code apply_customer_data_request(struct apply_cmd *c, struct b2bd_err 
     PGresult *res = subject_call(c, SQL_EXPORT, event_id, &code, err);
     if (!res)
         return code;
-    json_t *doc = load_json(PQgetvalue(res, 0, 0));
+    json_t *doc = apply_load(PQgetvalue(res, 0, 0));
     struct sbuf key = {0};
     sbuf_addf(&key, "%s/%s", c->cmd->shop_id, p->customer_id ? p->customer_id : PQgetvalue(res, 0, 1));
     PQclear(res);
@@ -200,7 +192,7 @@ enum b2bd_code apply_customer_redact(struct apply_cmd *c, struct b2bd_err *err)
     PGresult *res = subject_call(c, SQL_REDACT, event_id, &code, err);
     if (!res)
         return code;
-    json_t *r = load_json(PQgetvalue(res, 0, 0));
+    json_t *r = apply_load(PQgetvalue(res, 0, 0));
     PQclear(res);
     struct subject s = {.id = json_string_value(json_object_get(r, "customer_id")),
                         .email = json_string_value(json_object_get(r, "email")),
@@ -222,7 +214,7 @@ enum b2bd_code apply_shop_redact(struct apply_cmd *c, struct b2bd_err *err)
     PGresult *res = apply_q(c, SQL_SHOP_REDACT, 1, v, err);
     if (!res)
         return B2BD_ERR_DB;
-    json_t *r = load_json(PQgetvalue(res, 0, 0));
+    json_t *r = apply_load(PQgetvalue(res, 0, 0));
     PQclear(res);
     json_object_update(c->result, r);
     json_decref(r);
