@@ -44,9 +44,26 @@ static const char SQL_OFFSET_SET[] =
     " WHERE group_id = $1 AND topic = $2 AND partition = $3";
 static const char SQL_INBOX_GET[] =
     "SELECT payload_hash = $2, result FROM commands WHERE command_id = $1";
-static const char SQL_INBOX_PUT[] =
-    "INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
-    " VALUES ($1, $2, $3, $4, $5, $6)";
+/* A command's result message is built by b2bd_result_text (sql/migrations/0018), the one
+ * definition the set-based path uses too. An applied command's goes into its inbox row
+ * and the outbox in one statement; b2bd_result_checked raises B2B14 when it would be over
+ * the message limit (apply_limit.c). */
+static const char SQL_RESULT_APPLIED[] =
+    "WITH m AS MATERIALIZED (SELECT b2bd_result_checked($6::bytea, b2bd_result_text(gen_random_uuid(),"
+    "  $1::text, $3::text, $2::text, $5::text, $7::text, NULL, NULL, NULL, b2bd_now_text())) AS t),"
+    " inbox AS (INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
+    "  SELECT $1::text::uuid, $2, $3, $4::bytea, $5, m.t FROM m)"
+    " INSERT INTO outbox (topic, key, value) SELECT $8::text, $6, convert_to(m.t, 'UTF8') FROM m";
+static const char SQL_RESULT_REJECTED[] =
+    "INSERT INTO outbox (topic, key, value) SELECT $1::text, $2::bytea, convert_to(b2bd_result_text("
+    "gen_random_uuid(), $3::text, $4::text, $5::text, $6::text, NULL, $7::text, $8::text, $9::text,"
+    " b2bd_now_text()), 'UTF8')";
+/* The parameters of a result statement; they live until it ran. */
+struct result_params {
+    const char *values[9];
+    int lengths[9];
+    int formats[9];
+};
 static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3, $4, $5)";
 static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes', $1, true)";
 /* A command's savepoint: it is all or nothing within the batch's transaction. */
@@ -80,41 +97,18 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     }
 }
 
-/* Builds the result message of a command; takes a reference to result. */
-static char *apply_result_message(const struct b2bd_command *cmd, const char *status,
-                                  json_t *result, const struct b2bd_err *e)
+/* Writes a `rejected` result (the message built by b2bd_result_text, 0018). */
+static struct db_stmt apply_rejected_stmt(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
+                                          const struct b2bd_err *e, struct result_params *p)
 {
-    char event_id[37], now[32];
-    util_uuid_v4(event_id);
-    util_now_rfc3339(now);
-    json_t *m = json_object();
-    json_object_set_new(m, "event_id", json_string(event_id));
-    json_object_set_new(m, "command_id", json_string(cmd->command_id));
-    json_object_set_new(m, "type", apply_jstr(cmd->type_name));
-    json_object_set_new(m, "shop_id", apply_jstr(cmd->shop_id));
-    json_object_set_new(m, "import_id", apply_jstr(cmd->import_id));
-    json_object_set_new(m, "status", json_string(status));
-    json_object_set_new(m, "result", result ? result : json_null());
-    if (e) {
-        json_t *err = json_object();
-        json_object_set_new(err, "code", json_string(b2bd_code_name(e->code)));
-        json_object_set_new(err, "message", json_string(e->msg));
-        json_object_set_new(err, "field", e->field[0] ? json_string(e->field) : json_null());
-        json_object_set_new(m, "error", err);
-    } else {
-        json_object_set_new(m, "error", json_null());
-    }
-    json_object_set_new(m, "processed_at", json_string(now));
-    char *s = apply_dump(m);
-    json_decref(m);
-    return s;
-}
-
-static int apply_emit_result(struct b2bd_db *db, const struct b2bd_msg *msg, const char *text,
-                             struct b2bd_err *err)
-{
-    return outbox_append(db, OUTBOX_RESULTS, msg->key, msg->key_len, text, strlen(text), NULL,
-                         err);
+    *p = (struct result_params){
+        .values = {OUTBOX_RESULTS, msg->key, cmd->command_id, cmd->type_name, cmd->shop_id,
+                   cmd->import_id, b2bd_code_name(e->code), e->msg, e->field[0] ? e->field : NULL},
+        .lengths = {0, (int)msg->key_len},
+        .formats = {0, 1},
+    };
+    return (struct db_stmt){.sql = SQL_RESULT_REJECTED, .n = 9, .values = p->values,
+                            .lengths = p->lengths, .formats = p->formats};
 }
 
 /* Ends a rejected command in one round trip: undo its changes (when rollback), write its
@@ -123,17 +117,14 @@ static int apply_finish_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
                                  const struct b2bd_command *cmd, const struct b2bd_err *why,
                                  int rollback, struct b2bd_err *err)
 {
-    char *text = apply_result_message(cmd, "rejected", NULL, why);
-    struct outbox_row row;
+    struct result_params p;
     struct db_stmt stmts[3];
     int n = 0;
     if (rollback)
         stmts[n++] = STMT_ROLLBACK_TO;
-    stmts[n++] = outbox_row(&row, OUTBOX_RESULTS, msg->key, msg->key_len, text, strlen(text), NULL);
+    stmts[n++] = apply_rejected_stmt(msg, cmd, why, &p);
     stmts[n++] = STMT_RELEASE;
-    int rc = db_pipeline(db, stmts, n, NULL, err);
-    free(text);
-    return rc;
+    return db_pipeline(db, stmts, n, NULL, err);
 }
 
 /* A rejection outside any savepoint (decoding): its result only. */
@@ -141,10 +132,9 @@ static int apply_emit_rejected(struct b2bd_db *db, const struct b2bd_msg *msg,
                                const struct b2bd_command *cmd, const struct b2bd_err *why,
                                struct b2bd_err *err)
 {
-    char *text = apply_result_message(cmd, "rejected", NULL, why);
-    int rc = apply_emit_result(db, msg, text, err);
-    free(text);
-    return rc;
+    struct result_params p;
+    struct db_stmt s = apply_rejected_stmt(msg, cmd, why, &p);
+    return db_pipeline(db, &s, 1, NULL, err);
 }
 
 static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_config *cfg,
@@ -212,14 +202,10 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
         return apply_access_too_large(c, err);
     if (code != B2BD_OK)
         return code;
-    char *text = apply_result_message(c->cmd, "applied", json_incref(c->result), NULL);
-    if ((code = apply_result_fits(c, msg->key_len + strlen(text), err)) != B2BD_OK) {
-        free(text);
-        return code;
-    }
+    char *body = apply_dump(c->result);
 
     /* its access events, inbox row and result, and the savepoint's release: one round trip */
-    size_t n = c->n_touched + 3;
+    size_t n = c->n_touched + 2;
     struct db_stmt *stmts = calloc(n, sizeof *stmts);
     struct access_params *ap = calloc(c->n_touched ? c->n_touched : 1, sizeof *ap);
     if (!stmts || !ap)
@@ -227,20 +213,20 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     size_t k = 0;
     for (size_t i = 0; i < c->n_touched; i++)
         stmts[k++] = apply_access_stmt(c, c->touched[i], &ap[i]);
-    const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name,
-                       (const char *)c->cmd->hash, c->cmd->import_id, text};
-    int len[] = {0, 0, 0, 32, 0, 0};
-    int fmt[] = {0, 0, 0, 1, 0, 0};
-    stmts[k++] = (struct db_stmt){.sql = SQL_INBOX_PUT, .n = 6, .values = v, .lengths = len, .formats = fmt};
-    struct outbox_row row;
-    stmts[k++] = outbox_row(&row, OUTBOX_RESULTS, msg->key, msg->key_len, text, strlen(text), NULL);
+    const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name, (const char *)c->cmd->hash,
+                       c->cmd->import_id, msg->key, body, OUTBOX_RESULTS};
+    int len[] = {0, 0, 0, 32, 0, (int)msg->key_len, 0, 0};
+    int fmt[] = {0, 0, 0, 1, 0, 1, 0, 0};
+    stmts[k++] = (struct db_stmt){.sql = SQL_RESULT_APPLIED, .n = 8, .values = v, .lengths = len, .formats = fmt};
     stmts[k++] = STMT_RELEASE;
     int rc = db_pipeline(c->db, stmts, (int)k, NULL, err);
-    free(text);
+    free(body);
     free(stmts);
     free(ap);
     if (rc < 0 && apply_is_access_too_large(c->db))
         return apply_access_too_large(c, err);
+    if (rc < 0 && apply_is_result_too_large(c->db))
+        return apply_result_too_large(c, err);
     return rc < 0 ? B2BD_ERR_DB : B2BD_OK;
 }
 

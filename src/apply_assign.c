@@ -12,7 +12,9 @@
 
 /* The rules of assign run in b2bd_assign() (sql/migrations/0017_assign_core.sql), which
  * gives its one row to b2bd_assign_core, as b2bd_assign_bulk gives a run: one round trip,
- * next to the data. */
+ * next to the data. It returns {result, changed}: the result object is
+ * b2bd_assign_result's (0018), the set-based path's too; this path adds to it what only it
+ * does (migration, notification_ids filled, notification_skipped). */
 static const char SQL_ASSIGN[] =
     "SELECT b2bd_assign($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10)";
 
@@ -87,8 +89,7 @@ static enum b2bd_code assign_migrate(struct apply_cmd *c, const struct b2bd_assi
 static enum b2bd_code assign_notify(struct apply_cmd *c, const struct b2bd_assign *p,
                                     const char *customer_id, struct b2bd_err *err)
 {
-    json_t *ids = json_array();
-    json_object_set_new(c->result, "notification_ids", ids);
+    json_t *ids = json_object_get(c->result, "notification_ids");
     if (!p->notify)
         return B2BD_OK;
     if (json_array_size(json_object_get(c->result, "roles")) == 0) {
@@ -110,11 +111,9 @@ enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
     enum b2bd_code code = assign_core(c, p, &r, err);
     if (code != B2BD_OK)
         return code;
-    const char *customer_id = json_string_value(json_object_get(r, "customer_id"));
-    json_object_set(c->result, "customer_id", json_object_get(r, "customer_id"));
-    json_object_set(c->result, "customer_created", json_object_get(r, "customer_created"));
-    json_object_set(c->result, "contact_created", json_object_get(r, "contact_created"));
-    json_object_set(c->result, "roles", json_object_get(r, "roles"));
+    /* the result object as b2bd_assign_result (0018) builds it for both paths */
+    json_object_update(c->result, json_object_get(r, "result"));
+    const char *customer_id = json_string_value(json_object_get(c->result, "customer_id"));
     if (p->migrate_orders_to)
         code = assign_migrate(c, p, customer_id, err);
     if (code == B2BD_OK) {

@@ -12,8 +12,10 @@
  * access event b2bd writes (key, value and headers within max_message_bytes - 256). */
 #define APPLY_MESSAGE_FRAMING 256
 
-/* The SQLSTATE the outbox raises for an access event too large (migration 0013). */
+/* The SQLSTATEs for an access event too large (the outbox's trigger, migration 0013) and
+ * for a result too large (b2bd_result_checked, migration 0018). */
 #define APPLY_SQLSTATE_TOO_LARGE "B2B13"
+#define APPLY_SQLSTATE_RESULT_TOO_LARGE "B2B14"
 
 /* The field named for a result too large, by the result's largest member. */
 static const struct {
@@ -76,10 +78,13 @@ enum b2bd_code apply_too_large(struct apply_cmd *c, const char *field, const cha
                         "send the command with fewer entries", what, c->cfg->max_message_bytes);
 }
 
-enum b2bd_code apply_result_fits(struct apply_cmd *c, size_t bytes, struct b2bd_err *err)
+bool apply_is_result_too_large(const struct b2bd_db *db)
 {
-    if (apply_message_fits(c->cfg, bytes))
-        return B2BD_OK;
+    return db_connected(db) && strcmp(db->sqlstate, APPLY_SQLSTATE_RESULT_TOO_LARGE) == 0;
+}
+
+enum b2bd_code apply_result_too_large(struct apply_cmd *c, struct b2bd_err *err)
+{
     return apply_too_large(c, result_field(c->cmd, largest_member(c->result)), "result", err);
 }
 

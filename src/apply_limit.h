@@ -14,9 +14,11 @@
 /* True when a message whose key, value and headers take bytes fits max_message_bytes. */
 bool apply_message_fits(const struct b2bd_config *cfg, size_t bytes);
 
-/* B2BD_OK when the command's result message (key and value: bytes) fits, else
- * LIMIT_REACHED on the payload list that makes the result large. */
-enum b2bd_code apply_result_fits(struct apply_cmd *c, size_t bytes, struct b2bd_err *err);
+/* True when the last statement failed because the command's result message was too
+ * large (SQLSTATE B2B14, b2bd_result_checked in migration 0018); then
+ * apply_result_too_large sets LIMIT_REACHED on the payload list that makes it large. */
+bool apply_is_result_too_large(const struct b2bd_db *db);
+enum b2bd_code apply_result_too_large(struct apply_cmd *c, struct b2bd_err *err);
 
 /* LIMIT_REACHED on field: the command's `what` ("result") would be too large. */
 enum b2bd_code apply_too_large(struct apply_cmd *c, const char *field, const char *what,
