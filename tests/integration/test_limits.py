@@ -116,6 +116,46 @@ class SmallLimitTest(LimitBase):
                          [(3,)])
         self.assertNothingParked()
 
+    def test_a_result_at_the_limit_to_the_byte(self):
+        """A result whose key and value take max_message_bytes less the 256 bytes of
+        framing room, to the byte, is applied; one byte more is LIMIT_REACHED on
+        payload.customer_ids. The sizes are the published bytes (the inbox keeps the
+        result as published)."""
+        contact = self.make_contacts(1)
+
+        def ghost(i, length=100):
+            s = "g%03d-" % i
+            return s + "x" * (length - len(s))
+
+        def size(ghosts):
+            cmd = self.command("notify", {"company_id": "c-1", "customer_ids": contact + ghosts,
+                                          "preview": True})
+            self.send_raw(cmd)
+            r = self.bus.wait_result(cmd["command_id"])
+            key = harness.key_for(cmd)
+            key_len = len(key.encode() if isinstance(key, str) else key)
+            if r["status"] != "applied":
+                return r, None
+            stored = self.query("SELECT octet_length(result) FROM commands WHERE command_id = %s",
+                                (cmd["command_id"],))[0][0]
+            return r, key_len + stored
+
+        _, s1 = size([ghost(i) for i in range(300)])
+        _, s2 = size([ghost(i) for i in range(301)])
+        each = s2 - s1  # one more skipped entry of a 100-character id
+        base = s1 - 300 * each
+        target = SMALL_LIMIT - 256
+        n = (target - base) // each
+        rest = target - base - n * each  # made up by the last id's length
+        self.assertLessEqual(100 + rest + 1, 255)
+        at, s = size([ghost(i) for i in range(n - 1)] + [ghost(n - 1, 100 + rest)])
+        self.assertEqual(at["status"], "applied", at)
+        self.assertEqual(s, target)
+        over, _ = size([ghost(i) for i in range(n - 1)] + [ghost(n - 1, 100 + rest + 1)])
+        self.assertEqual((over["status"], over["error"]["code"], over["error"]["field"]),
+                         ("rejected", "LIMIT_REACHED", "payload.customer_ids"), over)
+        self.assertNothingParked()
+
     def test_access_event_over_the_limit(self):
         """A customer in five companies of 60 locations with 200-character ids: the access
         event of the fifth assign (all companies) would be about 73 KB. Its result (this
