@@ -9,7 +9,10 @@
  *     seat; the other, one after the other, is NOT_A_CONTACT and frees none (b2bd once
  *     freed a second seat for a contact row it had not deleted);
  *   - two assigns making one customer a contact, alone and in runs of the set-based
- *     path: one seat taken. */
+ *     path: one seat taken;
+ *   - assigns of *different* customers racing for a company's last seats, alone (one
+ *     applied, the other LIMIT_REACHED) and in runs of the set-based path (as many
+ *     applied as there were seats): the count never passes COMPANY_MAX_CONTACTS. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "../../src/apply_domain.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
 #include "dbtest.h"
@@ -195,6 +199,82 @@ static void assigns_race(struct dbt_world *a, struct dbt_world *b, int bulk)
     dbt_batch_free(&y);
 }
 
+/* Fills the company with filler contacts (customers f-N, made in SQL) until `left`
+ * seats remain, its seat count set to the real number of contacts. */
+static void leave_seats(struct dbt_world *w, int left)
+{
+    char target[16];
+    snprintf(target, sizeof target, "%d", COMPANY_MAX_CONTACTS - left);
+    const char *v[] = {target};
+    PQclear(dbt_sql(w, "INSERT INTO customers (shop_id, customer_id, email)"
+                       " SELECT '" SHOP "', 'f-' || g, 'f-' || g || '@x.example'"
+                       " FROM generate_series(1, $1::int) g ON CONFLICT DO NOTHING", 1, v));
+    PQclear(dbt_sql(w, "DELETE FROM contacts WHERE shop_id = '" SHOP "' AND company_id = 'c-1'"
+                       " AND customer_id LIKE 'f-%'", 0, NULL));
+    PQclear(dbt_sql(w, "INSERT INTO contacts (shop_id, company_id, customer_id)"
+                       " SELECT '" SHOP "', 'c-1', 'f-' || g FROM generate_series(1,"
+                       "  $1::int - (SELECT count(*) FROM contacts WHERE shop_id = '" SHOP "'"
+                       "             AND company_id = 'c-1')) g", 1, v));
+    PQclear(dbt_sql(w, "UPDATE companies SET contact_count = (SELECT count(*) FROM contacts k"
+                       " WHERE k.shop_id = '" SHOP "' AND k.company_id = 'c-1')"
+                       " WHERE shop_id = '" SHOP "' AND company_id = 'c-1'", 0, NULL));
+    char *n = dbt_sql_value(w, "SELECT contact_count FROM companies WHERE shop_id = '" SHOP "'"
+                               " AND company_id = 'c-1'", 0, NULL);
+    CHECK(atoi(n) == COMPANY_MAX_CONTACTS - left, "the company should have %d contacts, has %s",
+          COMPANY_MAX_CONTACTS - left, n);
+    free(n);
+}
+
+/* Different customers racing for the last seats: `seats` left, each batch assigning
+ * `per` new contacts (in a run of the set-based path when per >= 3); exactly `seats` of
+ * them applied, the others LIMIT_REACHED on payload.company_id. */
+static void last_seats_race(struct dbt_world *a, struct dbt_world *b, int seats, int per,
+                            const char *prefix)
+{
+    leave_seats(a, seats);
+    struct dbt_batch x = {0}, y = {0};
+    char ids[16][37];
+    int n = 0;
+    for (int i = 0; i < 2 * per && i < 16; i++) {
+        char customer[32], p[128], cid[37];
+        snprintf(customer, sizeof customer, "%s-%d", prefix, i);
+        snprintf(p, sizeof p, "{\"customer_id\":\"%s\",\"email\":\"%s@x.example\"}", customer, customer);
+        util_uuid_v4(cid);
+        struct dbt_batch up = {0};
+        add(&up, TOPIC_SYNC, 0, cid, "customer.upsert", p);
+        dbt_apply(a, &up);
+        dbt_batch_free(&up);
+        util_uuid_v4(ids[n]);
+        add_assign(i < per ? &x : &y, i < per ? 0 : 1, ids[n], customer);
+        n++;
+    }
+    unsigned long bulk_before = a->st.bulk_commands + b->st.bulk_commands;
+    race(a, "SELECT 1 FROM companies WHERE shop_id = '" SHOP "' AND company_id = 'c-1' FOR UPDATE",
+         a, &x, b, &y);
+    int applied = 0, limited = 0;
+    for (int i = 0; i < n; i++) {
+        int removed;
+        char *o = outcome(a, ids[i], &removed);
+        applied += strcmp(o, "applied") == 0;
+        limited += strcmp(o, "LIMIT_REACHED") == 0;
+        free(o);
+    }
+    CHECK(applied == seats && limited == n - seats,
+          "%d seats left, %d assigns of new contacts at once: %d applied, %d LIMIT_REACHED",
+          seats, n, applied, limited);
+    char *count = dbt_sql_value(a, "SELECT contact_count FROM companies WHERE shop_id = '" SHOP "'"
+                                   " AND company_id = 'c-1'", 0, NULL);
+    CHECK(atoi(count) == COMPANY_MAX_CONTACTS, "the seat count should be %d, is %s",
+          COMPANY_MAX_CONTACTS, count);
+    free(count);
+    check_seats(a, "after assigns racing for the last seats");
+    if (per >= 3)
+        CHECK(a->st.bulk_commands + b->st.bulk_commands > bulk_before,
+              "the runs should have gone the set-based path");
+    dbt_batch_free(&x);
+    dbt_batch_free(&y);
+}
+
 int main(void)
 {
     log_init(LOG_WARN, stderr);
@@ -220,6 +300,8 @@ int main(void)
     revokes_race(&a, &b);
     assigns_race(&a, &b, 0);
     assigns_race(&a, &b, 1);
+    last_seats_race(&a, &b, 1, 1, "s");  /* one by one: one of two */
+    last_seats_race(&a, &b, 4, 3, "t");  /* runs of three: four of six */
 
     dbt_world_close(&a);
     dbt_world_close(&b);
