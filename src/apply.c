@@ -20,7 +20,6 @@
 #include "b2bd/fault.h"
 #include "b2bd/log.h"
 #include "b2bd/outbox.h"
-#include "b2bd/util.h"
 
 /* A command that hits a race (deadlock, unique violation) is tried again this often
  * within its batch before the whole batch is rolled back and retried. Any other failure
@@ -64,7 +63,7 @@ struct result_params {
     int lengths[9];
     int formats[9];
 };
-static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3, $4, $5)";
+static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3)";
 static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes', $1, true)";
 /* A command's savepoint: it is all or nothing within the batch's transaction. */
 #define STMT_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT cmd", .simple = 1})
@@ -170,24 +169,15 @@ static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_config *
 }
 
 /* The statement that publishes the whole access of one customer with its next version
- * (b2bd_emit_access, sql/migrations/0004_assign_functions.sql); p lives until it ran. */
-struct access_params {
-    char event_id[37];
-    char now[32];
-    const char *values[5];
-};
-
+ * (b2bd_emit_access, sql/migrations/0019_emit_access.sql, which makes the event's id and
+ * time); its values live in p until it ran. */
 static struct db_stmt apply_access_stmt(struct apply_cmd *c, const char *customer_id,
-                                        struct access_params *p)
+                                        const char *p[3])
 {
-    util_uuid_v4(p->event_id);
-    util_now_rfc3339(p->now);
-    p->values[0] = c->cmd->shop_id;
-    p->values[1] = customer_id;
-    p->values[2] = c->cmd->command_id;
-    p->values[3] = p->event_id;
-    p->values[4] = p->now;
-    return (struct db_stmt){.sql = SQL_ACCESS_EMIT, .n = 5, .values = p->values};
+    p[0] = c->cmd->shop_id;
+    p[1] = customer_id;
+    p[2] = c->cmd->command_id;
+    return (struct db_stmt){.sql = SQL_ACCESS_EMIT, .n = 3, .values = p};
 }
 
 /* Applies a decoded, valid command after the idempotency check: its business rows,
@@ -207,12 +197,12 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     /* its access events, inbox row and result, and the savepoint's release: one round trip */
     size_t n = c->n_touched + 2;
     struct db_stmt *stmts = calloc(n, sizeof *stmts);
-    struct access_params *ap = calloc(c->n_touched ? c->n_touched : 1, sizeof *ap);
+    const char *(*ap)[3] = calloc(c->n_touched ? c->n_touched : 1, sizeof *ap);
     if (!stmts || !ap)
         abort();
     size_t k = 0;
     for (size_t i = 0; i < c->n_touched; i++)
-        stmts[k++] = apply_access_stmt(c, c->touched[i], &ap[i]);
+        stmts[k++] = apply_access_stmt(c, c->touched[i], ap[i]);
     const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name, (const char *)c->cmd->hash,
                        c->cmd->import_id, msg->key, body, OUTBOX_RESULTS};
     int len[] = {0, 0, 0, 32, 0, (int)msg->key_len, 0, 0};

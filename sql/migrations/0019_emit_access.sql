@@ -1,5 +1,5 @@
 -- 0019: b2bd_emit_access, the access event of one customer (every one-by-one command that
--- changes a customer's access), at a quarter of its cost (issue 13: single commands'
+-- changes a customer's access), at half its cost (issue 13: single commands'
 -- latency). Its 0007 body built the event through b2bd_access_event, a SQL function that
 -- the planner cannot inline (it reads tables), so its query was planned again on every
 -- call; and 0011's trigger then parsed the event's JSON back to write its access_history
@@ -12,14 +12,18 @@
 --   - the access_history row is written here, from the same values, with 0011's trigger
 --     standing aside (b2bd.history = 'written', rolled back with the command's savepoint
 --     on an error such as 0013's B2B13).
--- The event is the same, byte for byte but for event_id and occurred_at (given, as
--- before); tests/db/test_apply_diff.c compares access events and access_history between
--- this path and the set-based one.
+--   - its event_id and occurred_at are made here (gen_random_uuid, b2bd_now_text), as
+--     for the command's result (0018): b2bd passes the shop, the customer and the command.
+-- The event is the same, byte for byte but for event_id and occurred_at;
+-- tests/db/test_apply_diff.c compares access events and access_history between this path
+-- and the set-based one.
 
-CREATE OR REPLACE FUNCTION b2bd_emit_access(p_shop text, p_customer text, p_caused_by uuid,
-                                            p_event_id uuid, p_occurred_at text)
+DROP FUNCTION b2bd_emit_access(text, text, uuid, uuid, text);
+
+CREATE FUNCTION b2bd_emit_access(p_shop text, p_customer text, p_caused_by uuid)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
+    v_now text := b2bd_now_text();
     v_version bigint;
     v_email text;
     v_companies text;
@@ -37,11 +41,11 @@ BEGIN
     PERFORM set_config('b2bd.history', 'written', true);
     INSERT INTO outbox (topic, key, value)
     VALUES ('events.access', convert_to(p_shop || '/' || p_customer, 'UTF8'),
-            convert_to(b2bd_access_text(p_event_id, p_shop, p_customer, v_email, v_any_role, v_companies,
-                                        v_version, p_caused_by::text, v_actor, p_occurred_at), 'UTF8'));
+            convert_to(b2bd_access_text(gen_random_uuid(), p_shop, p_customer, v_email, v_any_role, v_companies,
+                                        v_version, p_caused_by::text, v_actor, v_now), 'UTF8'));
     INSERT INTO access_history AS h (shop_id, customer_id, version, companies, caused_by, actor, occurred_at)
     VALUES (p_shop, p_customer, v_version, v_companies::jsonb, p_caused_by, v_actor,
-            p_occurred_at::timestamptz)
+            v_now::timestamptz)
     ON CONFLICT (shop_id, customer_id, version) DO UPDATE
         SET companies = EXCLUDED.companies, caused_by = EXCLUDED.caused_by,
             actor = EXCLUDED.actor, occurred_at = EXCLUDED.occurred_at;
