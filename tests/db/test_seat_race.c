@@ -232,7 +232,7 @@ static void last_seats_race(struct dbt_world *a, struct dbt_world *b, int seats,
                             const char *prefix)
 {
     leave_seats(a, seats);
-    struct dbt_batch x = {0}, y = {0};
+    struct dbt_batch up = {0}, x = {0}, y = {0};
     char ids[16][37];
     int n = 0;
     for (int i = 0; i < 2 * per && i < 16; i++) {
@@ -240,14 +240,13 @@ static void last_seats_race(struct dbt_world *a, struct dbt_world *b, int seats,
         snprintf(customer, sizeof customer, "%s-%d", prefix, i);
         snprintf(p, sizeof p, "{\"customer_id\":\"%s\",\"email\":\"%s@x.example\"}", customer, customer);
         util_uuid_v4(cid);
-        struct dbt_batch up = {0};
         add(&up, TOPIC_SYNC, 0, cid, "customer.upsert", p);
-        dbt_apply(a, &up);
-        dbt_batch_free(&up);
         util_uuid_v4(ids[n]);
         add_assign(i < per ? &x : &y, i < per ? 0 : 1, ids[n], customer);
         n++;
     }
+    dbt_apply(a, &up); /* the customers, not yet contacts */
+    dbt_batch_free(&up);
     unsigned long bulk_before = a->st.bulk_commands + b->st.bulk_commands;
     race(a, "SELECT 1 FROM companies WHERE shop_id = '" SHOP "' AND company_id = 'c-1' FOR UPDATE",
          a, &x, b, &y);
