@@ -10,6 +10,7 @@
 #include "b2bd/apply.h"
 #include "b2bd/config.h"
 #include "b2bd/db.h"
+#include "b2bd/schema.h"
 #include "b2bd/util.h"
 
 extern char **environ;
@@ -93,7 +94,7 @@ int main(int argc, char **argv)
     }
     struct b2bd_db db;
     db_init(&db, cfg.pg_dsn, cfg.pg_password);
-    if (db_migrate(&db, &err) < 0) {
+    if (schema_update(&db, &err) != 0) {
         fprintf(stderr, "db: %s\n", err.msg);
         return 1;
     }

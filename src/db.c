@@ -10,9 +10,6 @@
 #include "b2bd/metrics.h"
 #include "b2bd/migrations.h"
 
-/* Key of the advisory lock held while migrating ("b2bd" in ASCII, then 1). */
-#define DB_MIGRATION_LOCK 0x6232626401LL
-
 void db_init(struct b2bd_db *db, const char *dsn, const char *password)
 {
     memset(db, 0, sizeof *db);
@@ -300,6 +297,21 @@ static const char SQL_CREATE_VERSIONS[] =
 static const char SQL_APPLIED[] = "SELECT 1 FROM schema_migrations WHERE version = $1";
 static const char SQL_RECORD[] = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
 
+/* Runs a migration's text: any number of statements, or none (a frozen migration whose
+ * function bodies moved to sql/functions may hold only comments now). */
+static int db_run_script(struct b2bd_db *db, const char *sql, struct b2bd_err *err)
+{
+    db->sqlstate[0] = '\0';
+    PGresult *res = PQexec(db->conn, sql);
+    if (!res || (!db_result_ok(res) && PQresultStatus(res) != PGRES_EMPTY_QUERY)) {
+        db_fail(db, res, err);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
 /* Applies one migration if it is not applied yet, in its own transaction, holding the
  * migration lock (waiting for it if another instance migrates now). */
 static int db_migrate_one(struct b2bd_db *db, const struct b2bd_migration *m, int *applied,
@@ -326,7 +338,7 @@ static int db_migrate_one(struct b2bd_db *db, const struct b2bd_migration *m, in
     int done = PQntuples(res) > 0;
     PQclear(res);
     if (!done) {
-        if (db_exec(db, m->sql, err) < 0)
+        if (db_run_script(db, m->sql, err) < 0)
             goto fail;
         if (!(res = db_query(db, SQL_RECORD, 2, rp, NULL, NULL, err)))
             goto fail;

@@ -18,6 +18,7 @@
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
 #include "b2bd/metrics.h"
+#include "b2bd/schema.h"
 #include "b2bd/notifier.h"
 #include "b2bd/relay.h"
 #include "b2bd/reload.h"
@@ -89,15 +90,23 @@ static void usage(FILE *f)
             "  --check-config  load the configuration, print it (secrets hidden), exit\n");
 }
 
-/* Connects and migrates, retrying with backoff until it works or a stop is asked. */
+/* Connects and brings the schema up to date (schema_update), retrying with backoff until
+ * it works or a stop is asked (-1). Returns SCHEMA_NEWER, without retrying, when the
+ * database's schema is newer than this build's. */
 static int startup_database(struct b2bd_db *db)
 {
     long backoff = 200;
     for (;;) {
         struct b2bd_err err;
         b2bd_err_clear(&err);
-        if (db_migrate(db, &err) == 0)
+        int rc = schema_update(db, &err);
+        if (rc == 0)
             return 0;
+        if (rc == SCHEMA_NEWER) {
+            log_error("main", "schema_newer", LOG_STR("error", err.msg),
+                      LOG_INT("schema_version", b2bd_schema_version));
+            return SCHEMA_NEWER;
+        }
         log_warn("main", "database_unavailable", LOG_STR("error", err.msg),
                  LOG_INT("retry_ms", backoff));
         sdnotify_status("waiting for PostgreSQL");
@@ -321,12 +330,13 @@ static int run(struct b2bd_config *cfg)
     struct b2bd_db db;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
     db.metrics = metrics;
-    if (startup_database(&db) < 0) {
+    int started = startup_database(&db);
+    if (started != 0) {
         db_free(&db);
         email_template_free(&tmpl);
         http_stop(http);
         metrics_b2bd_free(metrics);
-        return 0;
+        return started == SCHEMA_NEWER ? 4 : 0; /* 4: b2bd(8) EXIT STATUS */
     }
     metrics_db_check(metrics, 1);
     int rc = 0;

@@ -35,8 +35,13 @@ int db_connect(struct b2bd_db *db, struct b2bd_err *err);
 void db_disconnect(struct b2bd_db *db);
 bool db_connected(const struct b2bd_db *db);
 
+/* Key of the advisory lock held while the schema is brought up to date ("b2bd" in ASCII,
+ * then 1): the migrations here, the function files in schema.c. */
+#define DB_MIGRATION_LOCK 0x6232626401LL
+
 /* Applies the embedded migrations not applied yet, in one transaction per version,
- * under an advisory lock so that several instances may start at once. */
+ * under an advisory lock so that several instances may start at once. b2bd starts with
+ * schema_update (schema.h), which runs this between its own steps. */
 int db_migrate(struct b2bd_db *db, struct b2bd_err *err);
 
 /* Runs sql (a static string: it is prepared once per connection, keyed by its

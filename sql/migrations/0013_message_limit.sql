@@ -8,14 +8,11 @@
 -- The limit is the transaction's setting b2bd.max_message_bytes, which b2bd sets with
 -- each BEGIN of a batch (default 1 MiB when unset). Results are checked in C, before
 -- they are written (a stored result sent again is never refused here).
+-- Frozen (sql/migrations/README.md): the bodies of the functions this migration
+-- created or replaced are gone from here; each function lives in sql/functions/.
 
-CREATE FUNCTION b2bd_access_too_large() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION USING ERRCODE = 'B2B13',
-        MESSAGE = format('the access event would be %s bytes, over the message limit',
-                         octet_length(NEW.value));
-END
-$$;
+-- A placeholder for the trigger below: the body is in sql/functions/access.sql.
+CREATE FUNCTION b2bd_access_too_large() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 
 -- WHEN keeps the trigger function out of every event that fits: the condition alone is
 -- evaluated for each outbox row.

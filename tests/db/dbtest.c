@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b2bd/schema.h"
 #include "b2bd/util.h"
 
 extern char **environ;
@@ -74,8 +75,8 @@ void dbt_create_db(const char *dbname, const char *create_opts)
     struct b2bd_db db;
     struct b2bd_err err;
     db_init(&db, dsn, NULL);
-    if (db_migrate(&db, &err) < 0)
-        die("migrate", err.msg);
+    if (schema_update(&db, &err) != 0)
+        die("schema", err.msg);
     db_free(&db);
     free(dsn);
 }
