@@ -20,6 +20,7 @@
 #include "b2bd/fault.h"
 #include "b2bd/log.h"
 #include "b2bd/outbox.h"
+#include "b2bd/trace.h"
 
 /* A command that hits a race (deadlock, unique violation) is tried again this often
  * within its batch before the whole batch is rolled back and retried. Any other failure
@@ -65,6 +66,57 @@ struct result_params {
 };
 static const char SQL_ACCESS_EMIT[] = "SELECT b2bd_emit_access($1, $2, $3)";
 static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes', $1, true)";
+/* The trace headers (trace.h) that the outbox rows written from now on in the open
+ * transaction carry: the outbox's default (sql/migrations/0021_trace_context.sql), so the
+ * SQL functions that write outbox rows need not know of it. */
+static const char SQL_TRACE_SET[] = "SELECT set_config('b2bd.trace', $1, true)";
+
+/* The b2bd.trace of the open transaction, as last set (NULL: not set, as ""). It is set
+ * outside any command's savepoint, so that a rollback to one keeps it. */
+struct trace_set {
+    char *now;
+};
+
+/* The statement that sets b2bd.trace to t's headers, or none (returns false) when it
+ * has them already; v holds its parameter until it ran. */
+static bool apply_trace_stmt(struct trace_set *ts, const struct trace_out *t, struct db_stmt *s,
+                             const char *v[1])
+{
+    const char *want = t && t->headers ? t->headers : "";
+    if (strcmp(want, ts->now ? ts->now : "") == 0)
+        return false;
+    free(ts->now);
+    if (!(ts->now = strdup(want)))
+        abort();
+    v[0] = ts->now;
+    *s = (struct db_stmt){.sql = SQL_TRACE_SET, .n = 1, .values = v};
+    return true;
+}
+
+/* Sets b2bd.trace to t's headers on its own, when needed. Returns 0 or -1 with err. */
+static int apply_trace_set(struct b2bd_db *db, struct trace_set *ts, const struct trace_out *t,
+                           struct b2bd_err *err)
+{
+    struct db_stmt s;
+    const char *v[1];
+    if (!apply_trace_stmt(ts, t, &s, v))
+        return 0;
+    return db_pipeline(db, &s, 1, NULL, err);
+}
+
+/* The log fields that name a command's message (and its trace, when it has one); f has
+ * room for 6. Returns how many. */
+static size_t apply_msg_fields(struct log_field *f, const struct b2bd_msg *msg,
+                               const struct trace_out *t)
+{
+    size_t n = 0;
+    f[n++] = LOG_STR("topic", msg->topic_name);
+    f[n++] = LOG_INT("partition", msg->partition);
+    f[n++] = LOG_INT("offset", msg->offset);
+    if (t && t->trace_id[0])
+        f[n++] = LOG_STR("trace_id", t->trace_id);
+    return n;
+}
 /* A command's savepoint: it is all or nothing within the batch's transaction. */
 #define STMT_SAVEPOINT ((struct db_stmt){.sql = "SAVEPOINT cmd", .simple = 1})
 #define STMT_RELEASE ((struct db_stmt){.sql = "RELEASE SAVEPOINT cmd", .simple = 1})
@@ -273,18 +325,21 @@ static int apply_attempt(struct apply_cmd *c, const struct b2bd_msg *msg, PGresu
 }
 
 static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
-                              const char *event, const struct b2bd_err *why)
+                              const char *event, const struct b2bd_err *why,
+                              const struct trace_out *t)
 {
-    const char *type = cmd->type_name ? cmd->type_name : "";
-    if (why)
-        log_info("apply", event, LOG_STR("cmd_id", cmd->command_id), LOG_STR("type", type),
-                 LOG_STR("topic", msg->topic_name), LOG_INT("partition", msg->partition),
-                 LOG_INT("offset", msg->offset), LOG_STR("code", b2bd_code_name(why->code)),
-                 LOG_STR("field", why->field[0] ? why->field : "-"));
-    else
-        log_debug("apply", event, LOG_STR("cmd_id", cmd->command_id), LOG_STR("type", type),
-                  LOG_STR("topic", msg->topic_name), LOG_INT("partition", msg->partition),
-                  LOG_INT("offset", msg->offset));
+    struct log_field f[10];
+    size_t n = 0;
+    f[n++] = LOG_STR("cmd_id", cmd->command_id);
+    f[n++] = LOG_STR("type", cmd->type_name ? cmd->type_name : "");
+    n += apply_msg_fields(f + n, msg, NULL);
+    if (why) {
+        f[n++] = LOG_STR("code", b2bd_code_name(why->code));
+        f[n++] = LOG_STR("field", why->field[0] ? why->field : "-");
+    }
+    if (t && t->trace_id[0])
+        f[n++] = LOG_STR("trace_id", t->trace_id);
+    log_fields(why ? LOG_INFO : LOG_DEBUG, "apply", event, f, n);
 }
 
 /* True when a failure is the surroundings' (retried, never the command's rejection): the
@@ -301,13 +356,13 @@ static bool apply_transient(const struct b2bd_db *db, const struct b2bd_err *err
 }
 
 /* Logs the database's own account of a failure that is a command's (or a batch's): the
- * n_what fields that say whose (at most 4), then sqlstate, code and error. */
+ * n_what fields that say whose (at most 5), then sqlstate, code and error. */
 static void apply_log_refused(const struct b2bd_db *db, const char *event,
                               const struct log_field *what, size_t n_what,
                               const struct b2bd_err *err, const struct b2bd_err *why)
 {
-    struct log_field f[7];
-    size_t n = n_what < 4 ? n_what : 4;
+    struct log_field f[8];
+    size_t n = n_what < 5 ? n_what : 5;
     memcpy(f, what, n * sizeof *f);
     f[n++] = LOG_STR("sqlstate", db->sqlstate[0] ? db->sqlstate : "-");
     f[n++] = LOG_STR("code", b2bd_code_name(why->code));
@@ -318,44 +373,44 @@ static void apply_log_refused(const struct b2bd_db *db, const char *event,
 /* Rejects a command the database refused (see fault_rejection): undoes its changes,
  * writes its `rejected` result with a message for the producer, logs the database's. */
 static int apply_reject_refused(struct b2bd_db *db, const struct b2bd_msg *msg,
-                                const struct b2bd_command *cmd, struct b2bd_err *out,
-                                struct b2bd_err *err)
+                                const struct b2bd_command *cmd, const struct trace_out *t,
+                                struct b2bd_err *out, struct b2bd_err *err)
 {
     struct b2bd_err why;
     fault_rejection(db->sqlstate, &why);
-    const struct log_field what[] = {LOG_STR("cmd_id", cmd->command_id),
-                                     LOG_STR("topic", msg->topic_name),
-                                     LOG_INT("partition", msg->partition),
-                                     LOG_INT("offset", msg->offset)};
-    apply_log_refused(db, "command_refused", what, 4, err, &why);
+    struct log_field what[5];
+    what[0] = LOG_STR("cmd_id", cmd->command_id);
+    size_t n_what = 1 + apply_msg_fields(what + 1, msg, t);
+    apply_log_refused(db, "command_refused", what, n_what, err, &why);
     *out = why;
     return apply_finish_rejected(db, msg, cmd, &why, 1, err);
 }
 
 /* Counts and logs a command's outcome. */
 static void apply_count(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
-                        enum cmd_outcome out, const struct b2bd_err *why, struct apply_stats *st)
+                        enum cmd_outcome out, const struct b2bd_err *why,
+                        const struct trace_out *t, struct apply_stats *st)
 {
     if (out == OUT_APPLIED) {
         st->applied++;
         st->applied_by_type[cmd->type]++;
-        apply_log_outcome(msg, cmd, "applied", NULL);
+        apply_log_outcome(msg, cmd, "applied", NULL, t);
     } else if (out == OUT_DUPLICATE) {
         st->duplicates++;
-        apply_log_outcome(msg, cmd, "duplicate", NULL);
+        apply_log_outcome(msg, cmd, "duplicate", NULL, t);
     } else {
         st->rejected++;
         st->rejected_by_type[cmd->type]++;
         st->by_code[why->code]++;
-        apply_log_outcome(msg, cmd, "rejected", why);
+        apply_log_outcome(msg, cmd, "rejected", why, t);
     }
 }
 
 /* Applies one decoded, valid command on its own, in its savepoint. Returns 0 or -1
  * (database error: the batch must be rolled back). */
 static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
-                     const struct b2bd_command *cmd, struct apply_stats *st,
-                     struct b2bd_err *err)
+                     const struct b2bd_command *cmd, const struct trace_out *t,
+                     struct trace_set *ts, struct apply_stats *st, struct b2bd_err *err)
 {
     struct apply_cmd c = {.db = a->db, .cfg = a->cfg, .cmd = cmd,
                           .email_default = a->email_default};
@@ -366,23 +421,33 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
     int ifmt[] = {0, 1};
     bool refused = false;
     for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
-        /* its savepoint and its inbox lookup: one round trip */
-        struct db_stmt first[] = {STMT_SAVEPOINT, {.sql = SQL_INBOX_GET, .n = 2, .values = iv,
-                                                   .lengths = ilen, .formats = ifmt}};
-        PGresult *r[2];
-        if (db_pipeline(a->db, first, 2, r, err) < 0)
+        /* its trace (when it changes), its savepoint and its inbox lookup: one round trip */
+        struct db_stmt first[3];
+        const char *tv[1];
+        PGresult *r[3];
+        int k = apply_trace_stmt(ts, t, &first[0], tv) ? 1 : 0;
+        first[k++] = STMT_SAVEPOINT;
+        first[k++] = (struct db_stmt){.sql = SQL_INBOX_GET, .n = 2, .values = iv,
+                                      .lengths = ilen, .formats = ifmt};
+        if (db_pipeline(a->db, first, k, r, err) < 0)
             break;
-        PQclear(r[0]);
+        for (int j = 0; j < k - 1; j++)
+            PQclear(r[j]);
         c.result = json_object();
-        rc = apply_attempt(&c, msg, r[1], &out, err);
+        rc = apply_attempt(&c, msg, r[k - 1], &out, err);
         apply_cmd_reset(&c);
         if (rc == 0)
             break;
         if (!db_connected(a->db) || attempt == APPLY_COMMAND_TRIES ||
             (!db_retriable(a->db) && attempt == APPLY_COMMAND_TRIES_OWN_FAULT))
             break;
-        log_info("apply", "retry_command", LOG_STR("cmd_id", cmd->command_id),
-                 LOG_STR("sqlstate", a->db->sqlstate), LOG_INT("attempt", attempt));
+        if (t->trace_id[0])
+            log_info("apply", "retry_command", LOG_STR("cmd_id", cmd->command_id),
+                     LOG_STR("sqlstate", a->db->sqlstate), LOG_INT("attempt", attempt),
+                     LOG_STR("trace_id", t->trace_id));
+        else
+            log_info("apply", "retry_command", LOG_STR("cmd_id", cmd->command_id),
+                     LOG_STR("sqlstate", a->db->sqlstate), LOG_INT("attempt", attempt));
         struct b2bd_err ignored;
         if (db_exec(a->db, "ROLLBACK TO SAVEPOINT cmd", &ignored) < 0)
             break;
@@ -390,12 +455,12 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
     free(c.touched);
     if (rc < 0 && !apply_transient(a->db, err)) {
         /* the command, not the database, is at fault: reject it, go on */
-        rc = apply_reject_refused(a->db, msg, cmd, &c.rejected, err);
+        rc = apply_reject_refused(a->db, msg, cmd, t, &c.rejected, err);
         out = OUT_REJECTED;
         refused = true;
     }
     if (rc == 0) {
-        apply_count(msg, cmd, out, &c.rejected, st);
+        apply_count(msg, cmd, out, &c.rejected, t, st);
         st->isolated += refused;
     }
     return rc;
@@ -405,35 +470,38 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
  * Returns 0 or -1 (database error: the batch must be rolled back). */
 static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
                          const struct b2bd_command *cmd, enum decode_outcome dec,
-                         const struct b2bd_err *why, struct apply_stats *st,
-                         struct b2bd_err *err)
+                         const struct b2bd_err *why, const struct trace_out *t,
+                         struct trace_set *ts, struct apply_stats *st, struct b2bd_err *err)
 {
     if (dec == DECODE_REJECTED && !b2bd_code_is_rejection(why->code)) {
         *err = *why; /* out of memory while decoding: not the command's fault */
         return -1;
     }
+    if (apply_trace_set(a->db, ts, t, err) < 0)
+        return -1;
     int rc;
     if (dec == DECODE_DEAD_LETTER) {
         rc = apply_emit_dead_letter(a->db, a->cfg, msg, why, err);
         st->dead_letters++;
         st->by_code[why->code]++;
-        log_info("apply", "dead_lettered", LOG_STR("topic", msg->topic_name),
-                 LOG_INT("partition", msg->partition), LOG_INT("offset", msg->offset),
-                 LOG_STR("code", b2bd_code_name(why->code)));
+        struct log_field f[6];
+        size_t n = apply_msg_fields(f, msg, t);
+        f[n++] = LOG_STR("code", b2bd_code_name(why->code));
+        log_fields(LOG_INFO, "apply", "dead_lettered", f, n);
     } else {
         rc = apply_emit_rejected(a->db, msg, cmd, why, err);
         st->rejected++;
         st->rejected_by_type[cmd->type]++;
         st->by_code[why->code]++;
-        apply_log_outcome(msg, cmd, "rejected", why);
+        apply_log_outcome(msg, cmd, "rejected", why, t);
     }
     return rc;
 }
 
 /* Applies the run of plain assigns gathered so far, set-based, or one by one when the
  * bulk function hands it back. Returns 0 or -1 (the batch must be rolled back). */
-static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct apply_stats *st,
-                           struct b2bd_err *err)
+static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct trace_out *t,
+                           struct trace_set *ts, struct apply_stats *st, struct b2bd_err *err)
 {
     if (run->n == 0)
         return 0;
@@ -441,14 +509,17 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
     if (!out)
         abort();
     /* 1: one command at a time (a short run, or one the bulk function handed back) */
-    /* each row carries its actor and issued_at (no b2bd.audit: sql/functions/audit.sql) */
-    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : bulk_apply(a->db, run, out, err);
+    /* each row carries its actor and issued_at (no b2bd.audit: sql/functions/audit.sql); the run's commands
+     * came with one trace (apply_batch), whose headers its outbox rows carry */
+    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : apply_trace_set(a->db, ts, t, err);
+    if (rc == 0)
+        rc = bulk_apply(a->db, run, out, err);
     if (rc == 0) {
         for (size_t i = 0; i < run->n; i++) {
             enum cmd_outcome o = out[i].status == BULK_APPLIED     ? OUT_APPLIED
                                  : out[i].status == BULK_DUPLICATE ? OUT_DUPLICATE
                                                                    : OUT_REJECTED;
-            apply_count(run->msgs[i], &run->cmds[i], o, &out[i].why, st);
+            apply_count(run->msgs[i], &run->cmds[i], o, &out[i].why, t, st);
         }
         st->bulk_commands += run->n;
     } else if (rc > 0) {
@@ -456,10 +527,11 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
             st->bulk_fallbacks++;
         rc = 0;
         for (size_t i = 0; i < run->n && rc == 0; i++)
-            rc = apply_one(a, run->msgs[i], &run->cmds[i], st, err);
+            rc = apply_one(a, run->msgs[i], &run->cmds[i], t, ts, st, err);
     }
     free(out);
     bulk_clear(run);
+    trace_out_free(t);
     return rc;
 }
 
@@ -603,6 +675,9 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
     struct apply_stats local = {0};
     struct b2bd_command cmd;
     bool decoded = false, skipped = false;
+    struct trace_out t;
+    struct trace_set ts = {0};
+    trace_begin(&msg->trace, &t);
     if (db_connect(a->db, err) < 0 || apply_begin(a, &pos, 1, NULL, err) < 0)
         goto fail;
     if (msg->offset < pos.next) {
@@ -619,10 +694,12 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
             decoded = true;
             int rc;
             if (dec == DECODE_OK) {
-                rc = apply_emit_rejected(a->db, msg, &cmd, why, err);
-                apply_count(msg, &cmd, OUT_REJECTED, why, &local);
+                rc = apply_trace_set(a->db, &ts, &t, err);
+                if (rc == 0)
+                    rc = apply_emit_rejected(a->db, msg, &cmd, why, err);
+                apply_count(msg, &cmd, OUT_REJECTED, why, &t, &local);
             } else {
-                rc = apply_invalid(a, msg, &cmd, dec, &dwhy, &local, err);
+                rc = apply_invalid(a, msg, &cmd, dec, &dwhy, &t, &ts, &local, err);
             }
             if (rc < 0)
                 goto fail;
@@ -632,17 +709,23 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
     }
     if (apply_commit(a, &pos, 1, err) < 0)
         goto fail;
-    if (skipped)
-        log_error("apply", "message_skipped", LOG_STR("topic", msg->topic_name),
-                  LOG_INT("partition", msg->partition), LOG_INT("offset", msg->offset),
-                  LOG_STR("note", "the database refused its rejection too: no result"));
+    if (skipped) {
+        struct log_field f[6];
+        size_t n = apply_msg_fields(f, msg, &t);
+        f[n++] = LOG_STR("note", "the database refused its rejection too: no result");
+        log_fields(LOG_ERROR, "apply", "message_skipped", f, n);
+    }
     if (decoded)
         decode_free(&cmd);
+    trace_out_free(&t);
+    free(ts.now);
     apply_stats_add(st, &local);
     return 0;
 fail:
     if (decoded)
         decode_free(&cmd);
+    trace_out_free(&t);
+    free(ts.now);
     apply_fail(a, 1, err);
     return -1;
 }
@@ -677,6 +760,8 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     bool bulk = strcmp(a->cfg->bulk_assign, "on") == 0;
     struct bulk_run run;
     bulk_init(&run, n);
+    struct trace_out run_trace = {0}; /* the trace of the run's commands (one for all) */
+    struct trace_set ts = {0};
 
     /* the transaction and its message limit (for the outbox's check, outbox_access_size) */
     char limit[24];
@@ -697,35 +782,45 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
                                                  (size_t)a->cfg->max_message_bytes,
                                                  msgs[i].topic, &cmd, &why);
         if (dec == DECODE_OK && bulk && bulk_eligible(&cmd)) {
-            /* joins the run; a command that meets the run's customers starts the next */
-            if (!bulk_try_add(&run, &msgs[i], &cmd)) {
-                if (apply_flush_run(a, &run, &local, err) < 0) {
+            /* joins the run; a command that meets the run's customers, or came with
+             * another trace, starts the next */
+            if ((run.n > 0 && !trace_in_equal(&run.msgs[0]->trace, &msgs[i].trace)) ||
+                !bulk_try_add(&run, &msgs[i], &cmd)) {
+                if (apply_flush_run(a, &run, &run_trace, &ts, &local, err) < 0) {
                     decode_free(&cmd);
                     goto fail;
                 }
                 bulk_try_add(&run, &msgs[i], &cmd);
             }
+            if (run.n == 1)
+                trace_begin(&msgs[i].trace, &run_trace);
             continue;
         }
-        int rc = apply_flush_run(a, &run, &local, err);
+        int rc = apply_flush_run(a, &run, &run_trace, &ts, &local, err);
+        struct trace_out t;
+        trace_begin(&msgs[i].trace, &t);
         if (rc == 0)
-            rc = dec == DECODE_OK ? apply_one(a, &msgs[i], &cmd, &local, err)
-                                  : apply_invalid(a, &msgs[i], &cmd, dec, &why, &local, err);
+            rc = dec == DECODE_OK ? apply_one(a, &msgs[i], &cmd, &t, &ts, &local, err)
+                                  : apply_invalid(a, &msgs[i], &cmd, dec, &why, &t, &ts, &local, err);
+        trace_out_free(&t);
         decode_free(&cmd);
         if (rc < 0)
             goto fail;
     }
-    if (apply_flush_run(a, &run, &local, err) < 0)
+    if (apply_flush_run(a, &run, &run_trace, &ts, &local, err) < 0)
         goto fail;
     if (apply_commit(a, pos, n_pos, err) < 0)
         goto fail;
     free(pos);
     bulk_free(&run);
+    free(ts.now);
     apply_stats_add(st, &local);
     return 0;
 fail:
     apply_fail(a, n, err);
     free(pos);
     bulk_free(&run);
+    trace_out_free(&run_trace);
+    free(ts.now);
     return -1;
 }

@@ -103,6 +103,7 @@ static int cmd_send(const struct b2bd_config *cfg, const struct ctl_args *a)
         bad++;
     }
     printf("sent=%ld unreadable_lines=%ld\n", sent, bad);
+    printf("trace_id=%s\n", ctl_send_trace_id(s));
     long missing = 0;
     if (wait) {
         /* one result per command id, counted by status and error code */

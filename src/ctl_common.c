@@ -125,13 +125,30 @@ void ctl_reader_close(rd_kafka_t *rk)
 rd_kafka_resp_err_t ctl_produce(rd_kafka_t *rk, const char *topic, const char *key, size_t key_len,
                                 const void *value, size_t len)
 {
+    return ctl_produce_with(rk, topic, key, key_len, value, len, NULL);
+}
+
+rd_kafka_resp_err_t ctl_produce_with(rd_kafka_t *rk, const char *topic, const char *key, size_t key_len,
+                                     const void *value, size_t len, rd_kafka_headers_t *headers)
+{
     rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? key_len : 0),
+    for (;;) {
+        if (headers)
+            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? key_len : 0),
                                   RD_KAFKA_V_VALUE((void *)value, len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
-           == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+        else
+            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? key_len : 0),
+                                  RD_KAFKA_V_VALUE((void *)value, len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
         rd_kafka_poll(rk, 100);
+    }
     rd_kafka_poll(rk, 0);
+    if (e && headers)
+        rd_kafka_headers_destroy(headers); /* producev owns them only on success */
     return e;
 }
 

@@ -298,6 +298,7 @@ struct row {
 };
 
 struct run {
+    char trace_id[33]; /* the run's trace (ctl_send), "" until the first command is sent */
     const struct b2bd_config *cfg;
     const char *path;
     char *data;
@@ -528,6 +529,7 @@ static void run_send_row(struct run *r, size_t i)
             return;
         }
         util_now_rfc3339(r->started);
+        snprintf(r->trace_id, sizeof r->trace_id, "%s", ctl_send_trace_id(r->send));
     }
     struct row *w = &r->rows[i];
     rd_kafka_resp_err_t e = ctl_send_command(r->send, w->cmd, NULL, 0, i);
@@ -779,7 +781,7 @@ int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
     double secs = (double)(util_now_ms() - r.t0) / 1000.0;
     if (r.json_out) {
         json_incref(r.codes);
-        ctl_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:s?, s:f}",
+        ctl_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:s?, s:f, s:s?}",
                                  "import_id", r.import_id, "file", r.path, "rows", (json_int_t)r.n_rows,
                                  "sent", (json_int_t)r.sent, "applied", (json_int_t)r.applied,
                                  "applied_new", (json_int_t)(r.applied - r.repeats),
@@ -787,9 +789,11 @@ int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
                                  (json_int_t)r.duplicates, "rejected", (json_int_t)r.rejected,
                                  "rejected_by_code", r.codes, "unparseable", (json_int_t)r.unparseable,
                                  "missing", (json_int_t)missing, "rejected_file", rejected_path,
-                                 "seconds", secs));
+                                 "seconds", secs, "trace_id", r.trace_id[0] ? r.trace_id : NULL));
     } else {
         printf("import %s: %zu rows from %s in %.1f s\n", r.import_id, r.n_rows, r.path, secs);
+        if (r.trace_id[0])
+            printf("  trace_id: %s\n", r.trace_id);
         printf("  applied: %ld (new %ld, already applied before this run %ld)\n", r.applied,
                r.applied - r.repeats, r.repeats);
         printf("  duplicates in the file (same command, sent once): %ld\n", r.duplicates);

@@ -7,6 +7,7 @@
 
 #include "b2bd/ctl_common.h"
 #include "b2bd/kafka.h"
+#include "b2bd/trace.h"
 #include "b2bd/util.h"
 
 struct ctl_send {
@@ -17,6 +18,8 @@ struct ctl_send {
     void *arg;
     json_t *waiting;          /* canonical command_id -> tag (a JSON integer) */
     long missing;
+    char traceparent[56];     /* the run's trace: sent with every command */
+    char trace_id[33];
 };
 
 /* A command id as b2bd reports it: a UUID in lower case (the contract's canonical form);
@@ -42,6 +45,9 @@ struct ctl_send *ctl_send_open(const struct b2bd_config *cfg, ctl_send_result_fn
     s->on_result = on_result;
     s->arg = arg;
     s->waiting = json_object();
+    trace_new(s->traceparent);
+    memcpy(s->trace_id, s->traceparent + 3, 32);
+    s->trace_id[32] = '\0';
     if (on_result && !(s->reader = ctl_reader_open(cfg, "results", 1))) {
         ctl_send_close(s);
         return NULL;
@@ -107,7 +113,10 @@ rd_kafka_resp_err_t ctl_send_command(struct ctl_send *s, const json_t *cmd, cons
     }
     char *key = ctl_command_key(cmd);
     char *topic = config_topic(s->cfg, ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
-    rd_kafka_resp_err_t e = ctl_produce(s->producer, topic, key, key ? strlen(key) : 0, text, len);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+    rd_kafka_header_add(hdrs, "traceparent", -1, s->traceparent, -1);
+    rd_kafka_resp_err_t e = ctl_produce_with(s->producer, topic, key, key ? strlen(key) : 0, text, len,
+                                             hdrs);
     free(topic);
     free(key);
     free(own);
@@ -123,6 +132,11 @@ rd_kafka_resp_err_t ctl_send_command(struct ctl_send *s, const json_t *cmd, cons
     if (s->reader)
         ctl_send_poll(s, 0);
     return e;
+}
+
+const char *ctl_send_trace_id(const struct ctl_send *s)
+{
+    return s->trace_id;
 }
 
 int ctl_send_flush(struct ctl_send *s)

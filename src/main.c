@@ -256,6 +256,7 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
                 .value = batch[i]->payload,
                 .value_len = batch[i]->len,
             };
+            trace_in_from_kafka(batch[i], &msgs[i].trace);
             metrics_inc(metrics->consumed,
                         METRIC_LABELS((int)msgs[i].topic >= 0 && msgs[i].topic < TOPIC_COUNT
                                           ? decode_topic_suffix(msgs[i].topic) : "other"), 1);

@@ -86,7 +86,7 @@ static const char SQL_CLAIM[] =
     "  ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
     " RETURNING notification_id, shop_id, customer_id, company_id, to_address, from_address,"
     "  subject, body_text, body_html, message_id, attempts,"
-    "  extract(epoch FROM now() - created_at)::bigint";
+    "  extract(epoch FROM now() - created_at)::bigint, trace::text";
 /* Renews the lease before a send that had to wait for the pace. */
 static const char SQL_RENEW[] =
     "UPDATE notifications SET"
@@ -128,7 +128,9 @@ static int emit_event(struct b2bd_db *db, PGresult *row, const char *status, int
     json_decref(m);
     struct sbuf key = {0};
     sbuf_addf(&key, "%s/%s", PQgetvalue(row, 0, 1), PQgetvalue(row, 0, 2));
-    int rc = outbox_append(db, OUTBOX_NOTIFICATIONS, key.s, key.len, text, strlen(text), NULL, err);
+    /* the trace of the command that queued the email (migration 0021) */
+    const char *trace = PQgetisnull(row, 0, 12) ? NULL : PQgetvalue(row, 0, 12);
+    int rc = outbox_append(db, OUTBOX_NOTIFICATIONS, key.s, key.len, text, strlen(text), trace, err);
     sbuf_free(&key);
     free(text);
     if (rc == 0)

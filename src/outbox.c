@@ -3,8 +3,13 @@
 
 #include <string.h>
 
+/* The headers given, and after them the trace headers of the command being applied
+ * (b2bd.trace, sql/migrations/0021_trace_context.sql): a dead letter and a repeated
+ * result carry the command's trace too. */
 static const char SQL_APPEND[] =
-    "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)";
+    "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3,"
+    " nullif(coalesce($4::jsonb, '[]') || coalesce(nullif(current_setting('b2bd.trace', true), '')::jsonb, '[]'),"
+    " '[]'))";
 static const char SQL_WAKE[] = "SELECT pg_notify('" OUTBOX_CHANNEL "', '')";
 
 struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void *key,

@@ -9,6 +9,7 @@
 #include "b2bd/config.h"
 #include "b2bd/db.h"
 #include "b2bd/decode.h"
+#include "b2bd/trace.h"
 
 /* One consumed message, as the consumer hands it over (all borrowed). */
 struct b2bd_msg {
@@ -20,6 +21,7 @@ struct b2bd_msg {
     size_t key_len;
     const void *value;
     size_t value_len;
+    struct trace_in trace; /* its traceparent and tracestate headers */
 };
 
 struct email_template;

@@ -29,6 +29,9 @@ void ctl_reader_close(rd_kafka_t *rk);
 /* Produces value with key to topic (copying), waiting while the queue is full. */
 rd_kafka_resp_err_t ctl_produce(rd_kafka_t *rk, const char *topic, const char *key, size_t key_len,
                                 const void *value, size_t len);
+/* The same with headers (owned by the message once produced; freed here otherwise). */
+rd_kafka_resp_err_t ctl_produce_with(rd_kafka_t *rk, const char *topic, const char *key, size_t key_len,
+                                     const void *value, size_t len, rd_kafka_headers_t *headers);
 
 /* Connects to PostgreSQL (pg_dsn); 0, or -1 after printing why (never the DSN). */
 int ctl_db_open(const struct b2bd_config *cfg, struct b2bd_db *db);

@@ -18,6 +18,8 @@ typedef void (*ctl_send_result_fn)(void *arg, size_t tag, json_t *result);
 
 /* A producer of commands and, when on_result is given, a reader of prefix+results from
  * each partition's end as it is now (so it sees the results of what is sent next).
+ * It starts a trace (W3C Trace Context, b2bd/trace.h): every command it sends carries
+ * the same traceparent header, so that the run's messages can be found by one trace id.
  * Returns NULL after printing why. */
 struct ctl_send *ctl_send_open(const struct b2bd_config *cfg, ctl_send_result_fn on_result,
                                void *arg);
@@ -29,6 +31,9 @@ struct ctl_send *ctl_send_open(const struct b2bd_config *cfg, ctl_send_result_fn
  * Returns the producer's error, RD_KAFKA_RESP_ERR_NO_ERROR once queued. */
 rd_kafka_resp_err_t ctl_send_command(struct ctl_send *s, const json_t *cmd, const char *text,
                                      size_t len, size_t tag);
+
+/* The trace id of the commands it sends (32 lower-case hex digits). */
+const char *ctl_send_trace_id(const struct ctl_send *s);
 
 /* Waits up to 30 s for what was sent to reach Kafka; returns how many did not. */
 int ctl_send_flush(struct ctl_send *s);
