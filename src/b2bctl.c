@@ -797,7 +797,8 @@ int main(int argc, char **argv)
     rc = config_load(path, envp, &cfg, &err);
     free(envp);
     if (rc < 0) {
-        fprintf(stderr, "b2bctl: configuration: %s %s\n", err.field, err.msg);
+        fprintf(stderr, "b2bctl: configuration: %s %s (%s)\n", err.field, err.msg,
+                b2bd_code_name(err.code));
         return 2;
     }
     rc = cmd->run(&cfg, &args);

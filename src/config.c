@@ -159,7 +159,7 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
     switch (k->type) {
     case CFG_STRING: {
         if (!*value && (k->flags & CFG_NONEMPTY)) {
-            b2bd_err_set(err, B2BD_INVALID, k->name, "%s: %s must not be empty", where,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name, "%s: %s must not be empty", where,
                          k->name);
             return -1;
         }
@@ -173,7 +173,7 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
                     strncat(list, c == k->choices ? "" : ", ", sizeof list - strlen(list) - 1);
                     strncat(list, *c, sizeof list - strlen(list) - 1);
                 }
-                b2bd_err_set(err, B2BD_INVALID, k->name, "%s: %s must be one of %s, not \"%.64s\"",
+                b2bd_err_set(err, B2BD_ERR_CONFIG, k->name, "%s: %s must be one of %s, not \"%.64s\"",
                              where, k->name, list, value);
                 return -1;
             }
@@ -194,12 +194,12 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
         long v = 0;
         int rc = parse_long(value, &v);
         if (rc == -1) {
-            b2bd_err_set(err, B2BD_INVALID, k->name, "%s: %s is not a whole number: \"%.64s\"",
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name, "%s: %s is not a whole number: \"%.64s\"",
                          where, k->name, value);
             return -1;
         }
         if (rc == -2 || v < k->min || v > k->max) {
-            b2bd_err_set(err, B2BD_INVALID, k->name,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name,
                          "%s: %s must be between %ld and %ld, not \"%.64s\"", where, k->name,
                          k->min, k->max, value);
             return -1;
@@ -210,7 +210,7 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
     case CFG_LOG_LEVEL: {
         int lvl = log_level_parse(value);
         if (lvl < 0) {
-            b2bd_err_set(err, B2BD_INVALID, k->name,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name,
                          "%s: %s must be debug, info, warn or error, not \"%.64s\"", where,
                          k->name, value);
             return -1;
@@ -322,7 +322,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        b2bd_err_set(err, B2BD_INVALID, NULL, "cannot read %s: %s", path, strerror(errno));
+        b2bd_err_set(err, B2BD_ERR_IO, NULL, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     char *buf = NULL;
@@ -332,7 +332,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
     while ((n = getline(&buf, &cap, f)) >= 0) {
         lineno++;
         if ((size_t)n != strlen(buf)) {
-            b2bd_err_set(err, B2BD_INVALID, NULL, "%s:%d: NUL byte in line", path, lineno);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, NULL, "%s:%d: NUL byte in line", path, lineno);
             rc = -1;
             break;
         }
@@ -341,7 +341,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
             continue;
         char *eq = strchr(line, '=');
         if (!eq) {
-            b2bd_err_set(err, B2BD_INVALID, NULL, "%s:%d: expected `key = value`", path, lineno);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, NULL, "%s:%d: expected `key = value`", path, lineno);
             rc = -1;
             break;
         }
@@ -350,20 +350,20 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
         char *value = trim(eq + 1);
         struct origin o = {path, lineno, NULL};
         if (!*key) {
-            b2bd_err_set(err, B2BD_INVALID, NULL, "%s:%d: missing key before '='", path, lineno);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, NULL, "%s:%d: missing key before '='", path, lineno);
             rc = -1;
             break;
         }
         const char *why = NULL;
         if (unquote(value, &why) != 0) {
-            b2bd_err_set(err, B2BD_INVALID, key, "%s:%d: %s: %s", path, lineno, key, why);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, key, "%s:%d: %s: %s", path, lineno, key, why);
             rc = -1;
             break;
         }
         if (strncmp(key, FILE_KAFKA_PREFIX, strlen(FILE_KAFKA_PREFIX)) == 0) {
             const char *prop = key + strlen(FILE_KAFKA_PREFIX);
             if (!*prop) {
-                b2bd_err_set(err, B2BD_INVALID, key, "%s:%d: missing Kafka property name after "
+                b2bd_err_set(err, B2BD_ERR_CONFIG, key, "%s:%d: missing Kafka property name after "
                              "\"kafka.\"", path, lineno);
                 rc = -1;
                 break;
@@ -376,7 +376,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
         }
         const struct cfg_key *k = find_key(key);
         if (!k) {
-            b2bd_err_set(err, B2BD_INVALID, key, "%s:%d: unknown key \"%.64s\"", path, lineno,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, key, "%s:%d: unknown key \"%.64s\"", path, lineno,
                          key);
             rc = -1;
             break;
@@ -387,7 +387,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
         }
     }
     if (rc == 0 && ferror(f)) {
-        b2bd_err_set(err, B2BD_INVALID, NULL, "cannot read %s: %s", path, strerror(errno));
+        b2bd_err_set(err, B2BD_ERR_IO, NULL, "cannot read %s: %s", path, strerror(errno));
         rc = -1;
     }
     free(buf);
@@ -436,7 +436,7 @@ static int load_env(struct b2bd_config *cfg, char *const *envp, struct b2bd_err 
             /* B2BD_KAFKA__SESSION_TIMEOUT_MS -> session.timeout.ms */
             char *prop = name + kplen;
             if (!*prop) {
-                b2bd_err_set(err, B2BD_INVALID, name, "%s: missing Kafka property name", name);
+                b2bd_err_set(err, B2BD_ERR_CONFIG, name, "%s: missing Kafka property name", name);
                 rc = -1;
             } else {
                 for (char *p = prop; *p; p++)
@@ -463,7 +463,7 @@ static int read_password_file(const char *key, const char *path, char **out,
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        b2bd_err_set(err, B2BD_INVALID, key, "%s: cannot read %s: %s", key, path,
+        b2bd_err_set(err, B2BD_ERR_IO, key, "%s: cannot read %s: %s", key, path,
                      strerror(errno));
         return -1;
     }
@@ -492,7 +492,8 @@ static int read_password_file(const char *key, const char *path, char **out,
     if (problem) {
         explicit_bzero(buf, PASSWORD_FILE_MAX + 1);
         free(buf);
-        b2bd_err_set(err, B2BD_INVALID, key, "%s: cannot read %s: %s", key, path, problem);
+        b2bd_err_set(err, bad ? B2BD_ERR_IO : B2BD_ERR_CONFIG, key, "%s: cannot read %s: %s",
+                     key, path, problem);
         return -1;
     }
     buf[n] = '\0';
@@ -515,7 +516,7 @@ static int finish(struct b2bd_config *cfg, struct b2bd_err *err)
             for (const char *p = k->name; *p && j < sizeof env - 1; p++)
                 env[j++] = (char)toupper((unsigned char)*p);
             env[j] = '\0';
-            b2bd_err_set(err, B2BD_INVALID, k->name,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name,
                          "%s is required: set it in the configuration file or in %s", k->name,
                          env);
             return -1;
