@@ -11,16 +11,16 @@
 #include "b2bd/config.h"
 #include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
-#include "b2bd/ctl_send.h"
 #include "b2bd/ctl_csv.h"
 #include "b2bd/ctl_import.h"
 #include "b2bd/ctl_privacy.h"
+#include "b2bd/ctl_send.h"
 #include "b2bd/ctl_topics.h"
 #include "b2bd/db.h"
-#include "b2bd/decode.h"
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
+#include "b2bd/validate.h"
 #include "b2bd/version.h"
 
 extern char **environ;

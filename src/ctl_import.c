@@ -14,9 +14,9 @@
 #include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
 #include "b2bd/ctl_send.h"
-#include "b2bd/decode.h"
 #include "b2bd/kafka.h"
 #include "b2bd/util.h"
+#include "b2bd/validate.h"
 
 static const char *const col_names[CTL_COL_COUNT] = {
     "email", "first_name", "last_name", "phone", "customer_id", "location_id", "role", "notify"};

@@ -11,8 +11,8 @@
 #include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
 #include "b2bd/ctl_send.h"
-#include "b2bd/decode.h"
 #include "b2bd/util.h"
+#include "b2bd/validate.h"
 
 static void print_rejection(const json_t *result)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "b2bd/decode.h"
+#include "b2bd/command_types.h"
 #include "b2bd/log.h"
 #include "b2bd/metrics.h"
 #include "b2bd/util.h"
