@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "b2bd/util.h"
+
 #ifndef B2BD_DATA_DIR
 #define B2BD_DATA_DIR "/usr/local/share/b2bd"
 #endif
@@ -628,46 +630,10 @@ void config_dump(const struct b2bd_config *cfg, FILE *f)
 
 /* --- config_redact ------------------------------------------------------------------ */
 
-struct sbuf {
-    char *s;
-    size_t len, cap;
-    int failed;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+/* The text of b, owned by the caller ("" when empty). */
+static char *sb_take(struct sbuf *b)
 {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *g = realloc(b->s, cap);
-        if (!g) {
-            b->failed = 1;
-            return;
-        }
-        b->s = g;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static char *sb_done(struct sbuf *b)
-{
-    if (!b->failed && !b->s)
-        sb_add(b, "", 0);
-    if (b->failed) {
-        free(b->s);
-        return NULL;
-    }
+    sbuf_add(b, "", 0);
     return b->s;
 }
 
@@ -685,7 +651,7 @@ static int is_password_name(const char *s, size_t n)
 static char *redact_uri(const char *s, const char *authority)
 {
     struct sbuf b = {0};
-    sb_add(&b, s, (size_t)(authority - s));
+    sbuf_add(&b, s, (size_t)(authority - s));
     /* The query (and the fragment) start at the first '?' or '#'. */
     const char *qpos = authority + strcspn(authority, "?#");
     /* User info ends at the last '@' before it (a raw '/' or '@' in a password stays
@@ -698,35 +664,35 @@ static char *redact_uri(const char *s, const char *authority)
     if (at) {
         const char *colon = memchr(authority, ':', (size_t)(at - authority));
         if (colon) {
-            sb_add(&b, authority, (size_t)(colon + 1 - authority));
-            sb_str(&b, "***");
+            sbuf_add(&b, authority, (size_t)(colon + 1 - authority));
+            sbuf_adds(&b, "***");
             p = at;
         }
     }
-    sb_add(&b, p, (size_t)(qpos - p));
+    sbuf_add(&b, p, (size_t)(qpos - p));
     p = qpos;
     if (*p == '?') {
         /* Query parameters: any *password* value hidden. */
-        sb_add(&b, p, 1);
+        sbuf_add(&b, p, 1);
         p++;
         while (*p && *p != '#') {
             size_t plen = strcspn(p, "&#");
             const char *eq = memchr(p, '=', plen);
             if (eq && is_password_name(p, (size_t)(eq - p))) {
-                sb_add(&b, p, (size_t)(eq + 1 - p));
-                sb_str(&b, "***");
+                sbuf_add(&b, p, (size_t)(eq + 1 - p));
+                sbuf_adds(&b, "***");
             } else {
-                sb_add(&b, p, plen);
+                sbuf_add(&b, p, plen);
             }
             p += plen;
             if (*p == '&') {
-                sb_add(&b, p, 1);
+                sbuf_add(&b, p, 1);
                 p++;
             }
         }
     }
-    sb_str(&b, p);
-    return sb_done(&b);
+    sbuf_adds(&b, p);
+    return sb_take(&b);
 }
 
 /* libpq's key = value form: values bare (backslash escapes) or in single quotes. */
@@ -739,7 +705,7 @@ static char *redact_kv(const char *s)
         const char *start = p;
         while (isspace((unsigned char)*p))
             p++;
-        sb_add(&b, start, (size_t)(p - start));
+        sbuf_add(&b, start, (size_t)(p - start));
         if (!*p)
             break;
         /* Key. */
@@ -751,13 +717,13 @@ static char *redact_kv(const char *s)
             p++;
         if (*p != '=') {
             /* Not key=value: copy the word, go on. */
-            sb_add(&b, key, (size_t)(p - key));
+            sbuf_add(&b, key, (size_t)(p - key));
             continue;
         }
         p++;
         while (isspace((unsigned char)*p))
             p++;
-        sb_add(&b, key, (size_t)(p - key));
+        sbuf_add(&b, key, (size_t)(p - key));
         /* Value. */
         const char *val = p;
         if (*p == '\'') {
@@ -777,11 +743,11 @@ static char *redact_kv(const char *s)
             }
         }
         if (is_password_name(key, klen))
-            sb_str(&b, *val == '\'' ? "'***'" : "***");
+            sbuf_adds(&b, *val == '\'' ? "'***'" : "***");
         else
-            sb_add(&b, val, (size_t)(p - val));
+            sbuf_add(&b, val, (size_t)(p - val));
     }
-    return sb_done(&b);
+    return sb_take(&b);
 }
 
 char *config_redact(const char *dsn_or_url)
