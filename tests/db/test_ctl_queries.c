@@ -22,18 +22,6 @@
 #define CUSTOMER "cust-1"
 #define IMPORT_ID "imp-ctl-queries"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
-
 static void add(struct dbt_batch *b, enum b2bd_topic t, const char *id, const char *type,
                 const char *extra, const char *payload)
 {
@@ -51,15 +39,15 @@ static PGresult *run(struct dbt_world *w, enum ctl_query q, const char *const *p
     struct b2bd_err err;
     b2bd_err_clear(&err);
     if (db_connect(&w->db, &err) < 0) {
-        CHECK(0, "connect: %s", err.msg);
+        DBT_CHECK(0, "connect: %s", err.msg);
         return NULL;
     }
     PGresult *res = ctl_query_run(&w->db, q, params, &err);
-    CHECK(res, "query %s: %s", d->name, err.msg);
+    DBT_CHECK(res, "query %s: %s", d->name, err.msg);
     if (!res)
         return NULL;
-    CHECK(PQnfields(res) == d->n_cols, "query %s: %d columns", d->name, PQnfields(res));
-    CHECK(PQntuples(res) >= 1, "query %s: no row", d->name);
+    DBT_CHECK(PQnfields(res) == d->n_cols, "query %s: %d columns", d->name, PQnfields(res));
+    DBT_CHECK(PQntuples(res) >= 1, "query %s: no row", d->name);
     if (PQntuples(res) < 1) {
         PQclear(res);
         return NULL;
@@ -70,7 +58,7 @@ static PGresult *run(struct dbt_world *w, enum ctl_query q, const char *const *p
 static void expect(PGresult *res, int row, int col, const char *want, const char *what)
 {
     const char *got = PQgetisnull(res, row, col) ? "(null)" : PQgetvalue(res, row, col);
-    CHECK(strcmp(got, want) == 0, "%s: row %d column %d is \"%s\", want \"%s\"", what, row, col,
+    DBT_CHECK(strcmp(got, want) == 0, "%s: row %d column %d is \"%s\", want \"%s\"", what, row, col,
           got, want);
 }
 
@@ -109,7 +97,7 @@ int main(void)
     dbt_batch_free(&b);
     json_t *r = dbt_result(&w, "00000000-0000-4000-8000-000000000003");
     const char *status = json_string_value(json_object_get(r, "status"));
-    CHECK(status && strcmp(status, "applied") == 0, "the assign was not applied");
+    DBT_CHECK(status && strcmp(status, "applied") == 0, "the assign was not applied");
     json_decref(r);
 
     char notification[64] = "";
@@ -136,7 +124,7 @@ int main(void)
                 expect(res, 0, 4, "cust-1@x.example", "timeline");
                 expect(res, 0, 6, COMPANY, "timeline");
                 expect(res, 0, 14, "00000000-0000-4000-8000-000000000003", "timeline");
-                CHECK(!PQgetisnull(res, 0, 9) && PQgetvalue(res, 0, 9)[23] == 'Z',
+                DBT_CHECK(!PQgetisnull(res, 0, 9) && PQgetvalue(res, 0, 9)[23] == 'Z',
                       "timeline: created_at %s", PQgetvalue(res, 0, 9));
             }
             break;
@@ -144,7 +132,7 @@ int main(void)
         case CTL_Q_NOTIFICATION: {
             /* after the timeline (enum order), which found the id */
             const char *v[] = {SHOP, notification};
-            CHECK(notification[0], "resend: no notification id from the timeline");
+            DBT_CHECK(notification[0], "resend: no notification id from the timeline");
             if (notification[0] && (res = run(&w, q, v))) {
                 expect(res, 0, 0, COMPANY, "resend");
                 expect(res, 0, 1, CUSTOMER, "resend");
@@ -156,7 +144,7 @@ int main(void)
             if ((res = run(&w, q, v))) {
                 expect(res, 0, 0, "assign", "import status");
                 expect(res, 0, 1, "1", "import status");
-                CHECK(strcmp(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3)) == 0,
+                DBT_CHECK(strcmp(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3)) == 0,
                       "import status: first %s, last %s", PQgetvalue(res, 0, 2),
                       PQgetvalue(res, 0, 3));
             }
@@ -168,7 +156,7 @@ int main(void)
                 expect(res, 0, 0, "1", "history");
                 expect(res, 0, 3, "ctl-test", "history");
                 json_t *companies = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-                CHECK(json_is_array(companies) && json_array_size(companies) == 1,
+                DBT_CHECK(json_is_array(companies) && json_array_size(companies) == 1,
                       "history: companies %s", PQgetvalue(res, 0, 1));
                 json_decref(companies);
             }
@@ -181,11 +169,11 @@ int main(void)
             covered++;
         PQclear(res);
     }
-    CHECK(covered == CTL_Q_COUNT, "%d of %d queries ran with rows", covered, (int)CTL_Q_COUNT);
+    DBT_CHECK(covered == CTL_Q_COUNT, "%d of %d queries ran with rows", covered, (int)CTL_Q_COUNT);
 
     email_template_free(&tmpl);
     dbt_world_close(&w);
     dbt_drop_db(name);
-    printf("test_ctl_queries: %d queries, %s\n", (int)CTL_Q_COUNT, failures ? "FAILED" : "ok");
-    return failures ? 1 : 0;
+    printf("test_ctl_queries: %d queries, %s\n", (int)CTL_Q_COUNT, dbt_failures ? "FAILED" : "ok");
+    return dbt_failures ? 1 : 0;
 }
