@@ -47,7 +47,7 @@ fi
 # The src/ files each target links.
 sources() {
   case "$1" in
-    decode) echo "src/decode.c src/err.c" ;;
+    decode) echo "src/decode.c src/command_types.c src/validate.c src/idem_hash.c src/err.c" ;;
     mustache) echo "src/mustache.c" ;;
     smtp_headers) echo "src/smtp.c" ;;
     *) return 1 ;;

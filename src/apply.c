@@ -22,9 +22,11 @@
 #include "b2bd/outbox.h"
 #include "b2bd/trace.h"
 
-/* A command that hits a race (deadlock, unique violation) is tried again this often
- * within its batch before the whole batch is rolled back and retried. Any other failure
- * is tried once more, and then it is the command's own: the command is rejected. */
+/* A command that meets the surroundings' failure (a deadlock, say) or a unique-key race
+ * (fault_classify) is tried again this often within its batch before the whole batch is
+ * rolled back and retried (the surroundings') or the command rejected CONFLICT (a race).
+ * Any other failure is tried once more, and then it is the command's own: the command is
+ * rejected. */
 #define APPLY_COMMAND_TRIES 3
 #define APPLY_COMMAND_TRIES_OWN_FAULT 2
 /* Runs of fewer assigns go the one-by-one path: planning the bulk function's statements
@@ -342,17 +344,20 @@ static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_comm
     log_fields(why ? LOG_INFO : LOG_DEBUG, "apply", event, f, n);
 }
 
-/* True when a failure is the surroundings' (retried, never the command's rejection): the
- * connection is lost, the database answered with a transient SQLSTATE, or a database call
- * failed without one. A failure with any other SQLSTATE, or one outside the database
- * (B2BD_ERR_INTERNAL: a result that cannot be built), is the command's. */
+/* Whose a failure is (fault_classify, of the connection's state and last SQLSTATE). A
+ * failure outside the database, on a live connection with no SQLSTATE (B2BD_ERR_INTERNAL:
+ * a result that cannot be built), is the command's. */
+static enum fault_class apply_fault(const struct b2bd_db *db, const struct b2bd_err *err)
+{
+    if (db_connected(db) && !db->sqlstate[0] && err->code == B2BD_ERR_INTERNAL)
+        return FAULT_COMMAND;
+    return fault_classify(db->sqlstate, db_connected(db));
+}
+
+/* True when a failure is the surroundings' (retried, never the command's rejection). */
 static bool apply_transient(const struct b2bd_db *db, const struct b2bd_err *err)
 {
-    if (!db_connected(db))
-        return true;
-    if (db->sqlstate[0])
-        return fault_transient(db->sqlstate);
-    return err->code != B2BD_ERR_INTERNAL;
+    return apply_fault(db, err) == FAULT_SURROUNDINGS;
 }
 
 /* Logs the database's own account of a failure that is a command's (or a batch's): the
@@ -439,7 +444,8 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
         if (rc == 0)
             break;
         if (!db_connected(a->db) || attempt == APPLY_COMMAND_TRIES ||
-            (!db_retriable(a->db) && attempt == APPLY_COMMAND_TRIES_OWN_FAULT))
+            (apply_fault(a->db, err) == FAULT_COMMAND &&
+             attempt == APPLY_COMMAND_TRIES_OWN_FAULT))
             break;
         if (t->trace_id[0])
             log_info("apply", "retry_command", LOG_STR("cmd_id", cmd->command_id),

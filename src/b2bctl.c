@@ -11,16 +11,17 @@
 #include "b2bd/config.h"
 #include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
-#include "b2bd/ctl_send.h"
 #include "b2bd/ctl_csv.h"
 #include "b2bd/ctl_import.h"
 #include "b2bd/ctl_privacy.h"
+#include "b2bd/ctl_queries.h"
+#include "b2bd/ctl_send.h"
 #include "b2bd/ctl_topics.h"
 #include "b2bd/db.h"
-#include "b2bd/decode.h"
 #include "b2bd/kafka.h"
 #include "b2bd/log.h"
 #include "b2bd/util.h"
+#include "b2bd/validate.h"
 #include "b2bd/version.h"
 
 extern char **environ;
@@ -143,15 +144,15 @@ static int cmd_tail(const struct b2bd_config *cfg, const struct ctl_args *a)
     return 0;
 }
 
-/* Opens the database and runs sql with n text parameters; returns the result, or NULL
- * after printing why (db is then freed). */
-static PGresult *ctl_query(const struct b2bd_config *cfg, struct b2bd_db *db, const char *sql,
-                           int n, const char *const *v)
+/* Opens the database and runs query q (ctl_queries.h) with its text parameters; returns
+ * the result, or NULL after printing why (db is then freed). */
+static PGresult *ctl_query(const struct b2bd_config *cfg, struct b2bd_db *db, enum ctl_query q,
+                           const char *const *v)
 {
     struct b2bd_err err;
     if (ctl_db_open(cfg, db) < 0)
         return NULL;
-    PGresult *res = db_query(db, sql, n, v, NULL, NULL, &err);
+    PGresult *res = ctl_query_run(db, q, v, &err);
     if (!res) {
         fprintf(stderr, "b2bctl: %s\n", err.msg);
         db_free(db);
@@ -163,16 +164,9 @@ static int cmd_access(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
     int json_out = ctl_flag(a, "json");
     const char *shop = a->operands[0], *customer = a->operands[1];
-    static const char sql[] =
-        "SELECT k.company_id, co.name, r.location_id, l.name, r.role FROM contacts k"
-        " JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id"
-        " LEFT JOIN roles r ON r.shop_id = k.shop_id AND r.company_id = k.company_id"
-        "  AND r.customer_id = k.customer_id"
-        " LEFT JOIN locations l ON l.shop_id = r.shop_id AND l.location_id = r.location_id"
-        " WHERE k.shop_id = $1 AND k.customer_id = $2 ORDER BY 1, 3";
     const char *v[] = {shop, customer};
     struct b2bd_db db;
-    PGresult *res = ctl_query(cfg, &db, sql, 2, v);
+    PGresult *res = ctl_query(cfg, &db, CTL_Q_ACCESS, v);
     if (!res)
         return 1;
     if (json_out) {
@@ -209,21 +203,13 @@ static int cmd_access(const struct b2bd_config *cfg, const struct ctl_args *a)
     return 0;
 }
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 static int cmd_timeline(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
     int json_out = ctl_flag(a, "json");
     const char *shop = a->operands[0], *customer = a->operands[1];
-    static const char sql[] =
-        "SELECT notification_id::text, status, attempts, last_error, to_address, recipient,"
-        " company_id, location_id, resend_of::text, " TS("created_at") ", " TS("sent_at") ","
-        " " TS("next_attempt_at") ", subject, template_version, command_id::text"
-        " FROM notifications WHERE shop_id = $1 AND customer_id = $2"
-        " ORDER BY created_at, notification_id";
     const char *v[] = {shop, customer};
     struct b2bd_db db;
-    PGresult *res = ctl_query(cfg, &db, sql, 2, v);
+    PGresult *res = ctl_query(cfg, &db, CTL_Q_TIMELINE, v);
     if (!res)
         return 1;
     static const char *const names[] = {"notification_id", "status", "attempts", "last_error",
@@ -285,11 +271,9 @@ static int cmd_resend(const struct b2bd_config *cfg, const struct ctl_args *a)
         fprintf(stderr, "b2bctl: %s is not a notification id (a UUID)\n", nid);
         return 2;
     }
-    static const char sql[] = "SELECT company_id, customer_id FROM notifications"
-                              " WHERE shop_id = $1 AND notification_id = $2::uuid";
     const char *v[] = {shop, nid};
     struct b2bd_db db;
-    PGresult *res = ctl_query(cfg, &db, sql, 2, v);
+    PGresult *res = ctl_query(cfg, &db, CTL_Q_NOTIFICATION, v);
     if (!res)
         return 1;
     if (PQntuples(res) != 1) {
@@ -798,7 +782,8 @@ int main(int argc, char **argv)
     rc = config_load(path, envp, &cfg, &err);
     free(envp);
     if (rc < 0) {
-        fprintf(stderr, "b2bctl: configuration: %s %s\n", err.field, err.msg);
+        fprintf(stderr, "b2bctl: configuration: %s %s (%s)\n", err.field, err.msg,
+                b2bd_code_name(err.code));
         return 2;
     }
     rc = cmd->run(&cfg, &args);

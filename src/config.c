@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "b2bd/util.h"
+
 #ifndef B2BD_DATA_DIR
 #define B2BD_DATA_DIR "/usr/local/share/b2bd"
 #endif
@@ -159,7 +161,7 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
     switch (k->type) {
     case CFG_STRING: {
         if (!*value && (k->flags & CFG_NONEMPTY)) {
-            b2bd_err_set(err, B2BD_INVALID, k->name, "%s: %s must not be empty", where,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name, "%s: %s must not be empty", where,
                          k->name);
             return -1;
         }
@@ -173,7 +175,7 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
                     strncat(list, c == k->choices ? "" : ", ", sizeof list - strlen(list) - 1);
                     strncat(list, *c, sizeof list - strlen(list) - 1);
                 }
-                b2bd_err_set(err, B2BD_INVALID, k->name, "%s: %s must be one of %s, not \"%.64s\"",
+                b2bd_err_set(err, B2BD_ERR_CONFIG, k->name, "%s: %s must be one of %s, not \"%.64s\"",
                              where, k->name, list, value);
                 return -1;
             }
@@ -194,12 +196,12 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
         long v = 0;
         int rc = parse_long(value, &v);
         if (rc == -1) {
-            b2bd_err_set(err, B2BD_INVALID, k->name, "%s: %s is not a whole number: \"%.64s\"",
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name, "%s: %s is not a whole number: \"%.64s\"",
                          where, k->name, value);
             return -1;
         }
         if (rc == -2 || v < k->min || v > k->max) {
-            b2bd_err_set(err, B2BD_INVALID, k->name,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name,
                          "%s: %s must be between %ld and %ld, not \"%.64s\"", where, k->name,
                          k->min, k->max, value);
             return -1;
@@ -210,7 +212,7 @@ static int set_value(struct b2bd_config *cfg, const struct cfg_key *k, const cha
     case CFG_LOG_LEVEL: {
         int lvl = log_level_parse(value);
         if (lvl < 0) {
-            b2bd_err_set(err, B2BD_INVALID, k->name,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name,
                          "%s: %s must be debug, info, warn or error, not \"%.64s\"", where,
                          k->name, value);
             return -1;
@@ -322,7 +324,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        b2bd_err_set(err, B2BD_INVALID, NULL, "cannot read %s: %s", path, strerror(errno));
+        b2bd_err_set(err, B2BD_ERR_IO, NULL, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     char *buf = NULL;
@@ -332,7 +334,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
     while ((n = getline(&buf, &cap, f)) >= 0) {
         lineno++;
         if ((size_t)n != strlen(buf)) {
-            b2bd_err_set(err, B2BD_INVALID, NULL, "%s:%d: NUL byte in line", path, lineno);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, NULL, "%s:%d: NUL byte in line", path, lineno);
             rc = -1;
             break;
         }
@@ -341,7 +343,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
             continue;
         char *eq = strchr(line, '=');
         if (!eq) {
-            b2bd_err_set(err, B2BD_INVALID, NULL, "%s:%d: expected `key = value`", path, lineno);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, NULL, "%s:%d: expected `key = value`", path, lineno);
             rc = -1;
             break;
         }
@@ -350,20 +352,20 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
         char *value = trim(eq + 1);
         struct origin o = {path, lineno, NULL};
         if (!*key) {
-            b2bd_err_set(err, B2BD_INVALID, NULL, "%s:%d: missing key before '='", path, lineno);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, NULL, "%s:%d: missing key before '='", path, lineno);
             rc = -1;
             break;
         }
         const char *why = NULL;
         if (unquote(value, &why) != 0) {
-            b2bd_err_set(err, B2BD_INVALID, key, "%s:%d: %s: %s", path, lineno, key, why);
+            b2bd_err_set(err, B2BD_ERR_CONFIG, key, "%s:%d: %s: %s", path, lineno, key, why);
             rc = -1;
             break;
         }
         if (strncmp(key, FILE_KAFKA_PREFIX, strlen(FILE_KAFKA_PREFIX)) == 0) {
             const char *prop = key + strlen(FILE_KAFKA_PREFIX);
             if (!*prop) {
-                b2bd_err_set(err, B2BD_INVALID, key, "%s:%d: missing Kafka property name after "
+                b2bd_err_set(err, B2BD_ERR_CONFIG, key, "%s:%d: missing Kafka property name after "
                              "\"kafka.\"", path, lineno);
                 rc = -1;
                 break;
@@ -376,7 +378,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
         }
         const struct cfg_key *k = find_key(key);
         if (!k) {
-            b2bd_err_set(err, B2BD_INVALID, key, "%s:%d: unknown key \"%.64s\"", path, lineno,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, key, "%s:%d: unknown key \"%.64s\"", path, lineno,
                          key);
             rc = -1;
             break;
@@ -387,7 +389,7 @@ static int load_file(struct b2bd_config *cfg, const char *path, struct b2bd_err 
         }
     }
     if (rc == 0 && ferror(f)) {
-        b2bd_err_set(err, B2BD_INVALID, NULL, "cannot read %s: %s", path, strerror(errno));
+        b2bd_err_set(err, B2BD_ERR_IO, NULL, "cannot read %s: %s", path, strerror(errno));
         rc = -1;
     }
     free(buf);
@@ -436,7 +438,7 @@ static int load_env(struct b2bd_config *cfg, char *const *envp, struct b2bd_err 
             /* B2BD_KAFKA__SESSION_TIMEOUT_MS -> session.timeout.ms */
             char *prop = name + kplen;
             if (!*prop) {
-                b2bd_err_set(err, B2BD_INVALID, name, "%s: missing Kafka property name", name);
+                b2bd_err_set(err, B2BD_ERR_CONFIG, name, "%s: missing Kafka property name", name);
                 rc = -1;
             } else {
                 for (char *p = prop; *p; p++)
@@ -463,7 +465,7 @@ static int read_password_file(const char *key, const char *path, char **out,
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        b2bd_err_set(err, B2BD_INVALID, key, "%s: cannot read %s: %s", key, path,
+        b2bd_err_set(err, B2BD_ERR_IO, key, "%s: cannot read %s: %s", key, path,
                      strerror(errno));
         return -1;
     }
@@ -492,7 +494,8 @@ static int read_password_file(const char *key, const char *path, char **out,
     if (problem) {
         explicit_bzero(buf, PASSWORD_FILE_MAX + 1);
         free(buf);
-        b2bd_err_set(err, B2BD_INVALID, key, "%s: cannot read %s: %s", key, path, problem);
+        b2bd_err_set(err, bad ? B2BD_ERR_IO : B2BD_ERR_CONFIG, key, "%s: cannot read %s: %s",
+                     key, path, problem);
         return -1;
     }
     buf[n] = '\0';
@@ -515,7 +518,7 @@ static int finish(struct b2bd_config *cfg, struct b2bd_err *err)
             for (const char *p = k->name; *p && j < sizeof env - 1; p++)
                 env[j++] = (char)toupper((unsigned char)*p);
             env[j] = '\0';
-            b2bd_err_set(err, B2BD_INVALID, k->name,
+            b2bd_err_set(err, B2BD_ERR_CONFIG, k->name,
                          "%s is required: set it in the configuration file or in %s", k->name,
                          env);
             return -1;
@@ -627,46 +630,10 @@ void config_dump(const struct b2bd_config *cfg, FILE *f)
 
 /* --- config_redact ------------------------------------------------------------------ */
 
-struct sbuf {
-    char *s;
-    size_t len, cap;
-    int failed;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+/* The text of b, owned by the caller ("" when empty). */
+static char *sb_take(struct sbuf *b)
 {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *g = realloc(b->s, cap);
-        if (!g) {
-            b->failed = 1;
-            return;
-        }
-        b->s = g;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static char *sb_done(struct sbuf *b)
-{
-    if (!b->failed && !b->s)
-        sb_add(b, "", 0);
-    if (b->failed) {
-        free(b->s);
-        return NULL;
-    }
+    sbuf_add(b, "", 0);
     return b->s;
 }
 
@@ -684,7 +651,7 @@ static int is_password_name(const char *s, size_t n)
 static char *redact_uri(const char *s, const char *authority)
 {
     struct sbuf b = {0};
-    sb_add(&b, s, (size_t)(authority - s));
+    sbuf_add(&b, s, (size_t)(authority - s));
     /* The query (and the fragment) start at the first '?' or '#'. */
     const char *qpos = authority + strcspn(authority, "?#");
     /* User info ends at the last '@' before it (a raw '/' or '@' in a password stays
@@ -697,35 +664,35 @@ static char *redact_uri(const char *s, const char *authority)
     if (at) {
         const char *colon = memchr(authority, ':', (size_t)(at - authority));
         if (colon) {
-            sb_add(&b, authority, (size_t)(colon + 1 - authority));
-            sb_str(&b, "***");
+            sbuf_add(&b, authority, (size_t)(colon + 1 - authority));
+            sbuf_adds(&b, "***");
             p = at;
         }
     }
-    sb_add(&b, p, (size_t)(qpos - p));
+    sbuf_add(&b, p, (size_t)(qpos - p));
     p = qpos;
     if (*p == '?') {
         /* Query parameters: any *password* value hidden. */
-        sb_add(&b, p, 1);
+        sbuf_add(&b, p, 1);
         p++;
         while (*p && *p != '#') {
             size_t plen = strcspn(p, "&#");
             const char *eq = memchr(p, '=', plen);
             if (eq && is_password_name(p, (size_t)(eq - p))) {
-                sb_add(&b, p, (size_t)(eq + 1 - p));
-                sb_str(&b, "***");
+                sbuf_add(&b, p, (size_t)(eq + 1 - p));
+                sbuf_adds(&b, "***");
             } else {
-                sb_add(&b, p, plen);
+                sbuf_add(&b, p, plen);
             }
             p += plen;
             if (*p == '&') {
-                sb_add(&b, p, 1);
+                sbuf_add(&b, p, 1);
                 p++;
             }
         }
     }
-    sb_str(&b, p);
-    return sb_done(&b);
+    sbuf_adds(&b, p);
+    return sb_take(&b);
 }
 
 /* libpq's key = value form: values bare (backslash escapes) or in single quotes. */
@@ -738,7 +705,7 @@ static char *redact_kv(const char *s)
         const char *start = p;
         while (isspace((unsigned char)*p))
             p++;
-        sb_add(&b, start, (size_t)(p - start));
+        sbuf_add(&b, start, (size_t)(p - start));
         if (!*p)
             break;
         /* Key. */
@@ -750,13 +717,13 @@ static char *redact_kv(const char *s)
             p++;
         if (*p != '=') {
             /* Not key=value: copy the word, go on. */
-            sb_add(&b, key, (size_t)(p - key));
+            sbuf_add(&b, key, (size_t)(p - key));
             continue;
         }
         p++;
         while (isspace((unsigned char)*p))
             p++;
-        sb_add(&b, key, (size_t)(p - key));
+        sbuf_add(&b, key, (size_t)(p - key));
         /* Value. */
         const char *val = p;
         if (*p == '\'') {
@@ -776,11 +743,11 @@ static char *redact_kv(const char *s)
             }
         }
         if (is_password_name(key, klen))
-            sb_str(&b, *val == '\'' ? "'***'" : "***");
+            sbuf_adds(&b, *val == '\'' ? "'***'" : "***");
         else
-            sb_add(&b, val, (size_t)(p - val));
+            sbuf_add(&b, val, (size_t)(p - val));
     }
-    return sb_done(&b);
+    return sb_take(&b);
 }
 
 char *config_redact(const char *dsn_or_url)

@@ -13,10 +13,11 @@
 
 #include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
+#include "b2bd/ctl_queries.h"
 #include "b2bd/ctl_send.h"
-#include "b2bd/decode.h"
 #include "b2bd/kafka.h"
 #include "b2bd/util.h"
+#include "b2bd/validate.h"
 
 static const char *const col_names[CTL_COL_COUNT] = {
     "email", "first_name", "last_name", "phone", "customer_id", "location_id", "role", "notify"};
@@ -638,13 +639,8 @@ int ctl_import_status_run(const struct b2bd_config *cfg, const struct ctl_args *
     struct b2bd_err err;
     if (ctl_db_open(cfg, &db) < 0)
         return 1;
-    static const char sql[] =
-        "SELECT type, count(*),"
-        " to_char(min(processed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        " to_char(max(processed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        " FROM commands WHERE import_id = $1 GROUP BY type ORDER BY type";
     const char *v[] = {id};
-    PGresult *res = db_query(&db, sql, 1, v, NULL, NULL, &err);
+    PGresult *res = ctl_query_run(&db, CTL_Q_IMPORT_STATUS, v, &err);
     if (!res) {
         fprintf(stderr, "b2bctl: %s\n", err.msg);
         db_free(&db);

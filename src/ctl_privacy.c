@@ -10,9 +10,10 @@
 
 #include "b2bd/ctl_cli.h"
 #include "b2bd/ctl_common.h"
+#include "b2bd/ctl_queries.h"
 #include "b2bd/ctl_send.h"
-#include "b2bd/decode.h"
 #include "b2bd/util.h"
+#include "b2bd/validate.h"
 
 static void print_rejection(const json_t *result)
 {
@@ -144,16 +145,12 @@ int ctl_history_run(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
     int json_out = ctl_flag(a, "json");
     const char *shop = a->operands[0], *customer = a->operands[1];
-    static const char sql[] =
-        "SELECT version, companies::text, caused_by::text, actor,"
-        " to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        " FROM access_history WHERE shop_id = $1 AND customer_id = $2 ORDER BY version";
     struct b2bd_db db;
     if (ctl_db_open(cfg, &db) < 0)
         return 1;
     struct b2bd_err err;
     const char *v[] = {shop, customer};
-    PGresult *res = db_query(&db, sql, 2, v, NULL, NULL, &err);
+    PGresult *res = ctl_query_run(&db, CTL_Q_HISTORY, v, &err);
     if (!res) {
         fprintf(stderr, "b2bctl: %s\n", err.msg);
         db_free(&db);

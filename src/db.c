@@ -280,15 +280,6 @@ bool db_sqlstate_is(const struct b2bd_db *db, const char *state)
     return strcmp(db->sqlstate, state) == 0;
 }
 
-bool db_retriable(const struct b2bd_db *db)
-{
-    if (!db_connected(db))
-        return true;
-    return db_sqlstate_is(db, "40001") || db_sqlstate_is(db, "40P01") ||
-           db_sqlstate_is(db, "23505") || strncmp(db->sqlstate, "08", 2) == 0 ||
-           strncmp(db->sqlstate, "57P", 3) == 0;
-}
-
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock($1::bigint)";
 static const char SQL_CREATE_VERSIONS[] =
     "CREATE TABLE IF NOT EXISTS schema_migrations ("

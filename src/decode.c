@@ -6,8 +6,6 @@
 #include <string.h>
 #include <wctype.h>
 
-#include <openssl/evp.h>
-
 #include "b2bd/decode.h"
 
 /*
@@ -45,296 +43,20 @@
  * - customer.data_request and customer.redact take `customer_id` or `email`, not both
  *   (INVALID on payload.email). customer.merge with the same id twice is INVALID on
  *   payload.merge_customer_id. shop.redact ignores what its payload holds.
- * - The hash is SHA-256 of json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
- *   of {"payload", "shop_id", "type"}; it never changes once commands are stored.
+ * - The hash (idem_hash.c) is SHA-256 of json_dumps(JSON_COMPACT | JSON_SORT_KEYS |
+ *   JSON_ENSURE_ASCII) of {"payload", "shop_id", "type"}; it never changes once commands
+ *   are stored.
  * - On a failed allocation the outcome is DECODE_REJECTED with B2BD_ERR_INTERNAL
  *   (not a rejection code: callers should check b2bd_code_is_rejection()).
  */
 
 #define FIELD_MAX sizeof(((struct b2bd_err *)0)->field)
-#define ID_MAX 255
+#define ID_MAX DECODE_ID_MAX
 #define TEXT_MAX 1000
 #define URL_MAX 2048
-#define EMAIL_MAX 254
 #define TAGS_MAX 250
 /* jansson's nesting limit (jansson_config.h). */
 #define MAX_DEPTH JSON_PARSER_MAX_DEPTH
-#define HASH_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
-
-/* ---- names ---------------------------------------------------------------- */
-
-const char *decode_topic_suffix(enum b2bd_topic t)
-{
-    switch (t) {
-    case TOPIC_ASSIGN: return "commands.assign";
-    case TOPIC_REVOKE: return "commands.revoke";
-    case TOPIC_MIGRATE: return "commands.migrate";
-    case TOPIC_NOTIFY: return "commands.notify";
-    case TOPIC_SYNC: return "commands.sync";
-    case TOPIC_COUNT: break;
-    }
-    return "unknown";
-}
-
-int decode_topic_from_name(const char *prefix, const char *name)
-{
-    if (!name)
-        return -1;
-    size_t pl = prefix ? strlen(prefix) : 0;
-    if (pl && strncmp(name, prefix, pl) != 0)
-        return -1;
-    for (int t = 0; t < TOPIC_COUNT; t++)
-        if (strcmp(name + pl, decode_topic_suffix((enum b2bd_topic)t)) == 0)
-            return t;
-    return -1;
-}
-
-const char *decode_type_name(enum b2bd_cmd_type t)
-{
-    switch (t) {
-    case CMD_ASSIGN: return "assign";
-    case CMD_REVOKE: return "revoke";
-    case CMD_MIGRATE: return "migrate";
-    case CMD_NOTIFY: return "notify";
-    case CMD_SHOP_UPSERT: return "shop.upsert";
-    case CMD_COMPANY_UPSERT: return "company.upsert";
-    case CMD_CUSTOMER_UPSERT: return "customer.upsert";
-    case CMD_ORDER_UPSERT: return "order.upsert";
-    case CMD_TEMPLATE_UPDATE: return "template.update";
-    case CMD_CUSTOMER_MERGE: return "customer.merge";
-    case CMD_CUSTOMER_DATA_REQUEST: return "customer.data_request";
-    case CMD_CUSTOMER_REDACT: return "customer.redact";
-    case CMD_SHOP_REDACT: return "shop.redact";
-    case CMD_UNKNOWN: break;
-    }
-    return "unknown";
-}
-
-enum b2bd_topic decode_type_topic(enum b2bd_cmd_type t)
-{
-    switch (t) {
-    case CMD_ASSIGN: return TOPIC_ASSIGN;
-    case CMD_REVOKE: return TOPIC_REVOKE;
-    case CMD_MIGRATE: return TOPIC_MIGRATE;
-    case CMD_NOTIFY: return TOPIC_NOTIFY;
-    default: return TOPIC_SYNC;
-    }
-}
-
-static enum b2bd_cmd_type type_from_name(const char *s, size_t len)
-{
-    for (int t = 0; t < CMD_UNKNOWN; t++) {
-        const char *n = decode_type_name((enum b2bd_cmd_type)t);
-        if (strlen(n) == len && memcmp(n, s, len) == 0)
-            return (enum b2bd_cmd_type)t;
-    }
-    return CMD_UNKNOWN;
-}
-
-const char *decode_role_name(enum b2bd_role r)
-{
-    return r == ROLE_LOCATION_ADMIN ? "location_admin" : "ordering_only";
-}
-
-const char *decode_role_label(enum b2bd_role r)
-{
-    return r == ROLE_LOCATION_ADMIN ? "Location admin" : "Ordering only";
-}
-
-const char *decode_order_status_name(enum b2bd_order_status s)
-{
-    switch (s) {
-    case ORDER_OPEN: return "open";
-    case ORDER_CLOSED: return "closed";
-    case ORDER_CANCELLED: return "cancelled";
-    case ORDER_DELETED: return "deleted";
-    }
-    return "open";
-}
-
-/* ---- text helpers (input is valid UTF-8: jansson checks it) --------------- */
-
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-static bool is_hex(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-/* Decodes the code point at *p and advances *p past it. */
-static uint32_t utf8_next(const unsigned char **p)
-{
-    const unsigned char *s = *p;
-    uint32_t c = s[0];
-    int n = c < 0x80 ? 0 : c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
-    if (n)
-        c &= 0x3Fu >> n;
-    for (int i = 1; i <= n && s[i]; i++)
-        c = (c << 6) | (s[i] & 0x3Fu);
-    *p = s + 1 + n;
-    return c;
-}
-
-static size_t utf8_count(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
-static bool is_control(uint32_t c)
-{
-    return c < 0x20 || (c >= 0x7F && c <= 0x9F);
-}
-
-static bool is_unicode_space(uint32_t c)
-{
-    return c == ' ' || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200B)
-           || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000
-           || c == 0xFEFF;
-}
-
-static bool has_control(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p)
-        if (is_control(utf8_next(&p)))
-            return true;
-    return false;
-}
-
-/* ---- validators ------------------------------------------------------------ */
-
-bool decode_is_uuid(const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i]))
-            return false;
-    }
-    return true;
-}
-
-bool decode_is_shop_id(const char *s)
-{
-    if (!s)
-        return false;
-    size_t n = strlen(s);
-    if (n < 1 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!(is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.'
-              || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-bool decode_is_id(const char *s)
-{
-    json_t *valid = s ? json_string(s) : NULL; /* NULL unless UTF-8 */
-    if (!valid)
-        return false;
-    json_decref(valid);
-    size_t n = utf8_count(s, strlen(s));
-    return n >= 1 && n <= ID_MAX && !has_control(s);
-}
-
-/* One '@', non-empty local and domain parts, no whitespace or control characters,
- * at most 254 bytes; the domain has no empty label. Unicode is allowed. */
-bool decode_is_email(const char *s)
-{
-    if (!s || strlen(s) > EMAIL_MAX)
-        return false;
-    const char *at = strchr(s, '@');
-    if (!at || at == s || strchr(at + 1, '@'))
-        return false;
-    const char *dom = at + 1;
-    size_t dl = strlen(dom);
-    if (dl == 0 || dom[0] == '.' || dom[dl - 1] == '.' || strstr(dom, ".."))
-        return false;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        uint32_t c = utf8_next(&p);
-        if (is_control(c) || is_unicode_space(c))
-            return false;
-    }
-    return true;
-}
-
-static int two(const char *s) { return (s[0] - '0') * 10 + (s[1] - '0'); }
-
-static bool all_digits(const char *s, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!is_digit(s[i]))
-            return false;
-    return true;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* RFC 3339 date-time: 2026-11-22T10:00:00(.123)?(Z|+01:00). */
-static bool is_rfc3339(const char *s)
-{
-    if (strlen(s) < 20 || !all_digits(s, 4) || s[4] != '-' || !all_digits(s + 5, 2)
-        || s[7] != '-' || !all_digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't')
-        || !all_digits(s + 11, 2) || s[13] != ':' || !all_digits(s + 14, 2) || s[16] != ':'
-        || !all_digits(s + 17, 2))
-        return false;
-    int y = two(s) * 100 + two(s + 2), mo = two(s + 5), d = two(s + 8);
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
-        return false;
-    if (two(s + 11) > 23 || two(s + 14) > 59 || two(s + 17) > 60)
-        return false;
-    const char *p = s + 19;
-    if (*p == '.') {
-        if (!is_digit(*++p))
-            return false;
-        while (is_digit(*p))
-            p++;
-    }
-    if (*p == 'Z' || *p == 'z')
-        return p[1] == '\0';
-    if (*p != '+' && *p != '-')
-        return false;
-    p++;
-    return all_digits(p, 2) && p[2] == ':' && all_digits(p + 3, 2) && p[5] == '\0'
-           && two(p) <= 23 && two(p + 3) <= 59;
-}
-
-/* "12.50", "-3": optional '-', 1-20 digits, optionally '.' and 1-10 digits. */
-static bool is_decimal(const char *s)
-{
-    const char *p = s + (*s == '-');
-    size_t n = strspn(p, "0123456789");
-    if (n < 1 || n > 20)
-        return false;
-    p += n;
-    if (*p == '.') {
-        n = strspn(++p, "0123456789");
-        if (n < 1 || n > 10)
-            return false;
-        p += n;
-    }
-    return *p == '\0';
-}
-
-static bool is_currency(const char *s)
-{
-    return strlen(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
-           && s[2] >= 'A' && s[2] <= 'Z';
-}
 
 /* ---- field access ------------------------------------------------------------
  * Helpers return 0 when all is well, -1 with *err set otherwise. `base` is the JSON
@@ -400,7 +122,7 @@ static int text_value(const json_t *v, const char *field, size_t min, size_t max
 {
     if (string_value(v, field, out, err))
         return -1;
-    size_t n = utf8_count(*out, json_string_length(v));
+    size_t n = decode_utf8_count(*out, json_string_length(v));
     if (n < min || n > max) {
         if (min == 1 && n == 0)
             return invalid(err, field, "must not be empty");
@@ -417,7 +139,7 @@ static int id_value(const json_t *v, const char *field, const char **out,
 {
     if (text_value(v, field, 1, ID_MAX, out, err))
         return -1;
-    if (has_control(*out))
+    if (decode_has_control(*out))
         return invalid(err, field, "must not contain control characters");
     return 0;
 }
@@ -719,7 +441,7 @@ static int decode_notify(const json_t *p, struct b2bd_notify *nt, struct b2bd_er
 /* Every upsert's optional `source_updated_at`. */
 static int get_source_updated_at(const json_t *p, const char **out, struct b2bd_err *err)
 {
-    return get_checked(p, "payload", "source_updated_at", false, is_rfc3339,
+    return get_checked(p, "payload", "source_updated_at", false, decode_is_rfc3339,
                        "must be an RFC 3339 timestamp such as \"2026-11-22T10:00:00Z\"", out, err);
 }
 
@@ -784,7 +506,7 @@ static bool same_tag(const char *a, const char *b, locale_t loc)
 {
     const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
     while (*p && *q) {
-        uint32_t x = utf8_next(&p), y = utf8_next(&q);
+        uint32_t x = decode_utf8_next(&p), y = decode_utf8_next(&q);
         if (x == y)
             continue;
         if (loc) {
@@ -870,13 +592,13 @@ static int decode_order(const json_t *p, struct b2bd_order_upsert *o, struct b2b
         return invalid(err, "payload.location_id", "is required when company_id is set");
     if (!o->company_id && o->location_id)
         return invalid(err, "payload.company_id", "is required when location_id is set");
-    return get_checked(p, "payload", "placed_at", false, is_rfc3339,
+    return get_checked(p, "payload", "placed_at", false, decode_is_rfc3339,
                        "must be an RFC 3339 timestamp such as \"2026-11-22T10:00:00Z\"",
                        &o->placed_at, err)
-                   || get_checked(p, "payload", "total", false, is_decimal,
+                   || get_checked(p, "payload", "total", false, decode_is_decimal,
                                   "must be a decimal number in a string, such as \"12.50\"",
                                   &o->total, err)
-                   || get_checked(p, "payload", "currency", false, is_currency,
+                   || get_checked(p, "payload", "currency", false, decode_is_currency,
                                   "must be three upper-case letters (ISO 4217), such as \"EUR\"",
                                   &o->currency, err)
                    || get_source_updated_at(p, &o->source_updated_at, err)
@@ -1087,7 +809,7 @@ static int validate_envelope(struct b2bd_command *cmd, enum b2bd_topic topic,
     const char *s;
     if (lookup(root, "", "type", true, field, &v, err) < 0 || string_value(v, "type", &s, err))
         return -1;
-    cmd->type = type_from_name(s, json_string_length(v));
+    cmd->type = decode_type_from_name(s, json_string_length(v));
     if (cmd->type == CMD_UNKNOWN) {
         b2bd_err_set(err, B2BD_UNKNOWN_TYPE, "type", "unknown command type: %s", s);
         return -1;
@@ -1101,7 +823,7 @@ static int validate_envelope(struct b2bd_command *cmd, enum b2bd_topic topic,
     }
     if (get_checked(root, "", "shop_id", true, decode_is_shop_id,
                     "must be 1 to 64 characters of A-Za-z0-9._:-", &s, err)
-        || get_checked(root, "", "issued_at", false, is_rfc3339,
+        || get_checked(root, "", "issued_at", false, decode_is_rfc3339,
                        "must be an RFC 3339 timestamp such as \"2026-11-22T10:00:00Z\"", &s, err)
         || get_id(root, "", "actor", false, &s, err)
         || get_id(root, "", "import_id", false, &s, err)
@@ -1165,7 +887,7 @@ enum decode_outcome decode_command(const void *buf, size_t len, size_t max_bytes
     cmd->actor = peek_string(cmd->root, "actor");
     cmd->import_id = peek_string(cmd->root, "import_id");
     if (cmd->type_name)
-        cmd->type = type_from_name(cmd->type_name,
+        cmd->type = decode_type_from_name(cmd->type_name,
                                    json_string_length(json_object_get(cmd->root, "type")));
 
     char path[512] = "";
@@ -1193,35 +915,3 @@ void decode_free(struct b2bd_command *cmd)
     cmd->type = CMD_UNKNOWN;
 }
 
-/* ---- hash ------------------------------------------------------------------------ */
-
-/* JSON text of a string value in the canonical form; free() it. */
-static char *dump_string(const char *s)
-{
-    json_t *j = json_string(s);
-    char *out = j ? json_dumps(j, HASH_FLAGS | JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    return out;
-}
-
-int decode_hash(const char *type, const char *shop_id, const json_t *payload,
-                unsigned char out[32])
-{
-    if (!type || !shop_id || !payload)
-        return -1;
-    /* Exactly what json_dumps(HASH_FLAGS) gives for the object {type, shop_id, payload}:
-     * keys sorted, so "payload" < "shop_id" < "type". */
-    char *p = json_dumps(payload, HASH_FLAGS | JSON_ENCODE_ANY);
-    char *s = dump_string(shop_id), *t = dump_string(type), *all = NULL;
-    int rc = -1;
-    if (p && s && t
-        && asprintf(&all, "{\"payload\":%s,\"shop_id\":%s,\"type\":%s}", p, s, t) >= 0) {
-        unsigned int n = 0;
-        rc = EVP_Digest(all, strlen(all), out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
-        free(all);
-    }
-    free(p);
-    free(s);
-    free(t);
-    return rc;
-}

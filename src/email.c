@@ -41,7 +41,7 @@ static char *read_file(const char *dir, const char *name, struct b2bd_err *err)
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        b2bd_err_set(err, B2BD_INVALID, "templates_dir", "cannot read %s: %s", path, strerror(errno));
+        b2bd_err_set(err, B2BD_ERR_IO, "templates_dir", "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 4096, len = 0, n;
@@ -61,7 +61,7 @@ static char *read_file(const char *dir, const char *name, struct b2bd_err *err)
     }
     fclose(f);
     if (!buf) {
-        b2bd_err_set(err, B2BD_INVALID, "templates_dir", "%s is too large", path);
+        b2bd_err_set(err, B2BD_ERR_IO, "templates_dir", "%s is too large", path);
         return NULL;
     }
     buf[len] = '\0';

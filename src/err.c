@@ -25,6 +25,9 @@ const char *b2bd_code_name(enum b2bd_code code)
     case B2BD_NOT_A_COMMAND: return "NOT_A_COMMAND";
     case B2BD_TOO_LARGE: return "TOO_LARGE";
     case B2BD_ERR_DB: return "DB_ERROR";
+    case B2BD_ERR_CONFIG: return "CONFIG_ERROR";
+    case B2BD_ERR_IO: return "IO_ERROR";
+    case B2BD_ERR_KAFKA: return "KAFKA_ERROR";
     case B2BD_ERR_INTERNAL: return "INTERNAL";
     }
     return "INTERNAL";

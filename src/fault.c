@@ -1,5 +1,5 @@
-/* fault: the surroundings' failures and a command's own, told apart by SQLSTATE, and the
- * producer's words for the latter. */
+/* fault: the one classifier of failures: the surroundings', a unique-key race and a
+ * command's own, told apart by SQLSTATE, and the producer's words for a rejection. */
 #include "b2bd/fault.h"
 
 #include <string.h>
@@ -9,19 +9,24 @@ static bool has_class(const char *sqlstate, const char *cls)
     return strncmp(sqlstate, cls, strlen(cls)) == 0;
 }
 
-bool fault_transient(const char *sqlstate)
+/* The surroundings' failures: whole classes, then single states. */
+static const char *const SURROUNDINGS_CLASSES[] = {"08", "53", "57P", "58"};
+static const char *const SURROUNDINGS_STATES[] = {"40001", "40P01", "40003", "55P03"};
+static const char RACE_STATE[] = "23505";
+
+enum fault_class fault_classify(const char *sqlstate, bool connected)
 {
-    static const char *const CLASSES[] = {"08", "53", "57P", "58"};
-    static const char *const STATES[] = {"40001", "40P01", "40003", "55P03"};
-    if (!sqlstate || !sqlstate[0])
-        return true;
-    for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++)
-        if (has_class(sqlstate, CLASSES[i]))
-            return true;
-    for (size_t i = 0; i < sizeof STATES / sizeof STATES[0]; i++)
-        if (strcmp(sqlstate, STATES[i]) == 0)
-            return true;
-    return false;
+    if (!connected || !sqlstate || !sqlstate[0])
+        return FAULT_SURROUNDINGS;
+    for (size_t i = 0; i < sizeof SURROUNDINGS_CLASSES / sizeof SURROUNDINGS_CLASSES[0]; i++)
+        if (has_class(sqlstate, SURROUNDINGS_CLASSES[i]))
+            return FAULT_SURROUNDINGS;
+    for (size_t i = 0; i < sizeof SURROUNDINGS_STATES / sizeof SURROUNDINGS_STATES[0]; i++)
+        if (strcmp(sqlstate, SURROUNDINGS_STATES[i]) == 0)
+            return FAULT_SURROUNDINGS;
+    if (strcmp(sqlstate, RACE_STATE) == 0)
+        return FAULT_RACE;
+    return FAULT_COMMAND;
 }
 
 struct reason {

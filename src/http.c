@@ -105,7 +105,7 @@ static struct addrinfo *http_resolve(const char *listen, struct b2bd_err *err)
     }
     if (!colon || hlen == 0 || hlen >= sizeof host || !colon[1] ||
         strspn(colon + 1, "0123456789") != strlen(colon + 1) || atol(colon + 1) > 65535) {
-        b2bd_err_set(err, B2BD_INVALID, "http_listen", "expected host:port or [ipv6]:port, got \"%s\"",
+        b2bd_err_set(err, B2BD_ERR_CONFIG, "http_listen", "expected host:port or [ipv6]:port, got \"%s\"",
                      listen);
         return NULL;
     }
@@ -116,7 +116,7 @@ static struct addrinfo *http_resolve(const char *listen, struct b2bd_err *err)
     struct addrinfo *ai = NULL;
     int e = getaddrinfo(host, colon + 1, &hints, &ai);
     if (e != 0) {
-        b2bd_err_set(err, B2BD_INVALID, "http_listen", "cannot resolve %s: %s", host, gai_strerror(e));
+        b2bd_err_set(err, B2BD_ERR_IO, "http_listen", "cannot resolve %s: %s", host, gai_strerror(e));
         return NULL;
     }
     return ai;
@@ -142,7 +142,7 @@ struct http_server *http_start(const char *listen, struct b2bd_metrics *bm, stru
                               MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->mhd) {
-        b2bd_err_set(err, B2BD_INVALID, "http_listen", "cannot listen on %s: %s", listen,
+        b2bd_err_set(err, B2BD_ERR_IO, "http_listen", "cannot listen on %s: %s", listen,
                      s->last_error[0] ? s->last_error : "libmicrohttpd failed to start");
         free(s);
         return NULL;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "b2bd/decode.h"
+#include "b2bd/command_types.h"
 #include "b2bd/log.h"
 #include "b2bd/metrics.h"
 #include "b2bd/util.h"
@@ -24,7 +24,7 @@ static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *val,
     if (rd_kafka_conf_set(conf, key, val, why, sizeof why) != RD_KAFKA_CONF_OK) {
         char field[128];
         snprintf(field, sizeof field, "kafka.%s", key);
-        b2bd_err_set(err, B2BD_INVALID, field, "%s", why);
+        b2bd_err_set(err, B2BD_ERR_CONFIG, field, "%s", why);
         return -1;
     }
     return 0;
@@ -102,7 +102,7 @@ static rd_kafka_t *kafka_new(const struct b2bd_config *cfg, rd_kafka_type_t type
     rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot create the Kafka %s: %s",
+        b2bd_err_set(err, B2BD_ERR_KAFKA, "kafka", "cannot create the Kafka %s: %s",
                      type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
         return NULL;
     }
@@ -213,7 +213,7 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics
     if (!k->rk) {
         rd_kafka_conf_destroy(conf);
         free(k);
-        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot create the Kafka consumer: %s", why);
+        b2bd_err_set(err, B2BD_ERR_KAFKA, "kafka", "cannot create the Kafka consumer: %s", why);
         return NULL;
     }
     conf = NULL; /* owned by k->rk now */
@@ -228,7 +228,7 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics
     rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (e) {
-        b2bd_err_set(err, B2BD_INVALID, "kafka", "cannot subscribe: %s", rd_kafka_err2str(e));
+        b2bd_err_set(err, B2BD_ERR_KAFKA, "kafka", "cannot subscribe: %s", rd_kafka_err2str(e));
         rd_kafka_destroy(k->rk);
         free(k);
         return NULL;

@@ -63,7 +63,8 @@ static void reload(struct b2bd_config *cfg, const char *status)
     b2bd_err_clear(&err);
     if (config_load(config_path, environ, &next, &err) < 0) {
         log_error("main", "reload_failed", LOG_STR("field", err.field[0] ? err.field : "-"),
-                  LOG_STR("error", err.msg), LOG_STR("note", "the settings stay as they were"));
+                  LOG_STR("code", b2bd_code_name(err.code)), LOG_STR("error", err.msg),
+                  LOG_STR("note", "the settings stay as they were"));
     } else {
         if (role_override) {
             free(next.role);
@@ -305,7 +306,8 @@ static int run(struct b2bd_config *cfg)
 
     struct email_template tmpl = {0};
     if (worker && email_template_load(cfg->templates_dir, &tmpl, &err) < 0) {
-        log_error("main", "templates_failed", LOG_STR("error", err.msg));
+        log_error("main", "templates_failed", LOG_STR("code", b2bd_code_name(err.code)),
+                  LOG_STR("error", err.msg));
         return 1;
     }
     if (notifier && !cfg->smtp_url) {
@@ -327,7 +329,8 @@ static int run(struct b2bd_config *cfg)
         log_info("main", "http_listening", LOG_STR("addr", cfg->http_listen),
                  LOG_INT("port", http_port(http)), LOG_STR("paths", "/metrics,/healthz,/readyz"));
     else /* the commands matter more than their metrics: go on without them */
-        log_error("main", "http_failed", LOG_STR("field", err.field), LOG_STR("error", err.msg));
+        log_error("main", "http_failed", LOG_STR("field", err.field),
+                  LOG_STR("code", b2bd_code_name(err.code)), LOG_STR("error", err.msg));
     struct b2bd_db db;
     db_init(&db, cfg->pg_dsn, cfg->pg_password);
     db.metrics = metrics;
@@ -346,19 +349,19 @@ static int run(struct b2bd_config *cfg)
     struct kafka_in *in = NULL;
     if (!(relay = relay_start(cfg, metrics, &err))) {
         log_error("main", "relay_failed", LOG_STR("field", err.field),
-                  LOG_STR("error", err.msg));
+                  LOG_STR("code", b2bd_code_name(err.code)), LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
     if (worker && !(in = kafka_in_new(cfg, metrics, &err))) {
         log_error("main", "consumer_failed", LOG_STR("field", err.field),
-                  LOG_STR("error", err.msg));
+                  LOG_STR("code", b2bd_code_name(err.code)), LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
     if (notifier && !(ntf = notifier_start(cfg, metrics, &err))) {
         log_error("main", "notifier_failed", LOG_STR("field", err.field),
-                  LOG_STR("error", err.msg));
+                  LOG_STR("code", b2bd_code_name(err.code)), LOG_STR("error", err.msg));
         rc = 1;
         goto out;
     }
@@ -431,8 +434,10 @@ int main(int argc, char **argv)
     struct b2bd_err err;
     b2bd_err_clear(&err);
     if (config_load(path, environ, &cfg, &err) < 0) {
-        fprintf(stderr, "b2bd: configuration: %s%s%s\n", err.field[0] ? err.field : "",
-                err.field[0] ? ": " : "", err.msg);
+        /* the failure's kind: CONFIG_ERROR (a setting), IO_ERROR (a file missing or
+         * unreadable), never a command's code */
+        fprintf(stderr, "b2bd: configuration: %s%s%s (%s)\n", err.field[0] ? err.field : "",
+                err.field[0] ? ": " : "", err.msg, b2bd_code_name(err.code));
         return 2;
     }
     if (role) {

@@ -382,7 +382,7 @@ struct b2bd_notifier *notifier_start(const struct b2bd_config *cfg, struct b2bd_
                                      struct b2bd_err *err)
 {
     if (!cfg->smtp_url) {
-        b2bd_err_set(err, B2BD_INVALID, "smtp_url", "the notifier needs smtp_url (B2BD_SMTP_URL)");
+        b2bd_err_set(err, B2BD_ERR_CONFIG, "smtp_url", "the notifier needs smtp_url (B2BD_SMTP_URL)");
         return NULL;
     }
     struct b2bd_notifier *n = calloc(1, sizeof *n);

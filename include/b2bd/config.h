@@ -80,7 +80,7 @@ char *config_topic(const struct b2bd_config *cfg, const char *suffix);
 void config_dump(const struct b2bd_config *cfg, FILE *f);
 
 /* Returns a copy of a connection string or URL with any password replaced by "***",
- * for logs. Caller frees. */
+ * for logs. Caller frees. Allocation failure aborts (util's sbuf). */
 char *config_redact(const char *dsn_or_url);
 
 #endif

@@ -74,10 +74,6 @@ int db_pipeline(struct b2bd_db *db, const struct db_stmt *stmts, int count, PGre
  * Returns 0 or -1 with err. */
 int db_exec(struct b2bd_db *db, const char *sql, struct b2bd_err *err);
 
-/* True when the last failure is worth retrying the transaction for: connection lost,
- * serialization failure, deadlock, unique violation from a race. */
-bool db_retriable(const struct b2bd_db *db);
-
 /* Waits up to timeout_ms for a NOTIFY on a channel this connection LISTENs to, and
  * consumes all that arrived. Returns at once if one arrived during an earlier
  * statement (libpq queues those). Returns 1 if a notification came, else 0. */

@@ -6,48 +6,10 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "b2bd/command_types.h"
 #include "b2bd/err.h"
-
-/* The command topics, by the part of their name after the prefix. */
-enum b2bd_topic {
-    TOPIC_ASSIGN,   /* "commands.assign" */
-    TOPIC_REVOKE,   /* "commands.revoke" */
-    TOPIC_MIGRATE,  /* "commands.migrate" */
-    TOPIC_NOTIFY,   /* "commands.notify" */
-    TOPIC_SYNC,     /* "commands.sync" */
-    TOPIC_COUNT
-};
-
-/* The suffix of a command topic ("commands.assign"). */
-const char *decode_topic_suffix(enum b2bd_topic t);
-/* Finds the topic whose full name is prefix + suffix; returns -1 if none. */
-int decode_topic_from_name(const char *prefix, const char *name);
-
-enum b2bd_cmd_type {
-    CMD_ASSIGN,
-    CMD_REVOKE,
-    CMD_MIGRATE,
-    CMD_NOTIFY,
-    CMD_SHOP_UPSERT,
-    CMD_COMPANY_UPSERT,
-    CMD_CUSTOMER_UPSERT,
-    CMD_ORDER_UPSERT,
-    CMD_TEMPLATE_UPDATE,
-    CMD_CUSTOMER_MERGE,
-    CMD_CUSTOMER_DATA_REQUEST,
-    CMD_CUSTOMER_REDACT,
-    CMD_SHOP_REDACT,
-    CMD_UNKNOWN
-};
-
-/* "assign", "shop.upsert", ...; "unknown" for CMD_UNKNOWN. */
-const char *decode_type_name(enum b2bd_cmd_type t);
-/* The topic a type belongs to. */
-enum b2bd_topic decode_type_topic(enum b2bd_cmd_type t);
-
-enum b2bd_role { ROLE_ORDERING_ONLY, ROLE_LOCATION_ADMIN };
-const char *decode_role_name(enum b2bd_role r);      /* "ordering_only" */
-const char *decode_role_label(enum b2bd_role r);     /* "Ordering only" */
+#include "b2bd/idem_hash.h"
+#include "b2bd/validate.h"
 
 /* All strings below are borrowed from the command's JSON and live as long as it.
  * NULL means absent (or JSON null). Every string has passed validation: valid UTF-8
@@ -135,9 +97,6 @@ struct b2bd_customer_upsert {
     const char *source_updated_at;
 };
 
-enum b2bd_order_status { ORDER_OPEN, ORDER_CLOSED, ORDER_CANCELLED, ORDER_DELETED };
-const char *decode_order_status_name(enum b2bd_order_status s);
-
 struct b2bd_order_upsert {
     const char *order_id;
     const char *customer_id;
@@ -207,18 +166,5 @@ enum decode_outcome decode_command(const void *buf, size_t len, size_t max_bytes
                                    struct b2bd_err *err);
 
 void decode_free(struct b2bd_command *cmd);
-
-/* SHA-256 of the canonical form (keys sorted, compact) of {type, shop_id, payload};
- * the idempotency hash. Returns 0 on success. */
-int decode_hash(const char *type, const char *shop_id, const json_t *payload,
-                unsigned char out[32]);
-
-/* Validators shared with other modules. */
-bool decode_is_uuid(const char *s);
-bool decode_is_shop_id(const char *s);
-bool decode_is_email(const char *s);
-/* An identifier as commands carry it: UTF-8, 1 to 255 characters (up to 1,020 bytes),
- * no control characters. */
-bool decode_is_id(const char *s);
 
 #endif

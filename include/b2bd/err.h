@@ -21,8 +21,12 @@ enum b2bd_code {
     B2BD_NOT_JSON,
     B2BD_NOT_A_COMMAND,
     B2BD_TOO_LARGE,
-    /* Internal: not the command's fault. */
-    B2BD_ERR_DB,       /* retriable: connection lost, serialization failure, deadlock */
+    /* Internal: not a command's fault, never in a result or a dead letter. */
+    B2BD_ERR_DB,       /* a database failure (its class: fault_classify) */
+    B2BD_ERR_CONFIG,   /* a setting is wrong: an unknown key, a value out of its range */
+    B2BD_ERR_IO,       /* a file (configuration, password, template) missing or unreadable,
+                          an address that cannot be resolved or listened on */
+    B2BD_ERR_KAFKA,    /* a Kafka client cannot be made or fails */
     B2BD_ERR_INTERNAL  /* a bug or resource exhaustion */
 };
 
@@ -32,7 +36,9 @@ struct b2bd_err {
     char field[128];
 };
 
-/* The contract's name of a code, e.g. "NOT_FOUND". Never NULL. */
+/* The contract's name of a code, e.g. "NOT_FOUND", or an internal failure's name
+ * ("DB_ERROR", "CONFIG_ERROR", "IO_ERROR", "KAFKA_ERROR", "INTERNAL"), which no result
+ * carries. Never NULL. */
 const char *b2bd_code_name(enum b2bd_code code);
 
 /* The code of a name ("NOT_FOUND"); B2BD_ERR_INTERNAL for an unknown name. */

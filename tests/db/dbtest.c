@@ -12,6 +12,8 @@ extern char **environ;
 
 #define DBT_PARTITIONS 4
 
+int dbt_failures;
+
 static const char *env_or_die(const char *name)
 {
     const char *v = getenv(name);

@@ -6,6 +6,7 @@
 #define B2BD_DBTEST_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -66,5 +67,19 @@ json_t *dbt_result(struct dbt_world *w, const char *command_id);
 
 /* The topic enum's message topic name ("dbt.commands.assign"). */
 const char *dbt_topic_name(enum b2bd_topic t);
+
+/* Failed checks so far (DBT_CHECK): a test exits non-zero when any failed. */
+extern int dbt_failures;
+
+/* Checks cond; when false, prints where and why (printf arguments) and counts it. */
+#define DBT_CHECK(cond, ...)                                                  \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fputc('\n', stderr);                                              \
+            dbt_failures++;                                                   \
+        }                                                                     \
+    } while (0)
 
 #endif

@@ -29,17 +29,7 @@
 #define SHOP "race"
 #define KEY "race/c-1"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
+#define CHECK DBT_CHECK
 
 static void add(struct dbt_batch *b, enum b2bd_topic t, int partition, const char *id,
                 const char *type, const char *payload)
@@ -305,6 +295,6 @@ int main(void)
     dbt_world_close(&a);
     dbt_world_close(&b);
     dbt_drop_db(name);
-    printf("test_seat_race: %s\n", failures ? "FAILED" : "ok");
-    return failures ? 1 : 0;
+    printf("test_seat_race: %s\n", dbt_failures ? "FAILED" : "ok");
+    return dbt_failures ? 1 : 0;
 }

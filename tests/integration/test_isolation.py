@@ -158,10 +158,12 @@ class IsolationTest(IsolationBase):
     batch-level cases are in test_isolation_batch.py)."""
 
     def test_each_class_rejects_only_its_command(self):
-        """One customer.upsert per class of failure (22, 23, 42, 54, XX, P0001) between
-        good ones, all on one partition, with another shop's command on it and on
-        another partition: each refused command is rejected, everything else applied."""
+        """One customer.upsert per class of failure (22, 23, 42, 54, XX, P0001, and a
+        unique-key race, 23505, that never clears) between good ones, all on one
+        partition, with another shop's command on it and on another partition: each
+        refused command is rejected, everything else applied."""
         classes = [("22003", ("INVALID",)), ("23514", ("UNPROCESSABLE",)), ("42703", ("UNPROCESSABLE",)),
+                   ("23505", ("CONFLICT",)),
                    ("54000", ("UNPROCESSABLE",)), ("XX000", ("UNPROCESSABLE",)),
                    ("P0001", ("UNPROCESSABLE",))]
         sends, refused, good = [], {}, []

@@ -1,5 +1,6 @@
 """A command the database refuses outside its savepoint (at COMMIT), one whose very
-rejection is refused, and failures of the surroundings (40001, 40P01) that clear: the
+rejection is refused, and failures of the surroundings (40001, 40P01, 55P03, 53, 58,
+57P01, 40003) and a unique-key race that clear: the
 failpoints and one-batch bursts of test_isolation.py."""
 import unittest
 
@@ -64,6 +65,27 @@ class BatchIsolationTest(IsolationBase):
         self.assertEqual(self.query("SELECT count(*) FROM test_failpoints f, LATERAL"
                                     " (SELECT last_value FROM pg_sequences WHERE sequencename = f.seq) s"
                                     " WHERE s.last_value >= 6"), [(2,)])
+
+    def test_every_surroundings_state_ends_applied(self):
+        """The other states of the surroundings (fault_classify): lock not available
+        (55P03), lack of resources (53200, 58030), shutdown (57P01), statement completion
+        unknown (40003), each raised three times and then no more: retried, never
+        rejected; and a unique-key race (23505) that clears after two tries is applied in
+        its savepoint."""
+        states = [("u1", "55P03"), ("u2", "53200"), ("u3", "58030"), ("u4", "57P01"), ("u5", "40003")]
+        for customer, state in states:
+            self.failpoint(customer, state, times=3)
+        self.failpoint("u6", "23505", times=2)
+        cmds = [self.assign_cmd(c) for c, _ in states] + [self.assign_cmd("u6")]
+        results, m, log = self.burst([(c, 0) for c in cmds])
+        for r in results:
+            self.assertApplied(r)
+        self.assertEqual(m.get("b2bd_apply_isolated_commands_total"), 0.0)
+        for i in range(1, 7):
+            self.assertEqual(self.roles_in_db("u%d" % i), [("loc-1", "ordering_only")])
+        for _, state in states + [("u6", "23505")]:
+            self.assertRegex(log, r"event=retry_command .*sqlstate=%s " % state)
+        self.assertNotIn("event=command_refused", log)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ class LogLinesTest(harness.TestCase):
         self.assertIn("application_name='app" + FORGE.replace("'", "") + "'", start["pg"])
 
         failed = events["templates_failed"]
-        self.assertEqual(sorted(failed), ["error", "event", "level", "mod", "ts"])
+        self.assertEqual(sorted(failed), ["code", "error", "event", "level", "mod", "ts"])
+        self.assertEqual(failed["code"], "IO_ERROR")  # a directory not there, not INVALID
         self.assertEqual(failed["level"], "error")
         self.assertTrue(failed["error"].startswith("cannot read " + templates), failed["error"])
 

@@ -56,6 +56,9 @@ static struct b2bd_err load_fails(const char *path, char *const *envp)
     if (rc == 0)
         fail_msg("config_load succeeded, expected an error");
     assert_int_not_equal(err.code, B2BD_OK);
+    /* a configuration's failure is never told in a command's words (INVALID...) */
+    assert_false(b2bd_code_is_rejection(err.code));
+    assert_false(b2bd_code_is_dead_letter(err.code));
     assert_true(strlen(err.msg) > 0);
     /* On failure, nothing is left allocated. */
     assert_null(cfg.kafka_bootstrap);
@@ -190,7 +193,8 @@ static void test_unknown_key(void **state)
     (void)state;
     const char *path = write_file("# comment\nkafka_bootstrap = a:1\nno_such_key = 1\n");
     struct b2bd_err err = load_fails(path, env_required);
-    assert_int_equal(err.code, B2BD_INVALID);
+    assert_int_equal(err.code, B2BD_ERR_CONFIG);
+    assert_string_equal(b2bd_code_name(err.code), "CONFIG_ERROR");
     assert_string_equal(err.field, "no_such_key");
     char where[600];
     snprintf(where, sizeof where, "%s:3", path);
@@ -257,10 +261,13 @@ static void test_unreadable_file(void **state)
     struct b2bd_err err = load_fails(path, env_required);
     assert_non_null(strstr(err.msg, path));
     assert_non_null(strstr(err.msg, strerror(ENOENT)));
+    assert_int_equal(err.code, B2BD_ERR_IO);
+    assert_string_equal(b2bd_code_name(err.code), "IO_ERROR");
 
     /* A directory is not a readable file either. */
     err = load_fails(tmpdir, env_required);
     assert_non_null(strstr(err.msg, tmpdir));
+    assert_int_equal(err.code, B2BD_ERR_IO);
 }
 
 /* Each bad value, for each way of setting it, is rejected naming the key. */
@@ -510,6 +517,7 @@ static void test_password_files(void **state)
     struct b2bd_err err = load_fails(NULL, env2);
     assert_string_equal(err.field, "pg_password_file");
     assert_non_null(strstr(err.msg, strerror(ENOENT)));
+    assert_int_equal(err.code, B2BD_ERR_IO);
 
     const char *empty = write_file("\n");
     char emptyvar[600];
@@ -517,6 +525,7 @@ static void test_password_files(void **state)
     char *const env3[] = {"B2BD_KAFKA_BOOTSTRAP=a:1", "B2BD_PG_DSN=x", emptyvar, NULL};
     err = load_fails(NULL, env3);
     assert_string_equal(err.field, "smtp_password_file");
+    assert_int_equal(err.code, B2BD_ERR_CONFIG); /* the file is there: its content is wrong */
 }
 
 static void test_redact(void **state)

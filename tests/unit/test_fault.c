@@ -1,5 +1,6 @@
-/* Unit tests of fault: which SQLSTATEs are the surroundings' (retried) and which a
- * command's (rejected), and the rejection's words, which quote no database internals. */
+/* Unit tests of fault: which SQLSTATEs are the surroundings' (retried), a race (retried,
+ * then CONFLICT) and a command's (rejected), a table over SQLSTATEs; and the rejection's
+ * words, which quote no database internals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -11,28 +12,72 @@
 
 #include "b2bd/fault.h"
 
-static void test_surroundings_are_transient(void **state)
+/* Every SQLSTATE the README names, and neighbours that must not be caught with them:
+ * its class on a live connection. */
+static const struct {
+    const char *state;
+    enum fault_class want;
+} CLASSES[] = {
+    /* the surroundings': retried, never rejected */
+    {"", FAULT_SURROUNDINGS},      /* no answer from the server */
+    {"08000", FAULT_SURROUNDINGS}, {"08003", FAULT_SURROUNDINGS}, {"08006", FAULT_SURROUNDINGS},
+    {"08P01", FAULT_SURROUNDINGS}, {"40001", FAULT_SURROUNDINGS}, {"40P01", FAULT_SURROUNDINGS},
+    {"40003", FAULT_SURROUNDINGS}, {"57P01", FAULT_SURROUNDINGS}, {"57P02", FAULT_SURROUNDINGS},
+    {"57P03", FAULT_SURROUNDINGS}, {"57P04", FAULT_SURROUNDINGS}, {"53000", FAULT_SURROUNDINGS},
+    {"53100", FAULT_SURROUNDINGS}, {"53200", FAULT_SURROUNDINGS}, {"53300", FAULT_SURROUNDINGS},
+    {"53400", FAULT_SURROUNDINGS}, {"58000", FAULT_SURROUNDINGS}, {"58030", FAULT_SURROUNDINGS},
+    {"58P01", FAULT_SURROUNDINGS}, {"55P03", FAULT_SURROUNDINGS},
+    /* a unique-key race: retried in the savepoint, then CONFLICT */
+    {"23505", FAULT_RACE},
+    /* the command's: tried once more, then rejected */
+    {"22003", FAULT_COMMAND}, {"22001", FAULT_COMMAND}, {"22008", FAULT_COMMAND},
+    {"22P02", FAULT_COMMAND}, {"23514", FAULT_COMMAND}, {"23503", FAULT_COMMAND},
+    {"23502", FAULT_COMMAND}, {"23P01", FAULT_COMMAND}, {"42703", FAULT_COMMAND},
+    {"42P01", FAULT_COMMAND}, {"54000", FAULT_COMMAND}, {"54001", FAULT_COMMAND},
+    {"XX000", FAULT_COMMAND}, {"XX001", FAULT_COMMAND}, {"P0001", FAULT_COMMAND},
+    {"P0004", FAULT_COMMAND}, {"0A000", FAULT_COMMAND}, {"57014", FAULT_COMMAND},
+    {"57000", FAULT_COMMAND}, {"25P02", FAULT_COMMAND}, {"40002", FAULT_COMMAND},
+    {"40000", FAULT_COMMAND}, {"55000", FAULT_COMMAND}, {"55006", FAULT_COMMAND},
+    {"HV000", FAULT_COMMAND}, {"B2B01", FAULT_COMMAND}, {"B2B14", FAULT_COMMAND},
+    {"5", FAULT_COMMAND},         {"0", FAULT_COMMAND},
+};
+
+static void test_classes(void **state)
 {
     (void)state;
-    const char *transient[] = {"",      "08000", "08003", "08006", "40001", "40P01", "40003",
-                               "57P01", "57P02", "57P03", "53100", "53200", "53300", "58030",
-                               "55P03"};
-    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
-        if (!fault_transient(transient[i]))
-            fail_msg("%s should be the surroundings'", transient[i]);
+    for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++) {
+        enum fault_class got = fault_classify(CLASSES[i].state, true);
+        if (got != CLASSES[i].want)
+            fail_msg("%s: class %d, want %d", CLASSES[i].state, (int)got, (int)CLASSES[i].want);
     }
-    assert_true(fault_transient(NULL));
+    assert_int_equal(fault_classify(NULL, true), FAULT_SURROUNDINGS);
 }
 
-static void test_everything_else_is_the_commands(void **state)
+/* A lost connection is the surroundings', whatever the last SQLSTATE said. */
+static void test_disconnected_is_the_surroundings(void **state)
 {
     (void)state;
-    const char *own[] = {"22003", "22001", "22008", "22P02", "23505", "23514", "23503", "42703",
-                         "42P01", "54000", "54001", "XX000", "XX001", "P0001", "P0004", "0A000",
-                         "57014", "25P02", "40002", "55000", "HV000"};
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
-        if (fault_transient(own[i]))
-            fail_msg("%s should be the command's", own[i]);
+    for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++)
+        assert_int_equal(fault_classify(CLASSES[i].state, false), FAULT_SURROUNDINGS);
+    assert_int_equal(fault_classify(NULL, false), FAULT_SURROUNDINGS);
+}
+
+/* What a failure that is not the surroundings' becomes: a race CONFLICT, a value
+ * (class 22) INVALID, everything else UNPROCESSABLE. */
+static void test_rejection_follows_the_class(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++) {
+        const char *s = CLASSES[i].state;
+        if (CLASSES[i].want == FAULT_SURROUNDINGS)
+            continue;
+        struct b2bd_err why;
+        enum b2bd_code want = CLASSES[i].want == FAULT_RACE ? B2BD_CONFLICT
+                              : strncmp(s, "22", 2) == 0    ? B2BD_INVALID
+                                                            : B2BD_UNPROCESSABLE;
+        if (fault_rejection(s, &why) != want)
+            fail_msg("%s: rejected %s, want %s", s, b2bd_code_name(why.code),
+                     b2bd_code_name(want));
     }
 }
 
@@ -89,8 +134,9 @@ static void test_messages_say_what_kind(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_surroundings_are_transient),
-        cmocka_unit_test(test_everything_else_is_the_commands),
+        cmocka_unit_test(test_classes),
+        cmocka_unit_test(test_disconnected_is_the_surroundings),
+        cmocka_unit_test(test_rejection_follows_the_class),
         cmocka_unit_test(test_rejection_codes),
         cmocka_unit_test(test_messages_say_what_kind),
     };
