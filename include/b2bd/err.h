@@ -21,6 +21,7 @@ enum b2bd_code {
     B2BD_NOT_JSON,
     B2BD_NOT_A_COMMAND,
     B2BD_TOO_LARGE,
+    B2BD_COMMANDS_LOST, /* the broker deleted commands before b2bd applied them (no message) */
     /* Internal: not the command's fault. */
     B2BD_ERR_DB,       /* retriable: connection lost, serialization failure, deadlock */
     B2BD_ERR_INTERNAL  /* a bug or resource exhaustion */
@@ -41,7 +42,7 @@ enum b2bd_code b2bd_code_from_name(const char *name);
 /* True for codes that give a `rejected` result (INVALID .. UNPROCESSABLE). */
 int b2bd_code_is_rejection(enum b2bd_code code);
 
-/* True for the dead-letter codes (NOT_JSON, NOT_A_COMMAND, TOO_LARGE). */
+/* True for the dead-letter codes (NOT_JSON, NOT_A_COMMAND, TOO_LARGE, COMMANDS_LOST). */
 int b2bd_code_is_dead_letter(enum b2bd_code code);
 
 /* Sets *e (field may be NULL) and returns code, so that callers can
