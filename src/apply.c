@@ -546,7 +546,56 @@ struct part_pos {
     int32_t partition;
     int64_t next;  /* next offset to apply, from the database */
     int64_t upto;  /* next offset after this batch */
+    int64_t low;   /* the broker's oldest offset, once asked in this batch (else -1) */
 };
+
+/* Commands the broker deleted before they were applied (CONTRACT.md, "Commands the
+ * broker deleted first"): the partition's position p->upto jumps to offset. Offsets the
+ * broker still holds that were not delivered are the topic's own (transaction markers):
+ * only those below its oldest offset (asked once a batch, after the batch's messages
+ * were fetched) are a gap. A gap gets one dead letter (empty value, null key, the range
+ * in headers) in the batch's transaction, so it is reported once; an error line; and
+ * the lost commands are counted. Returns 0, or -1 with err (the batch is retried). */
+static int apply_check_lost(struct b2bd_applier *a, struct part_pos *p, int64_t offset,
+                            struct trace_set *ts, struct apply_stats *st, struct b2bd_err *err)
+{
+    if (!a->low_watermark || offset <= p->upto)
+        return 0;
+    if (p->low < 0 &&
+        a->low_watermark(a->low_watermark_ctx, p->topic, p->partition, &p->low, err) < 0)
+        return -1;
+    if (p->upto >= p->low)
+        return 0;
+    int64_t from = p->upto, to = (p->low < offset ? p->low : offset) - 1;
+    char partition[16], from_s[24], to_s[24], why[160];
+    snprintf(partition, sizeof partition, "%d", (int)p->partition);
+    snprintf(from_s, sizeof from_s, "%lld", (long long)from);
+    snprintf(to_s, sizeof to_s, "%lld", (long long)to);
+    snprintf(why, sizeof why,
+             "%lld commands (offsets %lld to %lld) were deleted by the broker before b2bd "
+             "applied them", (long long)(to - from + 1), (long long)from, (long long)to);
+    json_t *h = json_pack("[[ss][ss][ss][ss][ss][ss]]", "error.code",
+                          b2bd_code_name(B2BD_COMMANDS_LOST), "error.message", why,
+                          "source.topic", p->topic, "source.partition", partition,
+                          "lost.from_offset", from_s, "lost.to_offset", to_s);
+    char *headers = apply_dump(h);
+    json_decref(h);
+    /* no command's trace: the gap is no command's message */
+    int rc = apply_trace_set(a->db, ts, NULL, err);
+    if (rc == 0)
+        rc = outbox_append(a->db, OUTBOX_DLQ, NULL, 0, "", 0, headers, err);
+    free(headers);
+    if (rc < 0)
+        return -1;
+    log_error("apply", "commands_lost", LOG_STR("topic", p->topic),
+              LOG_INT("partition", p->partition), LOG_INT("from_offset", from),
+              LOG_INT("to_offset", to), LOG_INT("count", to - from + 1),
+              LOG_STR("note", "deleted by the broker (retention) before b2bd applied them"));
+    st->dead_letters++;
+    st->by_code[B2BD_COMMANDS_LOST]++;
+    st->lost += (unsigned long)(to - from + 1);
+    return 0;
+}
 
 static struct part_pos *apply_find_pos(struct part_pos *p, size_t n, const struct b2bd_msg *m)
 {
@@ -587,6 +636,7 @@ static int apply_begin(struct b2bd_applier *a, struct part_pos *pos, size_t n, c
     for (size_t i = 0; rc == 0 && i < n; i++) {
         pos[i].next = strtoll(PQgetvalue(res[first + 2 * i + 1], 0, 0), NULL, 10);
         pos[i].upto = pos[i].next;
+        pos[i].low = -1;
     }
     for (size_t i = 0; rc == 0 && i < k; i++)
         PQclear(res[i]);
@@ -640,6 +690,7 @@ void apply_stats_add(struct apply_stats *into, const struct apply_stats *from)
     into->bulk_commands += from->bulk_commands;
     into->bulk_fallbacks += from->bulk_fallbacks;
     into->isolated += from->isolated;
+    into->lost += from->lost;
     for (int t = 0; t <= CMD_UNKNOWN; t++) {
         into->applied_by_type[t] += from->applied_by_type[t];
         into->rejected_by_type[t] += from->rejected_by_type[t];
@@ -689,6 +740,8 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
     if (msg->offset < pos.next) {
         local.skipped++; /* applied meanwhile, by another instance */
     } else {
+        if (apply_check_lost(a, &pos, msg->offset, &ts, &local, err) < 0)
+            goto fail;
         pos.upto = msg->offset + 1;
         local.isolated++;
         if (with_result) {
@@ -780,6 +833,8 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
             local.skipped++; /* applied before: redelivered after a crash or rebalance */
             continue;
         }
+        if (apply_check_lost(a, p, msgs[i].offset, &ts, &local, err) < 0)
+            goto fail;
         p->upto = msgs[i].offset + 1;
         struct b2bd_command cmd;
         struct b2bd_err why;

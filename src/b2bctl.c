@@ -483,12 +483,15 @@ static int dlq_replay_one(const rd_kafka_message_t *m, void *arg)
     json_t *h = json_object_get(e, "headers");
     const char *src = json_string_value(json_object_get(h, "source.topic"));
     const char *trunc = json_string_value(json_object_get(h, "value.truncated"));
+    const char *code = json_string_value(json_object_get(h, "error.code"));
     size_t plen = strlen(rp->cfg->topic_prefix);
     const char *why = NULL;
     if (!src)
         why = "no source.topic header";
     else if (strncmp(src, rp->cfg->topic_prefix, plen) || strncmp(src + plen, "commands.", 9))
         why = "source.topic is not one of this prefix's command topics";
+    else if (code && !strcmp(code, "COMMANDS_LOST"))
+        why = "the broker deleted those commands (COMMANDS_LOST): the dead letter holds none of them";
     else if (trunc && !strcmp(trunc, "true"))
         why = "the value was truncated (TOO_LARGE): the original is not in the dead letter";
     if (!why) {

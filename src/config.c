@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "b2bd/util.h"
 
@@ -66,6 +67,7 @@ static const struct cfg_key keys[] = {
     {"pg_dsn", CFG_STRING, NULL, OFF(pg_dsn), CFG_REQUIRED | CFG_SECRET, 0, 0, NULL},
     {"pg_password_file", CFG_STRING, NULL, OFF(pg_password_file), 0, 0, 0, NULL},
     {"role", CFG_STRING, "all", OFF(role), CFG_NONEMPTY, 0, 0, role_choices},
+    {"smtp_ca_file", CFG_STRING, NULL, OFF(smtp_ca_file), 0, 0, 0, NULL},
     {"smtp_from", CFG_STRING, NULL, OFF(smtp_from), 0, 0, 0, NULL},
     {"smtp_password_file", CFG_STRING, NULL, OFF(smtp_password_file), 0, 0, 0, NULL},
     {"smtp_starttls", CFG_STRING, "try", OFF(smtp_starttls), CFG_NONEMPTY, 0, 0, starttls_choices},
@@ -531,6 +533,12 @@ static int finish(struct b2bd_config *cfg, struct b2bd_err *err)
         read_password_file("smtp_password_file", cfg->smtp_password_file, &cfg->smtp_password,
                            err))
         return -1;
+    /* a CA file that cannot be read would fail every send: say so at start */
+    if (cfg->smtp_ca_file && access(cfg->smtp_ca_file, R_OK) != 0) {
+        b2bd_err_set(err, B2BD_INVALID, "smtp_ca_file", "smtp_ca_file: cannot read %s: %s",
+                     cfg->smtp_ca_file, strerror(errno));
+        return -1;
+    }
     return 0;
 }
 

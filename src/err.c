@@ -24,6 +24,7 @@ const char *b2bd_code_name(enum b2bd_code code)
     case B2BD_NOT_JSON: return "NOT_JSON";
     case B2BD_NOT_A_COMMAND: return "NOT_A_COMMAND";
     case B2BD_TOO_LARGE: return "TOO_LARGE";
+    case B2BD_COMMANDS_LOST: return "COMMANDS_LOST";
     case B2BD_ERR_DB: return "DB_ERROR";
     case B2BD_ERR_CONFIG: return "CONFIG_ERROR";
     case B2BD_ERR_IO: return "IO_ERROR";
@@ -40,7 +41,8 @@ int b2bd_code_is_rejection(enum b2bd_code code)
 
 int b2bd_code_is_dead_letter(enum b2bd_code code)
 {
-    return code == B2BD_NOT_JSON || code == B2BD_NOT_A_COMMAND || code == B2BD_TOO_LARGE;
+    return code == B2BD_NOT_JSON || code == B2BD_NOT_A_COMMAND || code == B2BD_TOO_LARGE ||
+           code == B2BD_COMMANDS_LOST;
 }
 
 /* Cuts a trailing, incomplete UTF-8 sequence left by truncation, so that the text

@@ -296,6 +296,21 @@ void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
+int kafka_in_low_watermark(struct kafka_in *k, const char *topic, int32_t partition,
+                           int64_t *low, struct b2bd_err *err)
+{
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(k->rk, topic, partition, &lo, &hi, 5000);
+    if (e || lo < 0) {
+        b2bd_err_set(err, B2BD_ERR_DB, "kafka", "cannot read the oldest offset of %s [%d]: %s",
+                     topic, (int)partition, rd_kafka_err2name(e));
+        return -1;
+    }
+    *low = lo;
+    return 0;
+}
+
 rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk)
 {
     return rd_kafka_fatal_error(rk, NULL, 0);

@@ -203,13 +203,21 @@ static int apply_with_retry(struct b2bd_applier *ap, const struct b2bd_msg *msgs
     return 0;
 }
 
+/* apply's question for a partition's oldest offset (b2bd_applier.low_watermark). */
+static int low_watermark(void *ctx, const char *topic, int32_t partition, int64_t *low,
+                         struct b2bd_err *err)
+{
+    return kafka_in_low_watermark(ctx, topic, partition, low, err);
+}
+
 /* The command pipeline: consume, apply, commit offsets, until a stop is asked; counted
  * in db's metrics. */
 static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
                        const struct email_template *tmpl, struct b2bd_relay *relay)
 {
     struct b2bd_metrics *metrics = db->metrics;
-    struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl};
+    struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl,
+                              .low_watermark = low_watermark, .low_watermark_ctx = in};
     struct workers *workers = workers_new((size_t)cfg->apply_workers, &ap);
     struct apply_stats st = {0};
     size_t max = (size_t)cfg->batch_max;

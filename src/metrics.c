@@ -63,6 +63,9 @@ struct b2bd_metrics *metrics_b2bd_new(void)
         NULL, NULL, 0);
     bm->dead_letters = metrics_register(r, METRIC_COUNTER, "b2bd_dead_letters_total",
         "Messages sent to the dead-letter topic, by code.", CODE, NULL, 0);
+    bm->lost = metrics_register(r, METRIC_COUNTER, "b2bd_commands_lost_total",
+        "Commands the broker deleted (retention) before b2bd applied them; each gap is a "
+        "COMMANDS_LOST dead letter and an event=commands_lost error line.", NULL, NULL, 0);
     bm->batch_size = metrics_register(r, METRIC_HISTOGRAM, "b2bd_batch_size_messages",
         "Messages per committed batch (one transaction).", NULL, BATCH_SIZE_BUCKETS, N_OF(BATCH_SIZE_BUCKETS));
     bm->batch_duration = metrics_register(r, METRIC_HISTOGRAM, "b2bd_batch_duration_seconds",
@@ -163,6 +166,8 @@ void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *bef
         metrics_inc(bm->bulk_fallbacks, NULL, (double)(after->bulk_fallbacks - before->bulk_fallbacks));
     if (after->isolated != before->isolated)
         metrics_inc(bm->isolated, NULL, (double)(after->isolated - before->isolated));
+    if (after->lost != before->lost)
+        metrics_inc(bm->lost, NULL, (double)(after->lost - before->lost));
     if (n == 0)
         return;
     metrics_observe(bm->batch_size, NULL, (double)n, 1);

@@ -355,7 +355,8 @@ static void *worker_main(void *arg)
                    : strcmp(cfg->smtp_starttls, "off") == 0    ? 0
                                                                : 1;
     struct smtp_settings ss = {.url = cfg->smtp_url, .password = cfg->smtp_password,
-                               .timeout_ms = NOTIFIER_SMTP_TIMEOUT_MS, .starttls = starttls};
+                               .timeout_ms = NOTIFIER_SMTP_TIMEOUT_MS, .starttls = starttls,
+                               .ca_file = cfg->smtp_ca_file};
     struct smtp_client *smtp = smtp_client_new(&ss);
     long backoff = 100;
     while (!atomic_load(&n->stopping)) {

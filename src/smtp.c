@@ -480,6 +480,8 @@ struct smtp_client *smtp_client_new(const struct smtp_settings *s)
         /* the user name is in the URL (smtp://user@host); the password from a file */
         curl_easy_setopt(h, CURLOPT_PASSWORD, s->password);
     }
+    if (s->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, s->ca_file);
     curl_easy_setopt(h, CURLOPT_USE_SSL,
                      s->starttls == 2   ? (long)CURLUSESSL_ALL
                      : s->starttls == 1 ? (long)CURLUSESSL_TRY

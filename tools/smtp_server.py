@@ -2,14 +2,23 @@
 """A scriptable SMTP server for tests and the demo (Debian's python3-aiosmtpd).
 
     smtp_server.py [--host 127.0.0.1] [--port 0 | --fd FD] --dir DIR [--control-port 0]
+                   [--tls-cert PEM --tls-key PEM [--require-starttls]] [--auth USER:PASSWORD]
 
 Listens for SMTP on HOST:PORT (0 picks a free port) and stores every accepted
 message in DIR, maildir-like:
 
     DIR/new/<name>          the message exactly as received (bytes after DATA)
     DIR/meta/<name>.json    {"name", "mail_from", "rcpt_tos", "peer", "size",
-                             "received_at"} (written before the message appears
-                             in new/, so a reader that sees new/<name> finds it)
+                             "mail_at" (time of its MAIL FROM: when the send
+                             started), "received_at", "tls" (the session was
+                             upgraded with STARTTLS), "auth_user" (or null)}
+                             (written before the message appears in new/, so a
+                             reader that sees new/<name> finds it)
+
+With --tls-cert and --tls-key it offers STARTTLS (with --require-starttls it
+refuses every command but EHLO, NOOP, QUIT and STARTTLS in clear, 530); with
+--auth it requires AUTH (PLAIN or LOGIN, over TLS only) with that user and password
+before MAIL FROM (a wrong one: 535).
 
 <name> sorts in arrival order (<unix time in ns>.<sequence>.eml). Files are
 written to DIR/tmp first, then renamed.
@@ -88,7 +97,8 @@ class State:
         self.dropped = 0
         self.rcpt_refused = 0
 
-    def store(self, envelope, peer):
+    def store(self, envelope, session):
+        peer = session.peer
         self.seq += 1
         name = "%d.%06d.eml" % (time.time_ns(), self.seq)
         data = envelope.original_content
@@ -102,7 +112,10 @@ class State:
             "rcpt_tos": list(envelope.rcpt_tos),
             "peer": list(peer) if isinstance(peer, (tuple, list)) else str(peer),
             "size": len(data),
+            "mail_at": getattr(envelope, "mail_at", None),
             "received_at": time.time(),
+            "tls": session.ssl is not None,
+            "auth_user": getattr(session, "auth_user", None),
         }
         tmp = os.path.join(self.dir, "tmp", name)
         with open(tmp + ".json", "w") as f:
@@ -121,6 +134,12 @@ def reply_line(code, text, default):
 class Handler:
     def __init__(self, state):
         self.state = state
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.mail_at = time.time()
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         rule = self.state.fail_rcpt.get(address.lower())
@@ -158,7 +177,7 @@ class Handler:
             code, text = st.fail_next.pop(0)
             st.refused += 1
             return reply_line(code, text, "Message refused (scripted)")
-        name = st.store(envelope, session.peer)
+        name = st.store(envelope, session)
         st.accepted += 1
         return "250 OK queued as %s" % name
 
@@ -174,6 +193,19 @@ class ScriptedSMTP(SMTP):
             self._state.drop_connect -= 1
             self._state.dropped += 1
             transport.abort()
+
+
+def authenticator_for(user, password):
+    """aiosmtpd's authenticator: accepts exactly user and password."""
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def check(server, session, envelope, mechanism, auth_data):
+        if (isinstance(auth_data, LoginPassword) and auth_data.login == user.encode()
+                and auth_data.password == password.encode()):
+            session.auth_user = user
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+    return check
 
 
 def parse_code(s):
@@ -266,9 +298,19 @@ async def main_async(args):
     handler = Handler(state)
     loop = asyncio.get_running_loop()
 
+    tls = {}
+    if args.tls_cert:
+        import ssl
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        tls = {"tls_context": ctx, "require_starttls": args.require_starttls}
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        tls.update(auth_required=True, authenticator=authenticator_for(user, password))
+
     def factory():
         return ScriptedSMTP(handler, state, hostname="b2bd-test-smtp",
-                            enable_SMTPUTF8=True, decode_data=False, timeout=60)
+                            enable_SMTPUTF8=True, decode_data=False, timeout=60, **tls)
 
     if args.fd is not None:
         # a socket bound by whoever started this server (passed open): until now
@@ -305,6 +347,11 @@ def main():
     p.add_argument("--fd", type=int, default=None,
                    help="listen on this bound, inherited socket instead of --host/--port")
     p.add_argument("--dir", required=True)
+    p.add_argument("--tls-cert", help="PEM certificate (chain): offer STARTTLS")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--require-starttls", action="store_true",
+                   help="refuse to work in clear (needs --tls-cert)")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require AUTH with these")
     args = p.parse_args()
     asyncio.run(main_async(args))
     return 0

@@ -30,6 +30,14 @@ struct b2bd_applier {
     struct b2bd_db *db;
     const struct b2bd_config *cfg;
     const struct email_template *email_default; /* the shipped B2B access template */
+    /* The oldest offset the broker still holds on a partition (its low watermark): 0,
+     * or -1 with err (B2BD_ERR_DB: asked again with the batch). Asked when a
+     * partition's offsets jump, to tell commands the broker deleted (a COMMANDS_LOST
+     * dead letter) from offsets the topic skips (transaction markers). NULL where no
+     * Kafka is read (apply_batch called directly): jumps are not looked into. */
+    int (*low_watermark)(void *ctx, const char *topic, int32_t partition, int64_t *low,
+                         struct b2bd_err *err);
+    void *low_watermark_ctx;
 };
 
 /* Applies msgs in one transaction: each command on its own is all or nothing (a

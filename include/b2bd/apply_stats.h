@@ -14,6 +14,7 @@ struct apply_stats {
     unsigned long bulk_commands;  /* of those applied, rejected or duplicate: settled set-based */
     unsigned long bulk_fallbacks; /* runs handed back to the one-by-one path */
     unsigned long isolated;     /* messages the database refused, rejected alone (the rest applied) */
+    unsigned long lost;         /* commands the broker deleted before they were applied */
     /* the same, by command type (CMD_UNKNOWN: type unknown or unreadable) */
     unsigned long applied_by_type[CMD_UNKNOWN + 1];
     unsigned long rejected_by_type[CMD_UNKNOWN + 1];

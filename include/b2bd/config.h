@@ -31,6 +31,8 @@ struct b2bd_config {
     char *http_listen;              /* http_listen: metrics endpoint, default "127.0.0.1:9187" */
     char *role;                     /* role: "all" (default), "worker" or "notifier" */
     char *smtp_starttls;            /* smtp_starttls: off, try (default) or required, for smtp:// */
+    char *smtp_ca_file;             /* smtp_ca_file: PEM file of the CAs that the SMTP server's
+                                       certificate must chain to, instead of the system's */
     enum log_level log_level;       /* log_level: debug|info|warn|error, default info */
     long max_message_bytes;         /* max_message_bytes, default 1048576 */
     long batch_max;                 /* batch_max: commands per transaction, default 500 */

@@ -21,6 +21,7 @@ enum b2bd_code {
     B2BD_NOT_JSON,
     B2BD_NOT_A_COMMAND,
     B2BD_TOO_LARGE,
+    B2BD_COMMANDS_LOST, /* the broker deleted commands before b2bd applied them (no message) */
     /* Internal: not a command's fault, never in a result or a dead letter. */
     B2BD_ERR_DB,       /* a database failure (its class: fault_classify) */
     B2BD_ERR_CONFIG,   /* a setting is wrong: an unknown key, a value out of its range */
@@ -47,7 +48,7 @@ enum b2bd_code b2bd_code_from_name(const char *name);
 /* True for codes that give a `rejected` result (INVALID .. UNPROCESSABLE). */
 int b2bd_code_is_rejection(enum b2bd_code code);
 
-/* True for the dead-letter codes (NOT_JSON, NOT_A_COMMAND, TOO_LARGE). */
+/* True for the dead-letter codes (NOT_JSON, NOT_A_COMMAND, TOO_LARGE, COMMANDS_LOST). */
 int b2bd_code_is_dead_letter(enum b2bd_code code);
 
 /* Sets *e (field may be NULL) and returns code, so that callers can

@@ -47,6 +47,11 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
  * unless sync). */
 void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t n, int sync);
 
+/* The oldest offset the broker holds on a command partition (its low watermark, asked
+ * of the broker; up to 5 s). Returns 0, or -1 with err (B2BD_ERR_DB). */
+int kafka_in_low_watermark(struct kafka_in *k, const char *topic, int32_t partition,
+                           int64_t *low, struct b2bd_err *err);
+
 /* The consumer's fatal error (see kafka_fatal); kafka_in_poll returns early on one. */
 rd_kafka_resp_err_t kafka_in_fatal(const struct kafka_in *k);
 

@@ -24,6 +24,7 @@ struct b2bd_metrics {
     struct metric *isolated;          /* b2bd_apply_isolated_commands_total */
     struct metric *parallel_batches;  /* b2bd_apply_parallel_batches_total */
     struct metric *dead_letters;      /* b2bd_dead_letters_total{code} */
+    struct metric *lost;              /* b2bd_commands_lost_total */
     struct metric *batch_size;        /* b2bd_batch_size_messages (histogram) */
     struct metric *batch_duration;    /* b2bd_batch_duration_seconds (histogram) */
     struct metric *command_duration;  /* b2bd_command_duration_seconds (histogram) */

@@ -25,6 +25,7 @@ struct smtp_settings {
     const char *password;
     long timeout_ms;      /* connect timeout and whole-transfer timeout; <= 0: curl's defaults */
     int starttls;         /* 0 none, 1 try (CURLUSESSL_TRY), 2 required (CURLUSESSL_ALL) */
+    const char *ca_file;  /* NULL: the system's CAs; else the CAs (PEM) to verify the server with */
 };
 
 enum smtp_outcome {

@@ -311,7 +311,7 @@ class SmtpServer:
     """A private instance of tools/smtp_server.py (for tests that script refusals
     without disturbing others). Attributes: url, port, dir, control_addr."""
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, args=()):
         self._tmp = None
         if directory is None:
             self._tmp = tempfile.mkdtemp(prefix="smtp-", dir=LOCALENV_DIR if os.path.isdir(LOCALENV_DIR) else None)
@@ -320,7 +320,7 @@ class SmtpServer:
         self._log = open(os.path.join(directory, "smtp.log"), "ab")
         self.proc = subprocess.Popen(
             [PYTHON, os.path.join(SOURCE_DIR, "tools", "smtp_server.py"),
-             "--host", "127.0.0.1", "--port", "0", "--dir", directory],
+             "--host", "127.0.0.1", "--port", "0", "--dir", directory] + list(args),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log)
         try:
             found = _read_lines_until(self.proc, ["smtp=", "control="], 30)
@@ -1015,9 +1015,10 @@ class TestCase(unittest.TestCase):
         """Starts a daemon (skips the test if b2bd is not built) and waits for ready."""
         return self.daemon(extra_env=extra_env, args=args, **kw).start(wait_ready=wait_ready)
 
-    def start_smtp(self):
-        """A private SMTP server, stopped in tearDown; pass its .url as smtp_url."""
-        s = SmtpServer()
+    def start_smtp(self, args=()):
+        """A private SMTP server, stopped in tearDown; pass its .url as smtp_url. args:
+        more options of tools/smtp_server.py (--tls-cert, --auth, ...)."""
+        s = SmtpServer(args=args)
         self._smtp_servers.append(s)
         return s
 

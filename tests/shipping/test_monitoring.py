@@ -40,7 +40,7 @@ class Rules(unittest.TestCase):
             text = f.read()
         for metric in ("b2bd_ready", "b2bd_db_up", "b2bd_outbox_oldest_age_seconds",
                        "b2bd_consumer_lag_messages", "b2bd_notifications_failed_total",
-                       "b2bd_apply_isolated_commands_total"):
+                       "b2bd_apply_isolated_commands_total", "b2bd_commands_lost_total"):
             self.assertRegex(text, r"expr: [^\n]*%s|\n\s+[^\n]*%s" % (metric, metric), metric)
         # each alert has a unit test that expects it to fire
         with open(src("monitoring", "b2bd.rules.test.yml"), encoding="utf-8") as f:

@@ -91,6 +91,7 @@ static void test_defaults(void **state)
     assert_string_equal(t, "templates");
     assert_null(cfg.pg_password_file);
     assert_null(cfg.smtp_password_file);
+    assert_null(cfg.smtp_ca_file);
     assert_null(cfg.pg_password);
     assert_null(cfg.smtp_password);
     assert_string_equal(cfg.http_listen, "127.0.0.1:9187");
@@ -609,7 +610,7 @@ static void test_dump_hides_secrets(void **state)
         "apply_workers", "batch_linger_ms", "batch_max", "bulk_assign", "group_id", "http_listen", "kafka_bootstrap",
         "log_level", "max_message_bytes", "notifier_concurrency", "notifier_give_up_s",
         "notifier_rate_per_s", "notifier_retry_initial_ms", "notifier_retry_max_ms", "pg_dsn", "pg_password_file",
-        "role", "smtp_from", "smtp_password_file", "smtp_starttls", "smtp_url", "templates_dir",
+        "role", "smtp_ca_file", "smtp_from", "smtp_password_file", "smtp_starttls", "smtp_url", "templates_dir",
         "topic_prefix", "kafka.security.protocol", "kafka.sasl.password",
         "kafka.ssl.key.password", "kafka.ssl.key.pem", "kafka.sasl.oauthbearer.config",
         "kafka.sasl.oauthbearer.client.secret", "kafka.client.id",
@@ -652,6 +653,37 @@ static void test_topic(void **state)
 
 /* The shipped example parses; with its `#key = value` lines uncommented (all but the
  * password files), it still parses and gives the built-in defaults. */
+/* smtp_ca_file: from the file or B2BD_SMTP_CA_FILE (which wins); one that cannot be read
+ * is an error at load, naming the key. */
+static void test_smtp_ca_file(void **state)
+{
+    (void)state;
+    char ca[512], ca2[512];
+    snprintf(ca, sizeof ca, "%s", write_file("-----BEGIN CERTIFICATE-----\n"));
+    snprintf(ca2, sizeof ca2, "%s", write_file("-----BEGIN CERTIFICATE-----\n"));
+    char content[1200];
+    snprintf(content, sizeof content, "kafka_bootstrap = a:1\npg_dsn = host=db\nsmtp_ca_file = %s\n",
+             ca);
+    const char *path = write_file(content);
+    struct b2bd_config cfg;
+    load_ok(path, NULL, &cfg);
+    assert_string_equal(cfg.smtp_ca_file, ca);
+    config_free(&cfg);
+    char var[600];
+    snprintf(var, sizeof var, "B2BD_SMTP_CA_FILE=%s", ca2);
+    char *const env[] = {var, NULL};
+    load_ok(path, env, &cfg);
+    assert_string_equal(cfg.smtp_ca_file, ca2);
+    config_free(&cfg);
+
+    char missing[600];
+    snprintf(missing, sizeof missing, "B2BD_SMTP_CA_FILE=%s/no-ca.pem", tmpdir);
+    char *const env2[] = {"B2BD_KAFKA_BOOTSTRAP=a:1", "B2BD_PG_DSN=x", missing, NULL};
+    struct b2bd_err err = load_fails(NULL, env2);
+    assert_string_equal(err.field, "smtp_ca_file");
+    assert_non_null(strstr(err.msg, strerror(ENOENT)));
+}
+
 static void test_example_file(void **state)
 {
     (void)state;
@@ -673,7 +705,7 @@ static void test_example_file(void **state)
     int uncommented = 0;
     while (fgets(line, sizeof line, in)) {
         if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " = ") &&
-            !strstr(line, "_password_file")) {
+            !strstr(line, "_password_file") && !strstr(line, "smtp_ca_file")) {
             fputs(line + 1, out);
             uncommented++;
         } else {
@@ -726,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_redact),
         cmocka_unit_test(test_dump_hides_secrets),
         cmocka_unit_test(test_topic),
+        cmocka_unit_test(test_smtp_ca_file),
         cmocka_unit_test(test_example_file),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

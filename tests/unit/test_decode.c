@@ -142,12 +142,14 @@ static void test_err_names_and_classes(void **state)
     assert_string_equal(b2bd_code_name(B2BD_NOT_JSON), "NOT_JSON");
     assert_string_equal(b2bd_code_name(B2BD_NOT_A_COMMAND), "NOT_A_COMMAND");
     assert_string_equal(b2bd_code_name(B2BD_TOO_LARGE), "TOO_LARGE");
+    assert_string_equal(b2bd_code_name(B2BD_COMMANDS_LOST), "COMMANDS_LOST");
     assert_string_equal(b2bd_code_name(B2BD_ERR_DB), "DB_ERROR");
     assert_string_equal(b2bd_code_name(B2BD_ERR_INTERNAL), "INTERNAL");
     assert_non_null(b2bd_code_name((enum b2bd_code)999));
     for (int c = B2BD_OK; c <= B2BD_ERR_INTERNAL; c++) {
         bool rej = c >= B2BD_INVALID && c <= B2BD_UNPROCESSABLE;
-        bool dead = c == B2BD_NOT_JSON || c == B2BD_NOT_A_COMMAND || c == B2BD_TOO_LARGE;
+        bool dead = c == B2BD_NOT_JSON || c == B2BD_NOT_A_COMMAND || c == B2BD_TOO_LARGE ||
+                    c == B2BD_COMMANDS_LOST;
         assert_int_equal(!!b2bd_code_is_rejection((enum b2bd_code)c), rej);
         assert_int_equal(!!b2bd_code_is_dead_letter((enum b2bd_code)c), dead);
     }
