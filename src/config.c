@@ -535,7 +535,7 @@ static int finish(struct b2bd_config *cfg, struct b2bd_err *err)
         return -1;
     /* a CA file that cannot be read would fail every send: say so at start */
     if (cfg->smtp_ca_file && access(cfg->smtp_ca_file, R_OK) != 0) {
-        b2bd_err_set(err, B2BD_INVALID, "smtp_ca_file", "smtp_ca_file: cannot read %s: %s",
+        b2bd_err_set(err, B2BD_ERR_IO, "smtp_ca_file", "smtp_ca_file: cannot read %s: %s",
                      cfg->smtp_ca_file, strerror(errno));
         return -1;
     }
