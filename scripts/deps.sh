@@ -14,6 +14,8 @@ PACKAGES=(
   python3-jsonschema python3-yaml procps curl iproute2 ca-certificates
   # test_smtp_tls: a test CA and the SMTP server's certificate
   openssl
+  # SQL functions tested directly (tests/integration/test_sql_rules.py)
+  postgresql-15-pgtap
   # every Python file of the repository checked for unused names and typos (ctest lint.python)
   pyflakes3
   # fuzzing (fuzz/run.sh, ctest fuzz.short): clang and libFuzzer's runtime
