@@ -149,6 +149,7 @@ class KafkaFaultTest(B2bTestCase):
     def wait_fatal_exit(self, client, code, timeout=30):
         """b2bd exits on its own, with status 3, within timeout, having logged the fatal
         error of client with its cause."""
+        self.d.expect_exit = 3  # the fatal error's status (judged again in tearDown)
         try:
             status = self.d.wait(timeout)
         except subprocess.TimeoutExpired:
