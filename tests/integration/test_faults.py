@@ -107,7 +107,9 @@ class KafkaFaultTest(B2bTestCase):
             self.assertLessEqual(tp.offset, applied[(tp.topic, tp.partition)], tp)
 
     def test_all_brokers_down_then_back(self):
-        self.start()
+        # the outage outlasts the producer's message.timeout.ms: deliveries in flight
+        # fail, and their rows must stay in the outbox and go again
+        self.start({"B2BD_KAFKA__MESSAGE_TIMEOUT_MS": "1500"})
         cmds = self.stream(300)
         def results_read():
             self.bus.poll("results", 0.2)
@@ -127,6 +129,8 @@ class KafkaFaultTest(B2bTestCase):
             self.assertTrue(self.d.alive())
             time.sleep(0.1)
         self.assertNotIn(0, waiting, "the outbox emptied while every broker was down")
+        self.assertTrue(self.d.wait_log("event=delivery_failed", 30), "no delivery failed in the outage")
+        self.assertGreater(outbox(), 0)
         self.assertLess(len({m[1]["command_id"] for m in self.bus.messages("results")}), len(cmds),
                         "every result was out before the outage")
         for b in (1, 2, 3):
