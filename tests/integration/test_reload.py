@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import harness
-from b2btest import B2bTestCase
+from b2btest import B2bTestCase, wait_until
 from harness import scrape
 
 
@@ -64,9 +64,17 @@ class ReloadTest(B2bTestCase):
         ready = next(i for i, n in enumerate(mine) if "READY=1" in n)
         self.assertLess(reloading, ready, mine)
 
-    def batches(self, port):
-        m = scrape(port)
-        return m.get("b2bd_batch_size_messages_count"), m.get("b2bd_batch_size_messages_sum")
+    def batches(self, port, at_least=None):
+        """(batches, messages) of b2bd_batch_size_messages; at_least: first waits until
+        the messages reach it (a batch is counted once done, which can be a moment
+        after its results are out)."""
+        def read():
+            m = scrape(port)
+            return m.get("b2bd_batch_size_messages_count"), m.get("b2bd_batch_size_messages_sum")
+        if at_least is None:
+            return read()
+        return wait_until(lambda: (lambda r: r if r[1] >= at_least else None)(read()), timeout=10,
+                          what="%d messages counted in b2bd_batch_size_messages" % at_least)
 
     def burst(self, port, n=20):
         """n company.upsert commands of one company (one partition), produced at once
@@ -81,7 +89,7 @@ class ReloadTest(B2bTestCase):
         self.bus.flush()
         results = self.bus.wait_results([c["command_id"] for c in cmds], timeout=60)
         self.assertTrue(all(r["status"] == "applied" for r in results), results)
-        count1, sum1 = self.batches(port)
+        count1, sum1 = self.batches(port, at_least=sum0 + n)
         return count1 - count0, sum1 - sum0
 
     def send_spaced(self, n, gap):
@@ -195,7 +203,7 @@ class ReloadTest(B2bTestCase):
         # ... batch_linger_ms (commands 0.1 s apart gathered) ...
         count1, sum1 = self.batches(port)
         self.send_spaced(4, 0.1)
-        count2, sum2 = self.batches(port)
+        count2, sum2 = self.batches(port, at_least=sum1 + 4)
         self.assertEqual(sum2 - sum1, 4)
         self.assertLess(count2 - count1, 4, "commands 0.1 s apart not gathered in one batch")
         # ... log_level ...
@@ -230,7 +238,7 @@ class ReloadTest(B2bTestCase):
         self.assertEqual(self.burst(port), (4, 20))  # batch_max 5 kept
         count2, sum2 = self.batches(port)
         self.send_spaced(3, 0.1)
-        count3, sum3 = self.batches(port)
+        count3, sum3 = self.batches(port, at_least=sum2 + 3)
         self.assertEqual(sum3 - sum2, 3)
         self.assertLess(count3 - count2, 3)  # still lingering: batch_linger_ms kept
         self.assertTrue(d.alive())
