@@ -11,7 +11,9 @@
 # Any crash, sanitizer report, memory leak, broken invariant (abort) or slow input
 # (over FUZZ_UNIT_TIMEOUT seconds, default 10) fails the run: exit 1, the input saved
 # as BUILD/artifacts/<name>-crash-*, -leak-*, -timeout-*. Prints the executions of each.
-# Exit 77 (ctest's skip) when clang or libFuzzer's runtime (libclang-rt-14-dev) is missing.
+# Exit 77 (ctest's skip) when clang or libFuzzer's runtime (libclang-rt-14-dev) is missing;
+# under CI (CI set, as .ci/run sets it) that is a failure instead (exit 1): scripts/deps.sh
+# must provide them.
 set -uo pipefail
 
 SECONDS_EACH=${1:-20}
@@ -22,26 +24,33 @@ TARGETS=${FUZZ_TARGETS:-decode mustache smtp_headers}
 UNIT_TIMEOUT=${FUZZ_UNIT_TIMEOUT:-10}
 CC=${FUZZ_CC:-clang}
 
+# A tool the run needs is missing: a skip by hand, a failure under CI.
+missing() {
+  if [ -n "${CI:-}" ]; then
+    echo "fuzz: FAIL: $* (CI: scripts/deps.sh must provide it)"
+    exit 1
+  fi
+  echo "fuzz: SKIP: $*"
+  exit 77
+}
+
 case "$SECONDS_EACH" in
   ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
 esac
 
 if ! command -v "$CC" >/dev/null 2>&1; then
-  echo "fuzz: SKIP: $CC not found (apt-get install clang libclang-rt-14-dev)"
-  exit 77
+  missing "$CC not found (apt-get install clang libclang-rt-14-dev)"
 fi
 # libFuzzer's runtime: a trivial target must link.
 mkdir -p "$BUILD/artifacts" || exit 1
 probe="$BUILD/probe.c"
 printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' >"$probe"
 if ! "$CC" -fsanitize=fuzzer,address,undefined "$probe" -o "$BUILD/probe" >"$BUILD/probe.log" 2>&1; then
-  echo "fuzz: SKIP: $CC cannot link -fsanitize=fuzzer (libclang-rt-14-dev missing?):"
   sed 's/^/  /' "$BUILD/probe.log" | head -5
-  exit 77
+  missing "$CC cannot link -fsanitize=fuzzer (libclang-rt-14-dev missing?; its output above)"
 fi
 if ! pkg-config --exists jansson libcrypto libcurl; then
-  echo "fuzz: SKIP: pkg-config cannot find jansson, libcrypto or libcurl"
-  exit 77
+  missing "pkg-config cannot find jansson, libcrypto or libcurl"
 fi
 
 # The src/ files each target links.

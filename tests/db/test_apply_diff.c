@@ -656,6 +656,12 @@ int main(void)
                         "makes runs\n", on.bulk_commands);
         failed = 1;
     }
+    /* ... and the "off" databases none of it, or the test compares a path with itself */
+    if (!failed && (off.bulk_commands != 0 || off.bulk_fallbacks != 0)) {
+        fprintf(stderr, "bulk off settled %lu commands set-based and handed back %lu runs: "
+                        "the setting was not honoured\n", off.bulk_commands, off.bulk_fallbacks);
+        failed = 1;
+    }
     for (size_t i = 0; i < n_pairs; i++) {
         dbt_world_close(&pairs[i].on);
         dbt_world_close(&pairs[i].off);

@@ -446,9 +446,15 @@ _HTTP_LISTENING = re.compile(r"event=http_listening addr=\S+ port=(\d+)")
 
 
 class Daemon:
-    """BUILD_DIR/b2bd configured from the environment only (no --config)."""
+    """BUILD_DIR/b2bd configured from the environment only (no --config).
+
+    Every process a Daemon starts is judged when the test ends (judge(), called by
+    TestCase.tearDown and B2bTestCase.tearDownClass): it must have exited with the
+    status the test expects (expect_exit: 0 after SIGTERM; -SIGKILL after kill()),
+    and its log must hold no sanitizer report (SANITIZER_REPORTS)."""
 
     _count = 0
+    started = []  # every Daemon started, in order (tests judge those they started)
 
     def __init__(self, prefix, dsn, extra_env=None, args=None, group_id=None,
                  smtp_url=None, log_path=None, binary=None):
@@ -485,10 +491,17 @@ class Daemon:
                     self.env[k] = str(v)
         self.proc = None
         self.returncode = None
+        # The exit status the running process must end with: 0 (a SIGTERM'd daemon
+        # exits 0) unless the test says otherwise (a refusal: set it, or pass
+        # expect_exit to start(); kill() sets -SIGKILL itself). None: any status.
+        self.expect_exit = 0
+        self.ends = []  # (status, expected) of every process of this Daemon that ended
+        self._ended = False
 
-    def start(self, wait_ready=True, timeout=30):
+    def start(self, wait_ready=True, timeout=30, expect_exit=0):
         if not os.access(self.binary, os.X_OK):
             missing("%s is not built" % self.binary)
+        self._record_end()  # a restart: the last process's end is judged too
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
@@ -496,7 +509,10 @@ class Daemon:
                 stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
+        Daemon.started.append(self)
         self.returncode = None
+        self.expect_exit = expect_exit
+        self._ended = False
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -561,9 +577,11 @@ class Daemon:
             return "(gdb failed: %s)" % e
 
     def kill(self):
+        """SIGKILL (the test means it: this process's end is expected to be -SIGKILL)."""
         if self.proc is None:
             return None
         if self.alive():
+            self.expect_exit = -signal.SIGKILL
             self.proc.kill()
         self.returncode = self.proc.wait(10)
         return self.returncode
@@ -572,6 +590,38 @@ class Daemon:
         """Waits for the daemon to exit on its own; returns the exit code."""
         self.returncode = self.proc.wait(timeout)
         return self.returncode
+
+    def _record_end(self):
+        if self.proc is not None and not self._ended and self.proc.poll() is not None:
+            self.ends.append((self.proc.returncode, self.expect_exit))
+            self._ended = True
+
+    def judge(self):
+        """Stops the daemon if it still runs (SIGTERM) and returns the problems of its
+        end, readable ([] when every process it started exited as expected and its
+        log holds no sanitizer report): which daemon, its status, its log's tail."""
+        problems = []
+        try:
+            if self.alive():
+                self.stop()
+        except AssertionError as e:
+            problems.append(str(e)[:20000])
+        self._record_end()
+        for status, expected in self.ends:
+            if expected is not None and status != expected:
+                problems.append("b2bd (log %s) exited with status %s, expected %s"
+                                % (self.log_path, status, expected))
+        log = self.log()
+        found = [r for r in SANITIZER_REPORTS if r in log]
+        if found:
+            problems.append("b2bd (log %s): sanitizer report in its log (%s)"
+                            % (self.log_path, ", ".join(found)))
+        if found:
+            at = min(log.find(r) for r in found)
+            problems.append("log from its first sanitizer report:\n%s" % log[max(0, at - 2000):at + 16000])
+        elif problems:
+            problems.append("log tail:\n%s" % log[-16000:])
+        return problems
 
     def http_port(self, timeout=30):
         """The port of the daemon's HTTP endpoint, as it logged it (the tests let it
@@ -591,6 +641,11 @@ class Daemon:
 
     def log(self):
         return read_log(self.log_path)
+
+
+# what AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer write when they
+# find something (the tests run b2bd built with them, see scripts/test.sh)
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def read_log(path):
@@ -948,6 +1003,7 @@ class TestCase(unittest.TestCase):
         self._bus = None
         self._buses_from = len(Bus.opened)
         self._daemons = []
+        self._daemons_from = len(Daemon.started)
         self._smtp_servers = []
 
     @property
@@ -972,13 +1028,19 @@ class TestCase(unittest.TestCase):
     def tearDown(self):
         failed = self._failed()
         problems = []
-        for d in self._daemons:
-            try:
-                if d.alive():
-                    d.stop()
-            except AssertionError as e:
-                problems.append(str(e)[:2000])
-            if failed or problems:
+        # every daemon this test started (through self.daemon() or harness.Daemon
+        # directly; not the class's shared one) ends as the test expects: stopped by
+        # SIGTERM with status 0 unless the test said otherwise, no sanitizer report
+        shared = getattr(self, "shared_daemon", None)
+        mine = []
+        for d in self._daemons + Daemon.started[self._daemons_from:]:
+            if d is not shared and d.proc is not None and all(d is not m for m in mine):
+                mine.append(d)
+        del Daemon.started[self._daemons_from:]
+        for d in mine:
+            ended = d.judge()
+            problems.extend(ended)
+            if failed and not ended:
                 sys.stderr.write("\n----- b2bd log %s (exit %s) -----\n%s\n----- end of log -----\n"
                                  % (d.log_path, d.returncode, d.log()[-100000:]))
         for s in self._smtp_servers:

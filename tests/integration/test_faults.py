@@ -107,7 +107,9 @@ class KafkaFaultTest(B2bTestCase):
             self.assertLessEqual(tp.offset, applied[(tp.topic, tp.partition)], tp)
 
     def test_all_brokers_down_then_back(self):
-        self.start()
+        # the outage outlasts the producer's message.timeout.ms: deliveries in flight
+        # fail, and their rows must stay in the outbox and go again
+        self.start({"B2BD_KAFKA__MESSAGE_TIMEOUT_MS": "1500"})
         cmds = self.stream(300)
         def results_read():
             self.bus.poll("results", 0.2)
@@ -115,8 +117,22 @@ class KafkaFaultTest(B2bTestCase):
         wait_until(lambda: results_read() >= 60, what="a fifth of the results")
         for b in (1, 2, 3):
             self.kafka.control("broker-down %d" % b)
-        time.sleep(5)
-        self.assertTrue(self.d.alive())
+        # work is outstanding at the outage: b2bd applies what it had fetched, and its
+        # results wait in the outbox, which stays full while no broker answers (not all
+        # 300 results were out before the outage)
+        outbox = lambda: self.query("SELECT count(*) FROM outbox")[0][0]  # noqa: E731
+        wait_until(lambda: outbox() > 0, timeout=30, what="results waiting in the outbox during the outage")
+        waiting = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            waiting.append(outbox())
+            self.assertTrue(self.d.alive())
+            time.sleep(0.1)
+        self.assertNotIn(0, waiting, "the outbox emptied while every broker was down")
+        self.assertTrue(self.d.wait_log("event=delivery_failed", 30), "no delivery failed in the outage")
+        self.assertGreater(outbox(), 0)
+        self.assertLess(len({m[1]["command_id"] for m in self.bus.messages("results")}), len(cmds),
+                        "every result was out before the outage")
         for b in (1, 2, 3):
             self.kafka.control("broker-up %d" % b)
         self.check_once(cmds)
@@ -149,6 +165,7 @@ class KafkaFaultTest(B2bTestCase):
     def wait_fatal_exit(self, client, code, timeout=30):
         """b2bd exits on its own, with status 3, within timeout, having logged the fatal
         error of client with its cause."""
+        self.d.expect_exit = 3  # the fatal error's status (judged again in tearDown)
         try:
             status = self.d.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -70,7 +70,7 @@ class LogLinesTest(harness.TestCase):
                                  " event=forged2 \\x41 \xe9")
         dsn = self.dsn + " application_name='app" + FORGE.replace("'", "") + "'"
         d = self.daemon(extra_env={"B2BD_TEMPLATES_DIR": templates, "B2BD_PG_DSN": dsn})
-        d.start(wait_ready=False)
+        d.start(wait_ready=False, expect_exit=1)  # refuses to start: the templates are missing
         self.assertEqual(d.wait(30), 1, d.log())
         raw = open(d.log_path, "rb").read()
         self.assertTrue(raw.endswith(b"\n"))

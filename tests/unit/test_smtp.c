@@ -618,6 +618,23 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
+/* Set when the server tests skip: main() then exits 77, ctest's SKIP_RETURN_CODE. */
+static bool server_skipped;
+
+/* The SMTP test server cannot run (a tool or file missing): by hand the server tests
+ * skip; under CI (CI set, as .ci/run sets it) they fail, as scripts/deps.sh must
+ * provide what they need. Returns the group setup's status. */
+static int server_missing(void)
+{
+    const char *ci = getenv("CI");
+    if (ci && *ci) {
+        print_message("test_smtp: CI: the SMTP server tests must run: failing\n");
+        return -1;
+    }
+    server_skipped = true;
+    return 0;
+}
+
 static int server_setup(void **state)
 {
     struct server *s = calloc(1, sizeof *s);
@@ -627,16 +644,16 @@ static int server_setup(void **state)
     snprintf(script, sizeof script, "%s/tools/smtp_server.py", src ? src : B2BD_SOURCE_DIR);
     if (access("/usr/bin/python3", X_OK) != 0) {
         print_message("test_smtp: /usr/bin/python3 missing: skipping the SMTP server tests\n");
-        return 0;
+        return server_missing();
     }
     if (system("/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1") != 0) {
         print_message("test_smtp: python3 module aiosmtpd missing (apt install "
                       "python3-aiosmtpd): skipping the SMTP server tests\n");
-        return 0;
+        return server_missing();
     }
     if (access(script, R_OK) != 0) {
         print_message("test_smtp: %s not found: skipping the SMTP server tests\n", script);
-        return 0;
+        return server_missing();
     }
     snprintf(s->dir, sizeof s->dir, "/tmp/test_smtp.XXXXXX");
     if (!mkdtemp(s->dir))
@@ -1063,5 +1080,9 @@ int main(void)
     int failed = cmocka_run_group_tests_name("smtp offline", offline, NULL, NULL);
     failed += cmocka_run_group_tests_name("smtp server", server, server_setup, server_teardown);
     curl_global_cleanup();
+    if (failed == 0 && server_skipped) {
+        print_message("test_smtp: the SMTP server tests were skipped\n");
+        return 77; /* ctest shows the file as skipped, not passed */
+    }
     return failed;
 }
