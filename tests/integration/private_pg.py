@@ -21,7 +21,7 @@ class PrivatePostgres:
 
     def __init__(self, durable=False, dbname="b2bd"):
         self.bin = harness.env()["PG_BIN"]
-        self.root = tempfile.mkdtemp(prefix="b2bd-pg.", dir="/tmp")
+        self.root = tempfile.mkdtemp(prefix="b2bd-pgcrash.", dir="/tmp")
         self.marker = os.path.join(harness.LOCALENV_DIR, "private-pg", os.path.basename(self.root))
         self.data = os.path.join(self.root, "data")
         self.log_path = os.path.join(self.root, "postgres.log")

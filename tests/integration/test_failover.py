@@ -29,7 +29,7 @@ class Standby:
 
     def __init__(self, primary):
         self.bin = primary.bin
-        self.root = tempfile.mkdtemp(prefix="b2bd-pg.", dir="/tmp")
+        self.root = tempfile.mkdtemp(prefix="b2bd-pgcrash.", dir="/tmp")
         self.marker = os.path.join(harness.LOCALENV_DIR, "private-pg", os.path.basename(self.root))
         self.data = os.path.join(self.root, "data")
         self.log_path = os.path.join(self.root, "postgres.log")
