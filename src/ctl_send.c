@@ -17,7 +17,13 @@ struct ctl_send {
     void *arg;
     json_t *waiting;          /* canonical command_id -> tag (a JSON integer) */
     long missing;
+    const char *to;           /* every command's topic suffix (NULL: its type's) */
 };
+
+void ctl_send_to(struct ctl_send *s, const char *suffix)
+{
+    s->to = suffix;
+}
 
 /* A command id as b2bd reports it: a UUID in lower case (the contract's canonical form);
  * other ids are compared the same way, ASCII case folded. Caller frees. */
@@ -106,7 +112,8 @@ rd_kafka_resp_err_t ctl_send_command(struct ctl_send *s, const json_t *cmd, cons
         len = strlen(own);
     }
     char *key = ctl_command_key(cmd);
-    char *topic = config_topic(s->cfg, ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
+    char *topic = config_topic(s->cfg, s->to ? s->to
+                                                    : ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
     rd_kafka_resp_err_t e = ctl_produce(s->producer, topic, key, key ? strlen(key) : 0, text, len);
     free(topic);
     free(key);
