@@ -198,27 +198,31 @@ class Lanes(B2bTestCase):
         self.bus.flush()
         self.start_daemon()
         wait_until(lambda: self.done(importer) > 0, timeout=60, what="the import under way")
-        waits = []
+        waits, between = [], []
         for i in range(5):
             cmd = harness.command("assign", admin, self.assign("u%d" % i, [("l-0", "ordering_only")], company="c-0"))
+            before = self.done(importer)
             sent = time.monotonic()
             self.bus.send(cmd)
             self.bus.flush()
             r = self.bus.wait_result(cmd["command_id"], timeout=120)
             waits.append(time.monotonic() - sent)
             self.assertEqual(r["status"], "applied", r)
+            # import rows applied in transactions that began before this command's
+            (applied_at,), = self.query("SELECT processed_at FROM commands WHERE command_id = %s",
+                                        (cmd["command_id"],))
+            between.append(self.query("SELECT count(*) FROM commands WHERE shop_id = %s AND type = 'assign'"
+                                      " AND processed_at < %s", (importer, applied_at))[0][0] - before)
             time.sleep(0.2)
-        # applied before the backlog: a good part of the import was applied after the
-        # last interactive command, in later transactions
-        last = self.query("SELECT processed_at FROM commands WHERE shop_id = %s ORDER BY processed_at DESC"
-                          " LIMIT 1", (admin,))[0][0]
         wait_until(lambda: self.done(importer) == len(rows), timeout=300, what="the import applied")
-        after = self.query("SELECT count(*) FROM commands WHERE shop_id = %s AND type = 'assign'"
-                           " AND processed_at > %s",
-                           (importer, last))[0][0]
-        print("interactive waits (s): %s; import rows applied after the last: %d of %d"
-              % (" ".join("%.3f" % w for w in waits), after, len(rows)))
-        self.assertGreater(after, len(rows) // 4, "the interactive commands waited behind the backlog")
+        print("interactive waits (s): %s; import rows applied meanwhile: %s of %d"
+              % (" ".join("%.3f" % w for w in waits), " ".join(map(str, between)), len(rows)))
+        # at most the bulk work in hand: the batch being applied when the command was
+        # sent (counted from before it began, as the count is read first), one taken
+        # before the command was fetched (batch_max 500), and the share a batch with
+        # interactive work gives the bulk lane (50); a slow fetch under load may add one
+        # more batch. Never the backlog.
+        self.assertLessEqual(max(between), 3 * 500 + 50, "an interactive command waited behind the backlog")
 
     def test_bulk_partitions_are_served_in_turn(self):
         big, small = self.shop, self.shop + "-s"
