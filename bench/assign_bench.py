@@ -19,11 +19,11 @@ import harness  # noqa: E402
 import psycopg2  # noqa: E402
 
 
-def fresh():
+def fresh(partitions=harness.PARTITIONS):
     """A new topic prefix (topics created) and database (b2bd's schema, from its own
     migrations: a daemon started and stopped once); the shop is "bench"."""
     prefix = harness.unique_name("b") + "."
-    harness.create_topics(prefix)
+    harness.create_topics(prefix, partitions)
     name, dsn = harness.create_database()
     d = harness.Daemon(prefix, dsn, extra_env={"B2BD_ROLE": "worker"}).start()
     d.stop()
@@ -60,10 +60,10 @@ def assigns(shop, n_companies, per_company):
     return out
 
 
-def world_empty(n_companies, locations_per_company):
+def world_empty(n_companies, locations_per_company, partitions=harness.PARTITIONS):
     """A fresh prefix and database with companies and locations but no customer: what an
     import of new customers starts from."""
-    prefix, name, dsn, shop = fresh()
+    prefix, name, dsn, shop = fresh(partitions)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         for c in range(n_companies):
             cur.execute("INSERT INTO companies (shop_id, company_id, name) VALUES (%s, %s, %s)",
@@ -202,16 +202,19 @@ def write_import_csv(path, n):
                     % (i, i, i % 2, "location_admin" if i % 10 == 0 else "ordering_only"))
 
 
-def run_ctl_import(prefix, dsn, shop, path, d, args=()):
-    """Runs b2bctl import of path against daemon d; returns seconds, start to exit."""
+def run_ctl_import(prefix, dsn, shop, path, d, args=None):
+    """Runs b2bctl import of path against daemon d (args: its options, by default those
+    of a CSV for shop's company c-0); returns seconds, start to exit."""
     # b2bctl's result reader asks the mock for the daemon's fetch wait (see latency()):
     # the mock holds every fetch for fetch.wait.max.ms (librdkafka's default, 500 ms),
     # so the last results waited up to that long after b2bd had published them
     env = dict(os.environ, B2BD_KAFKA_BOOTSTRAP=harness.env()["B2BD_KAFKA_BOOTSTRAP"], B2BD_TOPIC_PREFIX=prefix,
                B2BD_PG_DSN=dsn, B2BD_KAFKA__FETCH_WAIT_MAX_MS=d.env["B2BD_KAFKA__FETCH_WAIT_MAX_MS"])
     t0 = time.monotonic()
-    r = subprocess.run([os.path.join(harness.BUILD_DIR, "b2bctl"), "import", "--shop", shop, "--company", "c-0",
-                        "--wait-timeout", "300"] + list(args) + [path],
+    if args is None:
+        args = ["--shop", shop, "--company", "c-0"]
+    r = subprocess.run([os.path.join(harness.BUILD_DIR, "b2bctl"), "import", "--wait-timeout", "300"]
+                       + list(args) + [path],
                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     secs = time.monotonic() - t0
     if r.returncode != 0:
@@ -234,16 +237,19 @@ def ctl_import(prefix, dsn, shop, n, tmpdir):
     return secs
 
 
-def lanes(n, rate, tmpdir):
+def lanes(n, rate, tmpdir, companies=20, partitions=12):
     """The bulk lane (README "How it works"): a b2bctl import of n new customers (to the
-    bulk topic) alone, then again while another shop's admin sends single assigns to the
-    assign topic at rate/s. Returns (import seconds alone, import seconds with the
-    interactive load, the interactive commands' latencies in ms during the import: sent
-    to applied, i.e. to their inbox row committed, seen by polling PostgreSQL every
-    2 ms)."""
+    bulk topic; JSON Lines of assigns over companies, each company's rows under its key,
+    as the README says to key them; topics of 12 partitions, as in production) alone,
+    then again while another shop's admin sends single assigns to the assign topic at
+    rate/s. Returns (import seconds alone, import seconds with the interactive load, the
+    interactive commands' latencies in ms during the import: sent to applied, i.e. to
+    their inbox row committed, seen by polling PostgreSQL every 2 ms). (librdkafka
+    2.0.2's mock broker keeps about 5 MB a partition and drops the oldest beyond: an
+    import on fewer partitions than this outruns it and loses rows.)"""
     out = []
     for interactive in (False, True):
-        prefix, _, dsn, shop = world_empty(1, 2)
+        prefix, _, dsn, shop = world_empty(companies, 2, partitions)
         other = "bench-admin"
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO companies (shop_id, company_id, name) VALUES (%s, 'c-0', 'Other')", (other,))
@@ -254,8 +260,10 @@ def lanes(n, rate, tmpdir):
                 buf.write("%s\ta-%d\ta-%d@example.com\n" % (other, i, i))
             buf.seek(0)
             cur.copy_expert("COPY customers (shop_id, customer_id, email) FROM STDIN", buf)
-        path = os.path.join(tmpdir, "lanes-%s.csv" % prefix.strip("."))
-        write_import_csv(path, n)
+        path = os.path.join(tmpdir, "lanes-%s.jsonl" % prefix.strip("."))
+        with open(path, "w", encoding="utf-8") as f:
+            for c in new_assigns(shop, companies, n // companies, 2):
+                f.write(json.dumps(c) + "\n")
         d = harness.Daemon(prefix, dsn, extra_env={"B2BD_KAFKA__FETCH_WAIT_MAX_MS": "1"}).start()
         settle(d)
         samples, stop = [], threading.Event()
@@ -288,7 +296,7 @@ def lanes(n, rate, tmpdir):
             t.start()
             time.sleep(1.0)  # the admin at work before the import starts
         t0 = time.monotonic()
-        secs = run_ctl_import(prefix, dsn, shop, path, d)
+        secs = run_ctl_import(prefix, dsn, shop, path, d, args=[])
         t1 = time.monotonic()
         stop.set()
         if interactive:
