@@ -33,9 +33,13 @@ struct kafka_in {
 /* How long an idle poll waits on the interactive consumer before it looks at the bulk
  * one: a first bulk message waits at most this. */
 #define LANE_SLICE_MS 10
-/* The bulk messages held in the lane, in batches (batch_max): what the lane takes from
- * librdkafka's queue; that queue is bounded (queued.max.messages.kbytes). */
-#define LANE_BATCHES 2
+/* The bulk consumer's queue (queued.max.messages.kbytes), and what the lane holds at
+ * most: twice that, in bytes, so that the lane always takes all the queue holds. That
+ * queue is one for all partitions, in the order fetched: a partition fetched late (its
+ * broker slower) may sit behind one that filled it; the lane reaches it all the same,
+ * and serves both in turn. */
+#define BULK_QUEUE_KB 2048
+#define LANE_BYTES (2 * 1024 * (size_t)BULK_QUEUE_KB)
 
 static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *val,
                      struct b2bd_err *err)
@@ -242,7 +246,7 @@ static rd_kafka_t *kafka_consumer_open(const struct b2bd_config *cfg, struct kaf
         "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "client.id", "b2bd-bulk",
         "enable.partition.eof", "false", "statistics.interval.ms", "5000",
-        "queued.max.messages.kbytes", "8192", "max.partition.fetch.bytes", "65536", NULL};
+        "queued.max.messages.kbytes", "2048", "max.partition.fetch.bytes", "65536", NULL};
     rd_kafka_conf_t *conf = kafka_conf(cfg, bulk ? bulk_defaults : defaults, err);
     if (!conf || kafka_set(conf, "group.id", cfg->group_id, err) < 0)
         goto fail;
@@ -292,6 +296,12 @@ static void kafka_message_destroy(void *m)
     rd_kafka_message_destroy(m);
 }
 
+static size_t kafka_message_size(const void *m)
+{
+    const rd_kafka_message_t *msg = m;
+    return msg->len + msg->key_len + sizeof *msg;
+}
+
 struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
                               struct b2bd_err *err)
 {
@@ -299,7 +309,7 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics
     if (!k)
         abort();
     k->metrics = metrics;
-    k->lane = lane_new(kafka_message_destroy);
+    k->lane = lane_new(kafka_message_destroy, kafka_message_size);
     k->bulk_topic = config_topic(cfg, decode_topic_suffix(TOPIC_BULK));
     const char *interactive[TOPIC_COUNT + 1] = {0}, *bulk[] = {decode_topic_suffix(TOPIC_BULK), NULL};
     for (int t = 0, i = 0; t < TOPIC_COUNT; t++)
@@ -339,13 +349,13 @@ static int kafka_polled(rd_kafka_t *rk, rd_kafka_message_t *m)
     return 1;
 }
 
-/* Moves what the bulk consumer has fetched into the lane, until the lane holds limit
- * messages; polls at least once whatever the lane holds (the consumer's events, and
+/* Moves what the bulk consumer has fetched into the lane, until the lane holds
+ * LANE_BYTES; polls at least once whatever the lane holds (the consumer's events, and
  * max.poll.interval.ms). Returns -1 on the consumer's fatal error. */
-static int kafka_lane_fill(struct kafka_in *k, size_t limit)
+static int kafka_lane_fill(struct kafka_in *k)
 {
     int first = 1;
-    while (first || lane_buffered(k->lane) < limit) {
+    while (first || lane_bytes(k->lane) < LANE_BYTES) {
         first = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(k->bulk, 0);
         if (!m)
@@ -363,7 +373,6 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
                      int linger_ms)
 {
     size_t share = max / BULK_SHARE ? max / BULK_SHARE : 1;
-    size_t limit = LANE_BATCHES * max;
     size_t n = 0;
     int64_t end = util_now_ms() + wait_ms, deadline = 0;
     for (;;) {
@@ -386,7 +395,7 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
             }
             continue;
         }
-        if (kafka_lane_fill(k, limit) < 0)
+        if (kafka_lane_fill(k) < 0)
             return n;
         if (n > 0 ? timeout == 0 : lane_buffered(k->lane) > 0 || util_now_ms() >= end)
             break;

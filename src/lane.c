@@ -12,18 +12,21 @@ struct lane_part {
 
 struct lane {
     void (*destroy)(void *);
+    size_t (*size)(const void *);
+    size_t bytes;
     struct lane_part *parts;
     size_t n_parts, cap_parts;
     size_t total;
     size_t turn; /* the partition served next */
 };
 
-struct lane *lane_new(void (*destroy)(void *item))
+struct lane *lane_new(void (*destroy)(void *item), size_t (*size)(const void *item))
 {
     struct lane *l = calloc(1, sizeof *l);
     if (!l)
         abort();
     l->destroy = destroy;
+    l->size = size;
     return l;
 }
 
@@ -70,6 +73,12 @@ void lane_push(struct lane *l, int32_t partition, void *item)
     }
     p->items[p->head + p->n++] = item;
     l->total++;
+    l->bytes += l->size ? l->size(item) : 0;
+}
+
+size_t lane_bytes(const struct lane *l)
+{
+    return l->bytes;
 }
 
 size_t lane_buffered(const struct lane *l)
@@ -92,6 +101,8 @@ size_t lane_take(struct lane *l, void **out, size_t want)
             if (k > want - got)
                 k = want - got;
             memcpy(out + got, p->items + p->head, k * sizeof *out);
+            for (size_t j = 0; j < k && l->size; j++)
+                l->bytes -= l->size(out[got + j]);
             got += k;
             p->head += k;
             p->n -= k;
@@ -106,8 +117,10 @@ size_t lane_take(struct lane *l, void **out, size_t want)
 static size_t lane_part_drop(struct lane *l, struct lane_part *p)
 {
     size_t n = p->n;
-    for (size_t k = 0; k < p->n; k++)
+    for (size_t k = 0; k < p->n; k++) {
+        l->bytes -= l->size ? l->size(p->items[p->head + k]) : 0;
         l->destroy(p->items[p->head + k]);
+    }
     l->total -= p->n;
     p->head = p->n = 0;
     return n;

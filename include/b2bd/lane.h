@@ -8,8 +8,9 @@
 
 struct lane;
 
-/* An empty lane; destroy frees an item the lane drops (lane_drop, lane_free). */
-struct lane *lane_new(void (*destroy)(void *item));
+/* An empty lane; destroy frees an item the lane drops (lane_drop, lane_free); size
+ * (NULL: none) gives an item's bytes, summed by lane_bytes. */
+struct lane *lane_new(void (*destroy)(void *item), size_t (*size)(const void *item));
 /* Destroys what the lane still holds, then frees it. */
 void lane_free(struct lane *l);
 
@@ -17,6 +18,8 @@ void lane_free(struct lane *l);
 void lane_push(struct lane *l, int32_t partition, void *item);
 /* Items held, over all partitions. */
 size_t lane_buffered(const struct lane *l);
+/* Their bytes (see lane_new). */
+size_t lane_bytes(const struct lane *l);
 /* Takes up to want items into out, the partitions in turn: each partition that holds
  * items gets an equal share (rounded up) of what is left, starting after the partition
  * served last by the previous call; a partition's items come out in order and

@@ -224,6 +224,30 @@ class Lanes(B2bTestCase):
         # more batch. Never the backlog.
         self.assertLessEqual(max(between), 3 * 500 + 50, "an interactive command waited behind the backlog")
 
+    def test_bulk_lane_advances_while_the_other_topics_are_saturated(self):
+        busy, importer = self.shop, self.shop + "-i"
+        d = self.start_daemon()
+        self.companies(busy, 8)
+        self.companies(importer, 2)
+        self.assertEqual(d.stop(), 0)
+        # more work on the assign topic than b2bd can take at once (its batches full),
+        # and an import waiting on the bulk topic
+        interactive, bulk = import_rows(busy, 8, 1000, "busy"), import_rows(importer, 2, 1000, "imp")
+        for c in bulk:
+            self.bus.send(c, topic_suffix=BULK)
+        for c in interactive:
+            self.bus.send(c)
+        self.bus.flush()
+        self.start_daemon()
+        wait_until(lambda: self.done(busy) == len(interactive), timeout=300, what="the assign topic's backlog")
+        during = self.done(importer)
+        print("bulk rows applied while 8,000 assigns on the assign topic were: %d of %d" % (during, len(bulk)))
+        # a tenth of each batch (batch_max 500) is the bulk lane's while both have work:
+        # about 8,000 / 450 * 50 = 900 rows, fewer if the first batches came before the
+        # bulk consumer had its partitions
+        self.assertGreater(during, 200, "the bulk lane starved while the other topics were busy")
+        wait_until(lambda: self.done(importer) == len(bulk), timeout=300, what="the import applied")
+
     def test_bulk_partitions_are_served_in_turn(self):
         big, small = self.shop, self.shop + "-s"
         d = self.start_daemon()

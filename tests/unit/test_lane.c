@@ -17,6 +17,12 @@ static void destroy(void *item)
     destroyed++;
 }
 
+static size_t item_size(const void *item)
+{
+    (void)item;
+    return 10;
+}
+
 static void push(struct lane *l, int32_t partition, int seq)
 {
     int *v = malloc(sizeof *v);
@@ -44,13 +50,14 @@ static size_t take(struct lane *l, size_t want, size_t per[4], int next[4])
 static void test_partitions_share_a_batch(void **state)
 {
     (void)state;
-    struct lane *l = lane_new(destroy);
+    struct lane *l = lane_new(destroy, item_size);
     /* a large import on partition 0 fetched first, a small one on 1 after it */
     for (int i = 0; i < 1000; i++)
         push(l, 0, i);
     for (int i = 0; i < 100; i++)
         push(l, 1, i);
     assert_int_equal(lane_buffered(l), 1100);
+    assert_int_equal(lane_bytes(l), 11000);
     size_t per[4] = {0};
     int next[4] = {0};
     assert_int_equal(take(l, 100, per, next), 100);
@@ -63,13 +70,14 @@ static void test_partitions_share_a_batch(void **state)
     assert_int_equal(take(l, 500, per, next), 500);
     assert_int_equal(per[0], 600);
     assert_int_equal(lane_buffered(l), 400);
+    assert_int_equal(lane_bytes(l), 4000);
     lane_free(l);
 }
 
 static void test_turns_carry_over_between_batches(void **state)
 {
     (void)state;
-    struct lane *l = lane_new(destroy);
+    struct lane *l = lane_new(destroy, item_size);
     for (int p = 0; p < 3; p++)
         for (int i = 0; i < 100; i++)
             push(l, p, i);
@@ -91,7 +99,7 @@ static void test_turns_carry_over_between_batches(void **state)
 static void test_drop_a_partition(void **state)
 {
     (void)state;
-    struct lane *l = lane_new(destroy);
+    struct lane *l = lane_new(destroy, item_size);
     for (int i = 0; i < 10; i++) {
         push(l, 2, i);
         push(l, 3, i);
@@ -101,6 +109,7 @@ static void test_drop_a_partition(void **state)
     assert_int_equal(destroyed, 10);
     assert_int_equal(lane_drop(l, 7), 0);
     assert_int_equal(lane_buffered(l), 10);
+    assert_int_equal(lane_bytes(l), 100);
     size_t per[4] = {0};
     int next[4] = {0};
     assert_int_equal(take(l, 100, per, next), 10);
