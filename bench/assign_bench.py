@@ -6,9 +6,11 @@ import argparse
 import io
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -18,11 +20,11 @@ import harness  # noqa: E402
 import psycopg2  # noqa: E402
 
 
-def fresh():
+def fresh(partitions=harness.PARTITIONS):
     """A new topic prefix (topics created) and database (b2bd's schema, from its own
     migrations: a daemon started and stopped once); the shop is "bench"."""
     prefix = harness.unique_name("b") + "."
-    harness.create_topics(prefix)
+    harness.create_topics(prefix, partitions)
     name, dsn = harness.create_database()
     d = harness.Daemon(prefix, dsn, extra_env={"B2BD_ROLE": "worker"}).start()
     d.stop()
@@ -59,10 +61,10 @@ def assigns(shop, n_companies, per_company):
     return out
 
 
-def world_empty(n_companies, locations_per_company):
+def world_empty(n_companies, locations_per_company, partitions=harness.PARTITIONS):
     """A fresh prefix and database with companies and locations but no customer: what an
     import of new customers starts from."""
-    prefix, name, dsn, shop = fresh()
+    prefix, name, dsn, shop = fresh(partitions)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         for c in range(n_companies):
             cur.execute("INSERT INTO companies (shop_id, company_id, name) VALUES (%s, %s, %s)",
@@ -192,32 +194,124 @@ def copy_floor(dsn, n, tries=3):
     return best
 
 
-def ctl_import(prefix, dsn, shop, n, tmpdir):
-    """b2bctl import of a generated CSV of n new customers (non-ASCII names, mixed-case
-    emails, two locations named per row), end to end: from the command's start to its
-    exit, with a running daemon. Returns seconds."""
-    path = os.path.join(tmpdir, "import-%s.csv" % prefix.strip("."))
+def write_import_csv(path, n):
+    """A CSV of n new customers (non-ASCII names, mixed-case emails, two locations)."""
     with open(path, "w", encoding="utf-8") as f:
         f.write("email,first_name,last_name,location_id,role\n")
         for i in range(n):
             f.write("Import.Customer%d@Example.COM,Zoë %d,Öström,l-0-%d,%s\n"
                     % (i, i, i % 2, "location_admin" if i % 10 == 0 else "ordering_only"))
-    d = harness.Daemon(prefix, dsn).start()
-    settle(d)
+
+
+def run_ctl_import(prefix, dsn, shop, path, d, args=None):
+    """Runs b2bctl import of path against daemon d (args: its options, by default those
+    of a CSV for shop's company c-0); returns seconds, start to exit."""
     # b2bctl's result reader asks the mock for the daemon's fetch wait (see latency()):
     # the mock holds every fetch for fetch.wait.max.ms (librdkafka's default, 500 ms),
     # so the last results waited up to that long after b2bd had published them
     env = dict(os.environ, B2BD_KAFKA_BOOTSTRAP=harness.env()["B2BD_KAFKA_BOOTSTRAP"], B2BD_TOPIC_PREFIX=prefix,
                B2BD_PG_DSN=dsn, B2BD_KAFKA__FETCH_WAIT_MAX_MS=d.env["B2BD_KAFKA__FETCH_WAIT_MAX_MS"])
     t0 = time.monotonic()
-    r = subprocess.run([os.path.join(harness.BUILD_DIR, "b2bctl"), "import", "--shop", shop, "--company", "c-0",
-                        "--wait-timeout", "300", path], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if args is None:
+        args = ["--shop", shop, "--company", "c-0"]
+    r = subprocess.run([os.path.join(harness.BUILD_DIR, "b2bctl"), "import", "--wait-timeout", "300"]
+                       + list(args) + [path],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     secs = time.monotonic() - t0
-    run_stream.metrics = d.metrics()
-    d.stop()
     if r.returncode != 0:
+        d.stop()
         raise SystemExit("b2bctl import failed (%d): %s" % (r.returncode, r.stdout.decode()[-2000:]))
     return secs
+
+
+def ctl_import(prefix, dsn, shop, n, tmpdir):
+    """b2bctl import of a generated CSV of n new customers (non-ASCII names, mixed-case
+    emails, two locations named per row), end to end: from the command's start to its
+    exit, with a running daemon. Returns seconds."""
+    path = os.path.join(tmpdir, "import-%s.csv" % prefix.strip("."))
+    write_import_csv(path, n)
+    d = harness.Daemon(prefix, dsn).start()
+    settle(d)
+    secs = run_ctl_import(prefix, dsn, shop, path, d)
+    run_stream.metrics = d.metrics()
+    d.stop()
+    return secs
+
+
+def lanes(n, rate, tmpdir, companies=20, partitions=12):
+    """The bulk lane (README "How it works"): a b2bctl import of n new customers (to the
+    bulk topic; JSON Lines of assigns over companies, each company's rows under its key,
+    as the README says to key them; topics of 12 partitions, as in production) alone,
+    then again while another shop's admin sends single assigns to the assign topic at
+    rate/s. Returns (import seconds alone, import seconds with the interactive load, the
+    interactive commands' latencies in ms during the import: sent to applied, i.e. to
+    their inbox row committed, looked up at each of b2bd's commits (its NOTIFY)). (librdkafka
+    2.0.2's mock broker keeps about 5 MB a partition and drops the oldest beyond: an
+    import on fewer partitions than this outruns it and loses rows.)"""
+    out = []
+    for interactive in (False, True):
+        prefix, _, dsn, shop = world_empty(companies, 2, partitions)
+        other = "bench-admin"
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO companies (shop_id, company_id, name) VALUES (%s, 'c-0', 'Other')", (other,))
+            cur.execute("INSERT INTO locations (shop_id, location_id, company_id, name)"
+                        " VALUES (%s, 'l-0', 'c-0', 'L')", (other,))
+            buf = io.StringIO()
+            for i in range(2000):
+                buf.write("%s\ta-%d\ta-%d@example.com\n" % (other, i, i))
+            buf.seek(0)
+            cur.copy_expert("COPY customers (shop_id, customer_id, email) FROM STDIN", buf)
+        path = os.path.join(tmpdir, "lanes-%s.jsonl" % prefix.strip("."))
+        with open(path, "w", encoding="utf-8") as f:
+            for c in new_assigns(shop, companies, n // companies, 2):
+                f.write(json.dumps(c) + "\n")
+        d = harness.Daemon(prefix, dsn, extra_env={"B2BD_KAFKA__FETCH_WAIT_MAX_MS": "1"}).start()
+        settle(d)
+        samples, stop = [], threading.Event()
+
+        def admin():
+            bus = harness.Bus(prefix, fetch_wait_ms=1)
+            conn = psycopg2.connect(dsn)
+            conn.autocommit = True
+            cur = conn.cursor()
+            # woken by b2bd's NOTIFY at each commit (the relay's channel), not by polling,
+            # which cost the import more than the admin's commands did
+            cur.execute("LISTEN b2bd_outbox")
+            i = 0
+            while not stop.is_set() and i < 2000:
+                c = harness.command("assign", other, {"company_id": "c-0", "customer": {"id": "a-%d" % i},
+                                                      "locations": [{"location_id": "l-0", "role": "ordering_only"}]})
+                t0 = time.monotonic()
+                bus.send(c)
+                bus.flush(10)
+                while True:
+                    cur.execute("SELECT 1 FROM commands WHERE command_id = %s", (c["command_id"],))
+                    if cur.fetchone() or time.monotonic() - t0 > 60:
+                        break
+                    select.select([conn], [], [], 0.1)
+                    conn.poll()
+                    del conn.notifies[:]
+                samples.append((t0, time.monotonic()))
+                i += 1
+                time.sleep(max(0, 1.0 / rate - (time.monotonic() - t0)))
+            conn.close()
+            bus.close()
+
+        t = threading.Thread(target=admin, daemon=True)
+        if interactive:
+            t.start()
+            time.sleep(1.0)  # the admin at work before the import starts
+        t0 = time.monotonic()
+        secs = run_ctl_import(prefix, dsn, shop, path, d, args=[])
+        t1 = time.monotonic()
+        stop.set()
+        if interactive:
+            t.join(60)
+        lanes.metrics = d.metrics()
+        d.stop()
+        lat = sorted((b - a) * 1000 for a, b in samples if t0 <= a <= t1)
+        out.append((secs, lat))
+    return out[0][0], out[1][0], out[1][1]
 
 
 def revokes(prefix, dsn, shop, n):
@@ -310,7 +404,7 @@ def emails(prefix, dsn, shop, n):
     return sent / secs
 
 
-WORKLOADS = ("batched", "new", "import", "revoke", "unbatched", "latency", "emails", "big")
+WORKLOADS = ("batched", "new", "import", "revoke", "unbatched", "latency", "emails", "big", "lanes")
 
 
 def main():
@@ -378,6 +472,19 @@ def main():
         prefix, _, dsn, shop = world(1, 500)
         r["emails_per_s"] = emails(prefix, dsn, shop, 500)
 
+    if "lanes" in only:
+        ln = 5000 if a.quick else 50000
+        with tempfile.TemporaryDirectory(prefix="b2bd-bench.") as tmp:
+            alone, loaded, lat = lanes(ln, 10, tmp)
+        r["lanes_import_rows"] = ln
+        r["lanes_import_alone_seconds"], r["lanes_import_loaded_seconds"] = alone, loaded
+        r["lanes_import_speed_ratio"] = alone / loaded
+        r["lanes_interactive_samples"] = len(lat)
+        if lat:
+            r["lanes_interactive_p50_ms"] = lat[len(lat) // 2]
+            r["lanes_interactive_p99_ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            r["lanes_interactive_max_ms"] = lat[-1]
+
     if "big" in only:
         prefix, _, dsn, shop = world(big_companies, big_per)
         secs, hwm = run_stream(prefix, dsn, assigns(shop, big_companies, big_per), {})
@@ -430,6 +537,20 @@ def main():
         rows.append(("  b2bd's part: batches (poll to COMMIT) within", "%.1f%% <= 5 ms, %.1f%% <= 10 ms" % (
             100 * r["latency_batches_within_5ms"], 100 * r["latency_batches_within_10ms"]),
             "b2bd_batch_duration_seconds"))
+    if "lanes" in only:
+        rows.append(("b2bctl import of %d (bulk lane), alone" % r["lanes_import_rows"],
+                     "%.0f rows/s" % (r["lanes_import_rows"] / r["lanes_import_alone_seconds"]),
+                     "%.2f s end to end" % r["lanes_import_alone_seconds"]))
+        rows.append(("  the same, with another shop's assigns at 10/s",
+                     "%.0f rows/s" % (r["lanes_import_rows"] / r["lanes_import_loaded_seconds"]),
+                     "%.2f s; %.1f%% of the speed alone (target 90%%)" % (
+                         r["lanes_import_loaded_seconds"], 100 * r["lanes_import_speed_ratio"])))
+        if r["lanes_interactive_samples"]:
+            rows.append(("  those assigns during the import (%d), sent to applied" % r["lanes_interactive_samples"],
+                         "p50 %.1f, p99 %.1f, max %.1f ms" % (r["lanes_interactive_p50_ms"],
+                                                              r["lanes_interactive_p99_ms"],
+                                                              r["lanes_interactive_max_ms"]),
+                         "target p99 < 100 ms"))
     if "big" in only:
         rows.append(("peak RSS, %d commands" % r["big_commands"], "%.1f MiB" % r["peak_rss_mib"],
                      "%.0f commands/s" % r["big_per_s"]))

@@ -616,6 +616,9 @@ static const struct ctl_cmd commands[] = {
      "the same import again sends the same commands: applied ones change nothing\n"
      "(the daemon answers with the stored result). The import id defaults to a\n"
      "hash of the file, the shop, the company and the defaults.\n"
+     "The commands go to the bulk topic (commands.bulk), which b2bd serves with the\n"
+     "capacity its other topics leave; --own-topics sends each to its type's topic\n"
+     "instead (the import id and command ids stay the same).\n"
      "Waits for every result (--wait-timeout: give up after S seconds without a new\n"
      "result, default 120), prints a summary, writes rejected and unparseable rows\n"
      "with their reason to FILE.rejected.csv, and exits 1 if there are any (or\n"
@@ -628,6 +631,7 @@ static const struct ctl_cmd commands[] = {
       {"notify", 'n', NULL, "notify the customers of rows without notify"},
       {"import-id", 'i', "ID", "the import id (default: a hash of the file and options)"},
       {"wait-timeout", 'w', "S", "give up after S seconds without a new result (default 120)"},
+      {"own-topics", 'o', NULL, "send each command to its type's topic, not the bulk topic"},
       JSON_OPT},
      false, ctl_import_run},
     {"import", "status", "IMPORT_ID", 1, "an import's applied commands",

@@ -12,6 +12,7 @@ const char *decode_topic_suffix(enum b2bd_topic t)
     case TOPIC_MIGRATE: return "commands.migrate";
     case TOPIC_NOTIFY: return "commands.notify";
     case TOPIC_SYNC: return "commands.sync";
+    case TOPIC_BULK: return "commands.bulk";
     case TOPIC_COUNT: break;
     }
     return "unknown";

@@ -305,6 +305,7 @@ struct run {
     char *data;
     size_t len;
     bool jsonl, json_out, tty;
+    bool own_topics;    /* each command to its type's topic, not the bulk topic */
     struct ctl_import_opts opts;
     char import_id[4 * 255 + 1]; /* an identifier: 255 characters of up to 4 bytes */
     long wait_timeout_s;
@@ -529,6 +530,9 @@ static void run_send_row(struct run *r, size_t i)
             r->send_failed = true;
             return;
         }
+        /* the bulk lane (CONTRACT "Bulk lane"): an import never holds up other work */
+        if (!r->own_topics)
+            ctl_send_to(r->send, "commands.bulk");
         util_now_rfc3339(r->started);
         snprintf(r->trace_id, sizeof r->trace_id, "%s", ctl_send_trace_id(r->send));
     }
@@ -722,6 +726,7 @@ int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
     const char *import_id = ctl_opt(a, "import-id");
     r.wait_timeout_s = ctl_opt_long(a, "wait-timeout", 120);
     r.json_out = ctl_flag(a, "json");
+    r.own_topics = ctl_flag(a, "own-topics");
     r.path = a->operands[0];
     if (r.wait_timeout_s <= 0)
         r.wait_timeout_s = 120;

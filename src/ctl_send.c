@@ -18,9 +18,15 @@ struct ctl_send {
     void *arg;
     json_t *waiting;          /* canonical command_id -> tag (a JSON integer) */
     long missing;
+    const char *to;           /* every command's topic suffix (NULL: its type's) */
     char traceparent[56];     /* the run's trace: sent with every command */
     char trace_id[33];
 };
+
+void ctl_send_to(struct ctl_send *s, const char *suffix)
+{
+    s->to = suffix;
+}
 
 /* A command id as b2bd reports it: a UUID in lower case (the contract's canonical form);
  * other ids are compared the same way, ASCII case folded. Caller frees. */
@@ -112,7 +118,8 @@ rd_kafka_resp_err_t ctl_send_command(struct ctl_send *s, const json_t *cmd, cons
         len = strlen(own);
     }
     char *key = ctl_command_key(cmd);
-    char *topic = config_topic(s->cfg, ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
+    char *topic = config_topic(s->cfg, s->to ? s->to
+                                             : ctl_command_topic(json_string_value(json_object_get(cmd, "type"))));
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
     rd_kafka_header_add(hdrs, "traceparent", -1, s->traceparent, -1);
     rd_kafka_resp_err_t e = ctl_produce_with(s->producer, topic, key, key ? strlen(key) : 0, text, len,

@@ -6,16 +6,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "b2bd/command_types.h"
+#include "b2bd/decode.h"
+#include "b2bd/lane.h"
 #include "b2bd/log.h"
 #include "b2bd/metrics.h"
 #include "b2bd/util.h"
 
+/* Two consumers in the one group, two lanes (README "How it works"): rk over the
+ * command topics of their own (the interactive lane), bulk over the bulk topic. A batch
+ * is formed from the interactive lane first; the bulk lane's fetched messages wait in a
+ * queue per partition (lane.c) and fill the batch when the interactive lane has nothing,
+ * or a share of it (BULK_SHARE) when both have work, so a backlog never starves. */
 struct kafka_in {
-    rd_kafka_t *rk;
+    rd_kafka_t *rk;               /* the interactive lane */
+    rd_kafka_t *bulk;             /* the bulk lane */
+    char *bulk_topic;
+    struct lane *lane;            /* the bulk lane's fetched messages, by partition */
+    int n_assigned[2];            /* partitions held by rk, by bulk */
     atomic_int assigned;
     struct b2bd_metrics *metrics; /* NULL: nothing counted */
 };
+
+/* The bulk lane's share of a batch while the interactive lane has work too: 1/BULK_SHARE
+ * of batch_max (at least one message). */
+#define BULK_SHARE 10
+/* How long an idle poll waits on the interactive consumer before it looks at the bulk
+ * one: a first bulk message waits at most this. */
+#define LANE_SLICE_MS 10
+/* The bulk consumer's queue (queued.max.messages.kbytes), and what the lane holds at
+ * most: twice that, in bytes, so that the lane always takes all the queue holds. That
+ * queue is one for all partitions, in the order fetched: a partition fetched late (its
+ * broker slower) may sit behind one that filled it; the lane reaches it all the same,
+ * and serves both in turn. */
+#define BULK_QUEUE_KB 2048
+#define LANE_BYTES (2 * 1024 * (size_t)BULK_QUEUE_KB)
 
 static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *val,
                      struct b2bd_err *err)
@@ -133,14 +157,33 @@ rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type
     return kafka_new(cfg, type, defaults, NULL, err);
 }
 
-/* Publishes the consumer's partition count (metrics and readiness). */
+/* Publishes the partition count of both consumers (metrics and readiness). */
 static void kafka_count_assigned(struct kafka_in *k, rd_kafka_t *rk)
 {
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts) {
-        metrics_assigned(k->metrics, parts->cnt);
+        k->n_assigned[rk == k->bulk] = parts->cnt;
         rd_kafka_topic_partition_list_destroy(parts);
     }
+    int total = k->n_assigned[0] + k->n_assigned[1];
+    atomic_store(&k->assigned, total > 0);
+    metrics_assigned(k->metrics, total);
+}
+
+/* Bulk messages fetched from partitions taken away are not applied here: the partition's
+ * next owner starts at its committed position (and consumer_offsets skips what was
+ * applied). Called in a rebalance, on the thread that polls: no batch is in hand. */
+static void kafka_lane_revoked(struct kafka_in *k, rd_kafka_t *rk,
+                               const rd_kafka_topic_partition_list_t *parts)
+{
+    if (rk != k->bulk || !k->lane)
+        return;
+    size_t dropped = 0;
+    for (int i = 0; i < parts->cnt; i++)
+        dropped += lane_drop(k->lane, parts->elems[i].partition);
+    if (dropped)
+        log_info("kafka", "bulk_dropped", LOG_UINT("messages", dropped),
+                 LOG_STR("note", "fetched from partitions revoked, not applied here"));
 }
 
 static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
@@ -151,7 +194,8 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     const char *protocol = rd_kafka_rebalance_protocol(rk);
     int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("kafka", "assigned", LOG_INT("partitions", parts->cnt));
+        log_info("kafka", "assigned", LOG_INT("partitions", parts->cnt),
+                 LOG_STR("lane", rk == k->bulk ? "bulk" : "interactive"));
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e)
@@ -159,17 +203,16 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         } else {
             rd_kafka_assign(rk, parts);
         }
-        atomic_store(&k->assigned, 1);
         kafka_count_assigned(k, rk);
     } else {
         log_info("kafka", "revoked", LOG_INT("partitions", parts->cnt));
+        kafka_lane_revoked(k, rk, parts);
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
             if (e)
                 rd_kafka_error_destroy(e);
         } else {
             rd_kafka_assign(rk, NULL);
-            atomic_store(&k->assigned, 0);
         }
         kafka_count_assigned(k, rk);
     }
@@ -178,14 +221,16 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
 /* librdkafka's statistics (statistics.interval.ms): consumer lag per partition. */
 static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
-    (void)rk;
     struct kafka_in *k = opaque;
-    metrics_kafka_stats(k->metrics, json, len);
+    metrics_kafka_stats(k->metrics, rk == k->bulk ? "bulk" : "interactive", json, len);
     return 0; /* librdkafka frees json */
 }
 
-struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
-                              struct b2bd_err *err)
+/* One consumer of the group over topics (suffixes, NULL-ended), its events served by
+ * rd_kafka_consumer_poll; its callbacks get k. NULL with err on a failure. */
+static rd_kafka_t *kafka_consumer_open(const struct b2bd_config *cfg, struct kafka_in *k,
+                                       const char *const *suffixes, int bulk,
+                                       struct b2bd_err *err)
 {
     static const char *const defaults[] = {
         "enable.auto.commit", "false", "enable.auto.offset.store", "false",
@@ -194,95 +239,182 @@ struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics
         /* the prefetch queue: librdkafka's default (64 MiB) was most of b2bd's memory;
          * a few batches ahead are enough */
         "queued.max.messages.kbytes", "8192", NULL};
-    struct kafka_in *k = calloc(1, sizeof *k);
-    if (!k)
-        abort();
-    k->metrics = metrics;
-    rd_kafka_conf_t *conf = kafka_conf(cfg, defaults, err);
-    if (!conf || kafka_set(conf, "group.id", cfg->group_id, err) < 0) {
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        free(k);
-        return NULL;
+    /* the bulk lane fetches its partitions in small slices (librdkafka's default is
+     * 1 MiB a partition a fetch), so that its queue holds them all, interleaved, for
+     * lane_take to serve in turn */
+    static const char *const bulk_defaults[] = {
+        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "client.id", "b2bd-bulk",
+        "enable.partition.eof", "false", "statistics.interval.ms", "5000",
+        "queued.max.messages.kbytes", "2048", "max.partition.fetch.bytes", "65536", NULL};
+    rd_kafka_conf_t *conf = kafka_conf(cfg, bulk ? bulk_defaults : defaults, err);
+    if (!conf || kafka_set(conf, "group.id", cfg->group_id, err) < 0)
+        goto fail;
+    for (size_t i = 0; bulk && i < cfg->n_kafka; i++) {
+        /* a static member's id names one member: the bulk lane's is its own */
+        if (strcmp(cfg->kafka[i].key, "group.instance.id") == 0) {
+            char id[512];
+            snprintf(id, sizeof id, "%s-bulk", cfg->kafka[i].value);
+            if (kafka_set(conf, "group.instance.id", id, err) < 0)
+                goto fail;
+        }
     }
     rd_kafka_conf_set_rebalance_cb(conf, kafka_rebalance_cb);
     rd_kafka_conf_set_stats_cb(conf, kafka_stats_cb);
     rd_kafka_conf_set_opaque(conf, k);
     char why[256];
-    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!k->rk) {
-        rd_kafka_conf_destroy(conf);
-        free(k);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
         b2bd_err_set(err, B2BD_ERR_KAFKA, "kafka", "cannot create the Kafka consumer: %s", why);
-        return NULL;
+        goto fail;
     }
-    conf = NULL; /* owned by k->rk now */
-    rd_kafka_poll_set_consumer(k->rk);
+    conf = NULL; /* owned by rk now */
+    rd_kafka_poll_set_consumer(rk);
 
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(TOPIC_COUNT);
-    for (int t = 0; t < TOPIC_COUNT; t++) {
-        char *name = config_topic(cfg, decode_topic_suffix((enum b2bd_topic)t));
+    for (size_t t = 0; suffixes[t]; t++) {
+        char *name = config_topic(cfg, suffixes[t]);
         rd_kafka_topic_partition_list_add(topics, name, RD_KAFKA_PARTITION_UA);
         free(name);
     }
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, topics);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (e) {
         b2bd_err_set(err, B2BD_ERR_KAFKA, "kafka", "cannot subscribe: %s", rd_kafka_err2str(e));
-        rd_kafka_destroy(k->rk);
-        free(k);
+        rd_kafka_destroy(rk);
         return NULL;
     }
+    return rk;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static void kafka_message_destroy(void *m)
+{
+    rd_kafka_message_destroy(m);
+}
+
+static size_t kafka_message_size(const void *m)
+{
+    const rd_kafka_message_t *msg = m;
+    return msg->len + msg->key_len + sizeof *msg;
+}
+
+struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
+                              struct b2bd_err *err)
+{
+    struct kafka_in *k = calloc(1, sizeof *k);
+    if (!k)
+        abort();
+    k->metrics = metrics;
+    k->lane = lane_new(kafka_message_destroy, kafka_message_size);
+    k->bulk_topic = config_topic(cfg, decode_topic_suffix(TOPIC_BULK));
+    const char *interactive[TOPIC_COUNT + 1] = {0}, *bulk[] = {decode_topic_suffix(TOPIC_BULK), NULL};
+    for (int t = 0, i = 0; t < TOPIC_COUNT; t++)
+        if (t != TOPIC_BULK)
+            interactive[i++] = decode_topic_suffix((enum b2bd_topic)t);
+    if (!(k->rk = kafka_consumer_open(cfg, k, interactive, 0, err)))
+        goto fail;
+    if (!(k->bulk = kafka_consumer_open(cfg, k, bulk, 1, err))) {
+        rd_kafka_destroy(k->rk);
+        goto fail;
+    }
     return k;
+fail:
+    lane_free(k->lane);
+    free(k->bulk_topic);
+    free(k);
+    return NULL;
+}
+
+/* A message polled from rk: 1 a message to apply; 0 an error event, logged and destroyed;
+ * -1 the consumer's fatal error (logged, destroyed). */
+static int kafka_polled(rd_kafka_t *rk, rd_kafka_message_t *m)
+{
+    if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        /* the high-level consumer reports its fatal errors here, not to error_cb */
+        kafka_log_fatal(rk);
+        rd_kafka_message_destroy(m);
+        return -1;
+    }
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn("kafka", "consume_error", LOG_STR("code", rd_kafka_err2name(m->err)),
+                     LOG_STR("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : "-"));
+        rd_kafka_message_destroy(m);
+        return 0;
+    }
+    return 1;
+}
+
+/* Moves what the bulk consumer has fetched into the lane, until the lane holds
+ * LANE_BYTES; polls at least once whatever the lane holds (the consumer's events, and
+ * max.poll.interval.ms). Returns -1 on the consumer's fatal error. */
+static int kafka_lane_fill(struct kafka_in *k)
+{
+    int first = 1;
+    while (first || lane_bytes(k->lane) < LANE_BYTES) {
+        first = 0;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->bulk, 0);
+        if (!m)
+            return 0;
+        int r = kafka_polled(k->bulk, m);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            lane_push(k->lane, m->partition, m);
+    }
+    return 0;
 }
 
 size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
                      int linger_ms)
 {
+    size_t share = max / BULK_SHARE ? max / BULK_SHARE : 1;
     size_t n = 0;
-    int64_t deadline = 0;
-    while (n < max) {
-        int timeout = wait_ms;
-        if (n > 0) {
-            /* lingering; once it is over, only what is already fetched joins */
-            int64_t left = deadline - util_now_ms();
-            timeout = left > 0 ? (int)left : 0;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, timeout);
-        if (!m) {
-            if (n == 0 || timeout == 0)
-                break;
-            continue;
-        }
-        if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-            /* the high-level consumer reports its fatal errors here, not to error_cb */
-            kafka_log_fatal(k->rk);
-            rd_kafka_message_destroy(m);
+    int64_t end = util_now_ms() + wait_ms, deadline = 0;
+    for (;;) {
+        /* the interactive lane leaves room for the bulk lane's share when it waits */
+        size_t room = lane_buffered(k->lane) && max > share ? max - share : max;
+        if (n >= room)
             break;
-        }
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn("kafka", "consume_error", LOG_STR("code", rd_kafka_err2name(m->err)),
-                         LOG_STR("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : "-"));
-            rd_kafka_message_destroy(m);
-            if (n == 0)
-                break;
+        int64_t now = util_now_ms();
+        int64_t left = n > 0 ? deadline - now : lane_buffered(k->lane) ? 0 : end - now;
+        int timeout = left <= 0 ? 0 : n == 0 && left > LANE_SLICE_MS ? LANE_SLICE_MS : (int)left;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, timeout);
+        if (m) {
+            int r = kafka_polled(k->rk, m);
+            if (r < 0)
+                return n;
+            if (r > 0) {
+                if (n == 0) /* lingering; once it is over, only what is already fetched joins */
+                    deadline = util_now_ms() + linger_ms;
+                out[n++] = m;
+            }
             continue;
         }
-        if (n == 0)
-            deadline = util_now_ms() + linger_ms;
-        out[n++] = m;
+        if (kafka_lane_fill(k) < 0)
+            return n;
+        if (n > 0 ? timeout == 0 : lane_buffered(k->lane) > 0 || util_now_ms() >= end)
+            break;
     }
-    return n;
+    /* the bulk lane: a batch of its own, or its share of the interactive lane's */
+    size_t want = n > 0 ? (max - n < share ? max - n : share) : max;
+    return n + lane_take(k->lane, (void **)(out + n), want);
 }
 
-void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t n, int sync)
+/* Commits, through rk, for each partition of its topics in msgs, the offset after its
+ * last message there. */
+static void kafka_commit_lane(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n,
+                              const char *bulk_topic, int bulk, int sync)
 {
-    if (n == 0)
-        return;
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < n; i++) {
         const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        if ((strcmp(topic, bulk_topic) == 0) != bulk)
+            continue;
         rd_kafka_topic_partition_t *p =
             rd_kafka_topic_partition_list_find(offs, topic, msgs[i]->partition);
         if (!p)
@@ -290,9 +422,12 @@ void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t
         if (msgs[i]->offset + 1 > p->offset)
             p->offset = msgs[i]->offset + 1;
     }
-    rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, offs, !sync);
-    if (e)
-        log_warn("kafka", "commit_failed", LOG_STR("code", rd_kafka_err2name(e)));
+    if (offs->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(rk, offs, !sync);
+        if (e)
+            log_warn("kafka", "commit_failed", LOG_STR("code", rd_kafka_err2name(e)),
+                     LOG_STR("lane", bulk ? "bulk" : "interactive"));
+    }
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
@@ -311,6 +446,14 @@ int kafka_in_low_watermark(struct kafka_in *k, const char *topic, int32_t partit
     return 0;
 }
 
+void kafka_in_commit(struct kafka_in *k, rd_kafka_message_t *const *msgs, size_t n, int sync)
+{
+    if (n == 0)
+        return;
+    kafka_commit_lane(k->rk, msgs, n, k->bulk_topic, 0, sync);
+    kafka_commit_lane(k->bulk, msgs, n, k->bulk_topic, 1, sync);
+}
+
 rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk)
 {
     return rd_kafka_fatal_error(rk, NULL, 0);
@@ -318,7 +461,8 @@ rd_kafka_resp_err_t kafka_fatal(rd_kafka_t *rk)
 
 rd_kafka_resp_err_t kafka_in_fatal(const struct kafka_in *k)
 {
-    return kafka_fatal(k->rk);
+    rd_kafka_resp_err_t e = kafka_fatal(k->rk);
+    return e ? e : kafka_fatal(k->bulk);
 }
 
 int kafka_in_assigned(const struct kafka_in *k)
@@ -326,22 +470,31 @@ int kafka_in_assigned(const struct kafka_in *k)
     return atomic_load(&k->assigned);
 }
 
-void kafka_in_close(struct kafka_in *k)
+/* Closes one consumer (see kafka_in_close). */
+static void kafka_consumer_close(rd_kafka_t *rk)
 {
-    if (!k)
-        return;
-    if (kafka_in_fatal(k)) {
+    if (kafka_fatal(rk)) {
         /* librdkafka 2.0.2 can abort in rd_kafka_destroy() of a consumer fenced out of
          * its group (rd_kafka_broker_destroy_final: "thrd_is_current" assertion, seen in
          * test_faults). b2bd exits right after a fatal error: the dead client is left to
          * the exit, kept reachable so that it is not reported as a leak. */
-        static rd_kafka_t *abandoned;
-        abandoned = k->rk;
+        static rd_kafka_t *abandoned[2];
+        abandoned[abandoned[0] != NULL] = rk;
         (void)abandoned;
-        free(k);
         return;
     }
-    rd_kafka_consumer_close(k->rk); /* on a dead consumer: returns at once */
-    rd_kafka_destroy(k->rk);
+    rd_kafka_consumer_close(rk); /* on a dead consumer: returns at once */
+    rd_kafka_destroy(rk);
+}
+
+void kafka_in_close(struct kafka_in *k)
+{
+    if (!k)
+        return;
+    lane_drop_all(k->lane); /* fetched, not applied: the next owner starts before them */
+    kafka_consumer_close(k->bulk);
+    kafka_consumer_close(k->rk);
+    lane_free(k->lane);
+    free(k->bulk_topic);
     free(k);
 }

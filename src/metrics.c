@@ -36,6 +36,7 @@ struct b2bd_metrics *metrics_b2bd_new(void)
     static const char *const CODE[] = {"code", NULL};
     static const char *const TOPIC_PARTITION[] = {"topic", "partition", NULL};
     static const char *const VERSION[] = {"version", NULL};
+    static const char *const LANE[] = {"lane", NULL};
 
     bm->consumed = metrics_register(r, METRIC_COUNTER, "b2bd_commands_consumed_total",
         "Messages taken from the command topics, by topic (without the prefix).", TOPIC, NULL, 0);
@@ -85,6 +86,10 @@ struct b2bd_metrics *metrics_b2bd_new(void)
         NULL, 0);
     bm->lag = metrics_register(r, METRIC_GAUGE, "b2bd_consumer_lag_messages",
         "Consumer lag per assigned partition, from librdkafka's statistics.", TOPIC_PARTITION, NULL, 0);
+    bm->lane_lag = metrics_register(r, METRIC_GAUGE, "b2bd_lane_lag_messages",
+        "Consumer lag of each lane (interactive: the command topics of their own; bulk: the "
+        "bulk topic), summed over its assigned partitions, from librdkafka's statistics.",
+        LANE, NULL, 0);
     bm->assigned = metrics_register(r, METRIC_GAUGE, "b2bd_consumer_assigned_partitions",
         "Command topic partitions assigned to this consumer.", NULL, NULL, 0);
     bm->ntf_sent = metrics_register(r, METRIC_COUNTER, "b2bd_notifications_sent_total",
@@ -121,6 +126,8 @@ struct b2bd_metrics *metrics_b2bd_new(void)
     for (size_t i = 0; i < N_OF(OUTPUTS); i++)
         metrics_inc(bm->published, METRIC_LABELS(OUTPUTS[i]), 0);
     metrics_set(bm->build_info, METRIC_LABELS(B2BD_VERSION), 1);
+    metrics_set(bm->lane_lag, METRIC_LABELS("interactive"), 0);
+    metrics_set(bm->lane_lag, METRIC_LABELS("bulk"), 0);
     atomic_store(&bm->outbox_age_ms, -1);
     return bm;
 }
@@ -206,11 +213,27 @@ void metrics_assigned(struct b2bd_metrics *bm, int partitions)
         return;
     atomic_store(&bm->assigned_partitions, partitions);
     metrics_set(bm->assigned, NULL, partitions);
-    if (partitions == 0)
+    if (partitions == 0) {
         metrics_clear(bm->lag);
+        metrics_set(bm->lane_lag, METRIC_LABELS("interactive"), 0);
+        metrics_set(bm->lane_lag, METRIC_LABELS("bulk"), 0);
+    }
 }
 
-int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len)
+/* The lane of a command topic: "bulk" for the bulk topic (whatever the prefix). */
+static const char *metrics_topic_lane(const char *topic)
+{
+    static const char BULK[] = "commands.bulk";
+    size_t n = strlen(topic), b = sizeof BULK - 1;
+    return n >= b && strcmp(topic + n - b, BULK) == 0 ? "bulk" : "interactive";
+}
+
+static int metrics_in_lane(const char *topic, const void *lane)
+{
+    return strcmp(metrics_topic_lane(topic), lane) == 0;
+}
+
+int metrics_kafka_stats(struct b2bd_metrics *bm, const char *lane, const char *json, size_t len)
 {
     if (!bm)
         return 0;
@@ -220,8 +243,10 @@ int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len)
         json_decref(root);
         return -1;
     }
-    /* Replaced as a whole: partitions taken away since the last report disappear. */
-    metrics_clear(bm->lag);
+    /* Replaced as a whole, lane by lane (a consumer each): partitions taken away since
+     * the lane's last report disappear. */
+    metrics_clear_where(bm->lag, 0, metrics_in_lane, lane);
+    double sum = 0;
     const char *topic;
     json_t *t;
     json_object_foreach(topics, topic, t) {
@@ -235,8 +260,10 @@ int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len)
                 json_integer_value(lag) < 0 || (state && strcmp(state, "none") == 0))
                 continue;
             metrics_set(bm->lag, METRIC_LABELS(topic, partition), (double)json_integer_value(lag));
+            sum += (double)json_integer_value(lag);
         }
     }
+    metrics_set(bm->lane_lag, METRIC_LABELS(lane), sum);
     json_decref(root);
     return 0;
 }

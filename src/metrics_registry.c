@@ -181,6 +181,24 @@ void metrics_clear(struct metric *f)
     pthread_mutex_unlock(&f->reg->lock);
 }
 
+void metrics_clear_where(struct metric *f, size_t label,
+                         int (*match)(const char *value, const void *ctx), const void *ctx)
+{
+    pthread_mutex_lock(&f->reg->lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < f->n_series; i++) {
+        struct series *s = &f->series[i];
+        if (label < f->n_labels && match(s->values[label], ctx)) {
+            for (size_t l = 0; l < f->n_labels; l++)
+                free(s->values[l]);
+            continue;
+        }
+        f->series[kept++] = *s;
+    }
+    f->n_series = kept;
+    pthread_mutex_unlock(&f->reg->lock);
+}
+
 /* A sample value: whole numbers without exponent, +Inf/-Inf/NaN as the format says. */
 static void metrics_number(struct sbuf *out, double v)
 {

@@ -12,6 +12,7 @@ enum b2bd_topic {
     TOPIC_MIGRATE,  /* "commands.migrate" */
     TOPIC_NOTIFY,   /* "commands.notify" */
     TOPIC_SYNC,     /* "commands.sync" */
+    TOPIC_BULK,     /* "commands.bulk": every type, the bulk lane (kafka.c) */
     TOPIC_COUNT
 };
 
@@ -41,7 +42,7 @@ enum b2bd_cmd_type {
 const char *decode_type_name(enum b2bd_cmd_type t);
 /* The type named by the len bytes at s ("assign"); CMD_UNKNOWN if none. */
 enum b2bd_cmd_type decode_type_from_name(const char *s, size_t len);
-/* The topic a type belongs to. */
+/* The topic a type belongs to (its own; the bulk topic takes every type too). */
 enum b2bd_topic decode_type_topic(enum b2bd_cmd_type t);
 
 enum b2bd_role { ROLE_ORDERING_ONLY, ROLE_LOCATION_ADMIN };

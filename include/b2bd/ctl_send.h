@@ -24,7 +24,11 @@ typedef void (*ctl_send_result_fn)(void *arg, size_t tag, json_t *result);
 struct ctl_send *ctl_send_open(const struct b2bd_config *cfg, ctl_send_result_fn on_result,
                                void *arg);
 
-/* Produces cmd to its type's topic with the contract's key; text is what is sent (NULL:
+/* Sends every command to prefix+suffix (the bulk lane's "commands.bulk"), keyed as on its
+ * type's own topic; NULL: each to its type's topic (the default). */
+void ctl_send_to(struct ctl_send *s, const char *suffix);
+
+/* Produces cmd to its type's topic (or ctl_send_to's) with the contract's key; text is what is sent (NULL:
  * cmd as compact JSON). When waiting, its result is expected if it has a command_id (a
  * repeated id is waited for once). Command ids are matched as UUIDs, without regard to
  * case: b2bd reports them in canonical lower case. Also takes any results already in.

@@ -34,6 +34,7 @@ struct b2bd_metrics {
     struct metric *published;         /* b2bd_events_published_total{topic} */
     struct metric *lag;               /* b2bd_consumer_lag_messages{topic,partition} */
     struct metric *assigned;          /* b2bd_consumer_assigned_partitions */
+    struct metric *lane_lag;          /* b2bd_lane_lag_messages{lane} */
     struct metric *ntf_sent;          /* b2bd_notifications_sent_total */
     struct metric *ntf_retried;       /* b2bd_notifications_retried_total */
     struct metric *ntf_failed;        /* b2bd_notifications_failed_total */
@@ -83,10 +84,12 @@ void metrics_db_check(struct b2bd_metrics *bm, int ok);
 /* The consumer's partition count after a rebalance. */
 void metrics_assigned(struct b2bd_metrics *bm, int partitions);
 
-/* librdkafka's statistics JSON: replaces the lag gauges with topics.*.partitions.*.
- * consumer_lag of each partition this consumer fetches (partition -1 and unknown lags,
- * -1, left out). Returns 0, or -1 when the text is not the expected JSON. */
-int metrics_kafka_stats(struct b2bd_metrics *bm, const char *json, size_t len);
+/* librdkafka's statistics JSON of the consumer of lane ("interactive" or "bulk"):
+ * replaces the lag gauges of that lane's topics with topics.*.partitions.*.consumer_lag
+ * of each partition this consumer fetches (partition -1 and unknown lags, -1, left out),
+ * and the lane's lag with their sum. Returns 0, or -1 when the text is not the expected
+ * JSON. */
+int metrics_kafka_stats(struct b2bd_metrics *bm, const char *lane, const char *json, size_t len);
 
 /* 1 when ready, else 0 with a short reason in why: started, not stopping, the last
  * database check succeeded less than METRICS_DB_STALE_MS ago, partitions assigned (roles

@@ -45,6 +45,9 @@ double metrics_get(struct metric *f, const char *const *values);
 
 /* Drops every series of a labelled family (a gauge whose label sets went away). */
 void metrics_clear(struct metric *f);
+/* Removes the series whose value of label (an index) matches. */
+void metrics_clear_where(struct metric *f, size_t label,
+                         int (*match)(const char *value, const void *ctx), const void *ctx);
 
 /* Appends the whole registry in the Prometheus text format 0.0.4: per family `# HELP`,
  * `# TYPE`, then its series; label values escaped (\\, \", \n); histograms as cumulative

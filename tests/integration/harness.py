@@ -75,7 +75,9 @@ COMMAND_TOPICS = {
     "customer.redact": "commands.sync",
     "shop.redact": "commands.sync",
 }
-COMMAND_TOPIC_SUFFIXES = sorted(set(COMMAND_TOPICS.values()))
+# the bulk lane: takes every type (CONTRACT.md, "Bulk lane")
+BULK_TOPIC = "commands.bulk"
+COMMAND_TOPIC_SUFFIXES = sorted(set(COMMAND_TOPICS.values()) | {BULK_TOPIC})
 
 _env_cache = None
 _lock = threading.Lock()

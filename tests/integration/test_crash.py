@@ -18,7 +18,12 @@ The contract orders commands per key within a topic only; assign, revoke, migrat
 notify are four topics. So the stream goes in rounds, each holding at most one command
 per company (key) that can change something, and a round is sent once the previous one
 has its results: the model's order is then the order b2bd must follow. Hostile commands
-change nothing whatever their order, so a round may hold any number of them."""
+change nothing whatever their order, so a round may hold any number of them.
+
+A third of the stream's messages (all but the misrouted ones) go to the bulk topic
+instead of their own (CONTRACT.md, "Bulk lane"): the same results, and replays and
+reused ids across the two topics; b2bd consumes it with a consumer of its own, whose
+fetched messages wait in the lane (src/lane.c) when it is killed."""
 import json
 import random
 import sys
@@ -332,7 +337,18 @@ class CrashBase(B2bTestCase):
         customers = ["k-%02d" % i for i in range(30)]
         model = Model(customers, {k: codes for k, (_, codes) in (poisoned or {}).items()})
         sync = self.world(customers, model)
-        return sync, self.rounds(random.Random(seed), model, customers, n_commands, hostile), model
+        rounds = self.rounds(random.Random(seed), model, customers, n_commands, hostile)
+        self.route_bulk(rounds, random.Random(seed + 1))
+        return sync, rounds, model
+
+    @staticmethod
+    def route_bulk(rounds, rnd, share=1 / 3):
+        """Sends a share of the items to the bulk topic, which takes every type: all but
+        the misrouted ones, whose topic is the point."""
+        for r in rounds:
+            for it in r:
+                if it.expect[1:2] != ("WRONG_TOPIC",) and rnd.random() < share:
+                    it.topic = harness.BULK_TOPIC
 
     def rounds(self, rnd, model, customers, n_commands, hostile):
         """Rounds of one command per company (n_commands in all), each with a hostile

@@ -148,7 +148,10 @@ class EndpointTest(HttpMixin, B2bTestCase):
                              and any(k.endswith("@" + self.prefix + "commands.assign")
                                      for k in m.series("b2bd_consumer_lag_messages")),
                              what="an empty outbox and lag series of our topics")
-        self.assertEqual(m.get("b2bd_consumer_assigned_partitions"), 20)
+        # the five topics of their own and the bulk topic, 4 partitions each
+        self.assertEqual(m.get("b2bd_consumer_assigned_partitions"), 24)
+        for lane in ("interactive", "bulk"):
+            self.assertIn(("b2bd_lane_lag_messages", (("lane", lane),)), m.samples)
         self.assertEqual(m.get("b2bd_outbox_oldest_age_seconds"), 0)
         self.assertEqual(m.get("b2bd_db_up"), 1)
         self.assertEqual(m.get("b2bd_ready"), 1)

@@ -193,6 +193,8 @@ static void test_names(void **state)
     assert_int_equal(decode_topic_from_name("", "commands.notify"), TOPIC_NOTIFY);
     assert_int_equal(decode_topic_from_name(NULL, "commands.migrate"), TOPIC_MIGRATE);
     assert_int_equal(decode_topic_from_name("b2b.", "b2b.commands.assignx"), -1);
+    assert_string_equal(decode_topic_suffix(TOPIC_BULK), "commands.bulk");
+    assert_int_equal(decode_topic_from_name("b2b.", "b2b.commands.bulk"), TOPIC_BULK);
     const char *types[] = {"assign", "revoke", "migrate", "notify", "shop.upsert",
                            "company.upsert", "customer.upsert", "order.upsert",
                            "template.update", "customer.merge", "customer.data_request",
@@ -459,6 +461,15 @@ static void test_envelope_rules(void **state)
           B2BD_WRONG_TOPIC, "type");
     check(ENV("'type':'assign','shop_id':'s','payload':{}"), TOPIC_REVOKE, R, B2BD_WRONG_TOPIC,
           "type");
+    /* the bulk topic takes every type, with the checks of the type's own topic */
+    check(ENV("'type':'migrate','shop_id':'s'," MIGRATE_P), TOPIC_BULK, DECODE_OK, B2BD_OK, NULL);
+    check(ENV("'type':'shop.upsert','shop_id':'s','payload':{'name':'n'}"), TOPIC_BULK,
+          DECODE_OK, B2BD_OK, NULL);
+    check(ENV("'type':'assign','shop_id':'s','payload':{}"), TOPIC_BULK, R, B2BD_INVALID,
+          "payload.company_id");
+    check(ENV("'type':'frobnicate','shop_id':'s'," MIGRATE_P), TOPIC_BULK, R,
+          B2BD_UNKNOWN_TYPE, "type");
+    check(ENV("'type':'migrate'," MIGRATE_P), TOPIC_BULK, R, B2BD_INVALID, "shop_id");
     /* shop_id */
     check(ENV("'type':'migrate'," MIGRATE_P), TOPIC_MIGRATE, R, B2BD_INVALID, "shop_id");
     check(ENV("'type':'migrate','shop_id':''," MIGRATE_P), TOPIC_MIGRATE, R, B2BD_INVALID,

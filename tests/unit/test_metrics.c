@@ -216,7 +216,7 @@ static void test_kafka_stats_give_lag_of_fetched_partitions(void **state)
         "\"2\":{\"partition\":2,\"fetch_state\":\"active\",\"consumer_lag\":-1},"
         "\"-1\":{\"partition\":-1,\"fetch_state\":\"none\",\"consumer_lag\":-1}}},"
         "\"b2b.commands.sync\":{\"partitions\":{\"3\":{\"fetch_state\":\"active\",\"consumer_lag\":0}}}}}";
-    assert_int_equal(metrics_kafka_stats(bm, STATS, strlen(STATS)), 0);
+    assert_int_equal(metrics_kafka_stats(bm, "interactive", STATS, strlen(STATS)), 0);
     char *t = render(bm->reg);
     assert_has(t, "\nb2bd_consumer_lag_messages{topic=\"b2b.commands.assign\",partition=\"0\"} 12\n");
     assert_has(t, "\nb2bd_consumer_lag_messages{topic=\"b2b.commands.sync\",partition=\"3\"} 0\n");
@@ -227,12 +227,29 @@ static void test_kafka_stats_give_lag_of_fetched_partitions(void **state)
     /* a later report replaces the earlier: partition 0 gone */
     static const char LATER[] = "{\"topics\":{\"b2b.commands.sync\":{\"partitions\":{"
                                 "\"3\":{\"fetch_state\":\"active\",\"consumer_lag\":5}}}}}";
-    assert_int_equal(metrics_kafka_stats(bm, LATER, strlen(LATER)), 0);
+    assert_int_equal(metrics_kafka_stats(bm, "interactive", LATER, strlen(LATER)), 0);
     t = render(bm->reg);
     assert_null(strstr(t, "b2b.commands.assign"));
     assert_has(t, "partition=\"3\"} 5\n");
+    assert_has(t, "\nb2bd_lane_lag_messages{lane=\"interactive\"} 5\n");
     free(t);
-    assert_int_equal(metrics_kafka_stats(bm, "not json", 8), -1);
+    /* the bulk lane's consumer reports its own topic: the other lane's gauges stay */
+    static const char BULK[] = "{\"topics\":{\"b2b.commands.bulk\":{\"partitions\":{"
+                               "\"0\":{\"fetch_state\":\"active\",\"consumer_lag\":700},"
+                               "\"1\":{\"fetch_state\":\"active\",\"consumer_lag\":40}}}}}";
+    assert_int_equal(metrics_kafka_stats(bm, "bulk", BULK, strlen(BULK)), 0);
+    t = render(bm->reg);
+    assert_has(t, "\nb2bd_consumer_lag_messages{topic=\"b2b.commands.sync\",partition=\"3\"} 5\n");
+    assert_has(t, "\nb2bd_consumer_lag_messages{topic=\"b2b.commands.bulk\",partition=\"0\"} 700\n");
+    assert_has(t, "\nb2bd_lane_lag_messages{lane=\"bulk\"} 740\n");
+    assert_has(t, "\nb2bd_lane_lag_messages{lane=\"interactive\"} 5\n");
+    free(t);
+    /* and the interactive lane's next report leaves the bulk lane's */
+    assert_int_equal(metrics_kafka_stats(bm, "interactive", LATER, strlen(LATER)), 0);
+    t = render(bm->reg);
+    assert_has(t, "topic=\"b2b.commands.bulk\",partition=\"1\"} 40\n");
+    free(t);
+    assert_int_equal(metrics_kafka_stats(bm, "interactive", "not json", 8), -1);
     metrics_b2bd_free(bm);
 }
 
