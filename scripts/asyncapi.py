@@ -9,7 +9,9 @@ Run it after any change to the manifest or to a schema's title or description;
 tests/shipping/test_asyncapi.py fails while the committed file is out of date.
 From b2bd's side: a command topic ("direction": "in") is an operation `receive`, an
 output topic a `send`. A schema titled "...: its headers" (the dead letters') describes
-the message's headers; the value is then the original bytes.
+the message's headers; the value is then the original bytes. Every JSON message has the
+trace context headers (trace-context.schema.json). The bulk topic ("any_type" in the manifest)
+lists the messages of every command type, defined once under their own topics.
 """
 import json
 import os
@@ -21,6 +23,7 @@ import yaml
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 TOPICS = os.path.join(ROOT, "topics")
 OUT = os.path.join(TOPICS, "asyncapi.yaml")
+TRACE_HEADERS = "trace-context.schema.json"
 
 
 def camel(name):
@@ -74,7 +77,12 @@ def build(manifest):
             schema = load_schema(schema_file)
             mid = camel(mtype)
             if mid in messages:
-                raise SystemExit("message %s in two topics" % mtype)
+                # the bulk topic ("any_type") takes every command type, keyed as on its own
+                # topic: the same message, listed again
+                if not t.get("any_type"):
+                    raise SystemExit("message %s in two topics" % mtype)
+                refs[mid] = {"$ref": "#/components/messages/" + mid}
+                continue
             key = t.get("key_by_type", {}).get(mtype, t["key"])
             msg = {"name": mtype, "title": schema.get("title", mtype),
                    "summary": schema.get("description", "").split(". ")[0].rstrip(".") + "."}
@@ -84,6 +92,8 @@ def build(manifest):
                 msg["payload"] = {"description": "The original message's bytes, unchanged."}
             else:
                 msg["contentType"] = "application/json"
+                # W3C Trace Context: a command may carry it, and b2bd's messages then do
+                msg["headers"] = {"$ref": "schemas/" + TRACE_HEADERS}
                 msg["payload"] = {"$ref": "schemas/" + schema_file}
             msg["bindings"] = {"kafka": {"key": key_schema(key), "bindingVersion": "0.5.0"}}
             messages[mid] = msg

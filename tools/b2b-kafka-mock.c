@@ -62,7 +62,7 @@
 
 static const char *const TOPIC_SUFFIXES[] = {
     "commands.assign", "commands.revoke", "commands.migrate",
-    "commands.notify", "commands.sync",   "results",
+    "commands.notify", "commands.sync",   "commands.bulk", "results",
     "events.access",   "events.notifications", "dlq",
     "events.shops",    "events.privacy",
 };

@@ -174,13 +174,13 @@ class B2bctlTest(B2bTestCase):
         for _ in range(2):
             j = self.ok_json("topics", "apply", "--manifest",
                              os.path.join(harness.SOURCE_DIR, "topics", "manifest.json"))
-            self.assertEqual((j["exists"], j["created"], j["failed"]), (11, 0, 0), j)
+            self.assertEqual((j["exists"], j["created"], j["failed"]), (12, 0, 0), j)
             self.assertEqual(j["brokers"], 3)
             names = sorted(t["name"] for t in j["topics"])
             self.assertIn(self.prefix + "events.access", names)
             self.assertTrue(all(t["state"] == "exists" and t["actual_partitions"] == 4 for t in j["topics"]))
         p = self.ok("topics", "apply")
-        self.assertIn("11 exist, 0 created, 0 failed", p.stdout)
+        self.assertIn("12 exist, 0 created, 0 failed", p.stdout)
 
     def test_topics_apply_new_prefix_on_the_mock(self):
         """librdkafka 2.0.2's mock cluster has no CreateTopics (nor DescribeConfigs): the
@@ -191,7 +191,7 @@ class B2bctlTest(B2bTestCase):
         p = self.ctl("topics", "apply", "--timeout", "3", "--json", prefix=prefix)
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         j = json.loads(p.stdout)
-        self.assertEqual(j["failed"], 11)
+        self.assertEqual(j["failed"], 12)
         t = {t["name"]: t for t in j["topics"]}[prefix + "events.access"]
         self.assertEqual((t["state"], t["partitions"], t["replication_factor"]), ("failed", 12, 3))
         self.assertEqual(t["config"]["cleanup.policy"], "compact")

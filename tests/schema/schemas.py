@@ -7,7 +7,8 @@
 
 Kinds: each command type ("assign", "shop.upsert", ...), "envelope" (any command),
 "result", "access", "notification", "dead-letter" (a dead letter's headers as a
-dict of str), "shop.settings", "customer.data_export". Works with Debian's python3-jsonschema 4.10 and with later releases.
+dict of str), "shop.settings", "customer.data_export", "trace-context" (the W3C Trace Context
+headers a command may carry and b2bd's messages then carry, as a dict of str). Works with Debian's python3-jsonschema 4.10 and with later releases.
 """
 import json
 import os
@@ -22,11 +23,14 @@ SCHEMA_DIR = os.path.join(TOPICS_DIR, "schemas")
 
 COMMAND_TYPES = ("assign", "revoke", "migrate", "notify", "shop.upsert", "company.upsert",
                  "customer.upsert", "order.upsert", "template.update", "customer.merge",
-                 "customer.data_request", "customer.redact", "shop.redact")
-SYNC_TYPES = COMMAND_TYPES[4:]
-# The command topic (suffix after the prefix) each command type belongs to.
-TOPIC_OF_TYPE = {t: ("commands.sync" if t in SYNC_TYPES else "commands." + t)
+                 "customer.data_request", "customer.redact", "shop.redact", "suspend", "resume")
+SYNC_TYPES = COMMAND_TYPES[4:13]
+# The command topic (suffix after the prefix) each command type belongs to (its own topic;
+# the bulk topic, commands.bulk, takes every type as well).
+TOPIC_OF_TYPE = {t: ("commands.sync" if t in SYNC_TYPES else
+                     "commands.revoke" if t in ("suspend", "resume") else "commands." + t)
                  for t in COMMAND_TYPES}
+BULK_TOPIC = "commands.bulk"
 
 FILES = {t: "command.%s.schema.json" % t for t in COMMAND_TYPES}
 FILES.update({
@@ -40,9 +44,10 @@ FILES.update({
     "shop.settings": "shop-settings.schema.json",
     "customer.data_export": "data-export.schema.json",
     "common": "common.schema.json",
+    "trace-context": "trace-context.schema.json",
 })
 KINDS = tuple(COMMAND_TYPES) + ("envelope", "result", "access", "notification", "dead-letter",
-                                "shop.settings", "customer.data_export")
+                                "shop.settings", "customer.data_export", "trace-context")
 
 Validator = jsonschema.Draft202012Validator
 _cache = {}

@@ -544,19 +544,36 @@ class Manifest(unittest.TestCase):
     def test_command_types_and_topics(self):
         seen = {}
         for t in self.m["topics"]:
-            if t["direction"] == "in":
+            if t["direction"] == "in" and not t.get("any_type"):
                 for ty in t["message_types"]:
                     seen[ty] = t["suffix"]
         self.assertEqual(seen, schemas.TOPIC_OF_TYPE)
 
+    def test_the_bulk_topic_takes_every_type_keyed_as_on_its_own_topic(self):
+        by = {t["suffix"]: t for t in self.m["topics"]}
+        bulk = by[schemas.BULK_TOPIC]
+        self.assertTrue(bulk["any_type"])
+        self.assertEqual([t["suffix"] for t in self.m["topics"] if t.get("any_type")],
+                         [schemas.BULK_TOPIC])
+        self.assertEqual(sorted(bulk["message_types"]), sorted(schemas.COMMAND_TYPES))
+        for ty in schemas.COMMAND_TYPES:
+            own = by[schemas.TOPIC_OF_TYPE[ty]]
+            with self.subTest(type=ty):
+                self.assertEqual(bulk["schemas"][ty], own["schemas"][ty])
+                self.assertEqual(bulk["key_by_type"][ty], own.get("key_by_type", {}).get(ty, own["key"]))
+        # a command topic in every other respect
+        self.assertEqual(bulk["config"], by["commands.sync"]["config"])
+
     @need_contract
     def test_topics_equal_the_contracts_table(self):
         rows = topics_table(contract_text())
-        self.assertEqual(len(rows), 11)
+        self.assertEqual(len(rows), 12)
         by = {t["default_name"]: t for t in self.m["topics"]}
         names = [ticked(r[0])[0] for r in rows]
         self.assertEqual(sorted(names), sorted(by))
-        implicit = {"results": ["result"], "events.access": ["access"], "dlq": ["dead-letter"]}
+        implicit = {"results": ["result"], "events.access": ["access"], "dlq": ["dead-letter"],
+                    # "any command type"
+                    "commands.bulk": list(schemas.COMMAND_TYPES)}
         for (topic, direction, key, holds), name in zip(rows, names):
             t = by[name]
             with self.subTest(topic=name):
@@ -569,7 +586,11 @@ class Manifest(unittest.TestCase):
                 # ("a tombstone after `shop.redact`")
                 types = [ty for ty in ticked(holds)
                          if t["direction"] == "in" or ty not in schemas.COMMAND_TYPES]
-                self.assertEqual(t["message_types"], types or implicit[t["suffix"]])
+                if t.get("any_type"):
+                    self.assertIn("any command type", holds)
+                    self.assertEqual(sorted(t["message_types"]), sorted(implicit[t["suffix"]]))
+                else:
+                    self.assertEqual(t["message_types"], types or implicit[t["suffix"]])
 
     @need_contract
     def test_sync_keys_equal_the_contract(self):
@@ -612,13 +633,31 @@ class AgainstTheContract(unittest.TestCase):
         b = bullet(section(self.text, "Precise rules"), "**Dead letters.**")
         want = [c for c in ticked(b) if re.fullmatch(r"[A-Z_]+", c)]
         self.assertEqual(want, ["NOT_JSON", "NOT_A_COMMAND", "TOO_LARGE"])
-        self.assertEqual(schemas.schema("dead-letter")["properties"]["error.code"]["enum"], want)
-        # the header names
+        dl = schemas.schema("dead-letter")
+        # and the dead letter of commands the broker deleted ("Limits and failures")
+        lost = bullet(section(self.text, "Limits and failures"), "**Commands the broker deleted first**")
+        self.assertIn("`error.code` = `COMMANDS_LOST`", lost)
+        self.assertEqual(dl["properties"]["error.code"]["enum"], want + ["COMMANDS_LOST"])
+        # the header names: a command's dead letter ...
         env = section(self.text, "Command envelope")
         m = re.search(r"reason in headers \(([^)]*)\)", " ".join(env.split()))
         self.assertTrue(m)
-        self.assertEqual(sorted(ticked(m.group(1))),
-                         sorted(schemas.schema("dead-letter")["required"]))
+        names = sorted(ticked(m.group(1)))
+        ex = [e for e in dl["examples"] if e["error.code"] != "COMMANDS_LOST"][0]
+        self.assertTrue(schemas.is_valid("dead-letter", ex))
+        for h in names:
+            self.assertFalse(schemas.is_valid("dead-letter", drop(ex, h)), h)
+        # ... and a gap's: the headers the rule lists, source.offset not among them
+        m = re.search(r"headers (`error\.code`.*?)\(the first", lost)
+        lost_names = sorted(n for n in ticked(m.group(1)) if "." in n)
+        self.assertEqual(lost_names, sorted(["error.code", "error.message", "source.topic",
+                                             "source.partition", "lost.from_offset", "lost.to_offset"]))
+        gap = [e for e in dl["examples"] if e["error.code"] == "COMMANDS_LOST"][0]
+        self.assertEqual(sorted(gap), lost_names)
+        self.assertTrue(schemas.is_valid("dead-letter", gap))
+        for h in lost_names:
+            self.assertFalse(schemas.is_valid("dead-letter", drop(gap, h)), h)
+        self.assertFalse(schemas.is_valid("dead-letter", dict(gap, **{"lost.to_offset": "-1"})))
 
     def test_required_fields(self):
         b = bullet(section(self.text, "Precise rules"), "**Required fields.**")
@@ -673,7 +712,11 @@ class AgainstTheContract(unittest.TestCase):
         b = bullet(pr, "**`notify` result.**")
         reasons = re.search(r"reasons ((?:`\w+`,? ?)+)", b).group(1)
         skipped = schemas.schema("result")["$defs"]["notify_result"]["properties"]["skipped"]
-        self.assertEqual(skipped["items"]["properties"]["reason"]["enum"], ticked(reasons))
+        susp = " ".join(section(self.text, "Suspension").split())
+        self.assertIn("listed in `skipped` with reason `SUSPENDED`", susp)
+        self.assertEqual(skipped["items"]["properties"]["reason"]["enum"], ticked(reasons) + ["SUSPENDED"])
+        self.assertIn('"access": "suspended"', susp)
+        self.assertIn("suspended", a["$defs"]["company_access"]["properties"]["access"]["enum"])
         nt = section(self.text, "Notification events")
         n = schemas.schema("notification")
         self.assertEqual(n["properties"]["status"]["enum"],
@@ -776,7 +819,87 @@ class AgainstTheContract(unittest.TestCase):
             with self.subTest(block=heading):
                 self.assertEqual(schemas.errors(kind, msg), [])
                 done.add(kind)
-        self.assertEqual(done, {"envelope", "assign", "revoke", "migrate", "notify", "result", "access"})
+        self.assertEqual(done, {"envelope", "assign", "revoke", "migrate", "notify", "suspend",
+                                "result", "access"})
+
+
+class NewSections(unittest.TestCase):
+    """The sections added on 2026-12-06: Suspension, Trace context and dry runs."""
+
+    def setUp(self):
+        if not HAVE_CONTRACT:
+            self.skipTest("no contract at %s" % CONTRACT)
+        self.text = contract_text()
+
+    def test_suspension(self):
+        sec = section(self.text, "Suspension")
+        flat = " ".join(sec.split())
+        self.assertIn("### `suspend`, `resume` (topic revoke, key `shop_id/company_id`)", sec)
+        for ty in ("suspend", "resume"):
+            with self.subTest(type=ty):
+                payload = resolve("command.%s.schema.json" % ty, {"$ref": "#/$defs/payload"})[1]
+                self.assertEqual(payload["required"], ["company_id"])
+                company = with_payload(ty, 1, customer_id=None)
+                self.assertTrue(schemas.is_valid(ty, company))
+                self.assertTrue(schemas.is_valid(ty, with_payload(ty, 1, customer_id=DROP)))
+                self.assertFalse(schemas.is_valid(ty, with_payload(ty, 1, customer_id=7)))
+                self.assertFalse(schemas.is_valid(ty, with_payload(ty, 1, company_id=DROP)))
+        shape = re.search(r"Result: `(\{\"company_id\".*?\})`", flat).group(1)
+        f, node = resolve("result.schema.json", {"$ref": "#/$defs/suspend_result"})
+        self.assertLessEqual(quoted_names(shape), property_names(f, node))
+        self.assertEqual(set(node["required"]), quoted_names(shape))
+        res = example_of_type("result", "suspend")
+        self.assertTrue(schemas.is_valid("result", res))
+        res["result"]["customers_affected"] = -1
+        self.assertFalse(schemas.is_valid("result", res))
+        # assign while suspended: "suspended": true, absent otherwise
+        self.assertIn('its result carries `"suspended": true`', flat)
+        a = example_of_type("result", "assign")
+        a["result"]["suspended"] = True
+        self.assertTrue(schemas.is_valid("result", a))
+        a["result"]["suspended"] = False
+        self.assertFalse(schemas.is_valid("result", a))
+        # the export's companies carry "suspended": bool
+        self.assertIn('gives every entry of `companies` a `"suspended": bool`', flat)
+        exp = schemas.schema("customer.data_export")
+        self.assertEqual(exp["properties"]["companies"]["items"]["properties"]["suspended"]["type"],
+                         "boolean")
+
+    def test_dry_run(self):
+        sec = " ".join(section(self.text, "Trace context and dry runs").split())
+        b = re.search(r"The envelope of an (.*?) may carry `\"dry_run\": true`", sec).group(1)
+        allowed = set(ticked(b))
+        self.assertEqual(allowed, {"assign", "revoke", "migrate", "suspend", "resume"})
+        for ty in schemas.COMMAND_TYPES:
+            ex = example(ty)
+            with self.subTest(type=ty):
+                self.assertTrue(schemas.is_valid(ty, dict(ex, dry_run=False)))
+                self.assertTrue(schemas.is_valid(ty, dict(ex, dry_run=None)))
+                self.assertFalse(schemas.is_valid(ty, dict(ex, dry_run="yes")))
+                self.assertEqual(schemas.is_valid(ty, dict(ex, dry_run=True)), ty in allowed)
+        self.assertIn('with `"dry_run": true` added to the result message (beside `status`)', sec)
+        res = example_of_type("result", "assign")
+        self.assertTrue(schemas.is_valid("result", dict(res, dry_run=True)))
+        self.assertFalse(schemas.is_valid("result", dict(res, dry_run=False)))
+
+    def test_trace_context(self):
+        sec = " ".join(section(self.text, "Trace context and dry runs").split())
+        self.assertIn("`traceparent` and `tracestate`", sec)
+        ok = ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+              "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+              # a later version: read by its first four fields
+              "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next"]
+        bad = ["ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   # version ff
+               "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   # trace id all zeros
+               "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   # parent id all zeros
+               "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   # upper case
+               "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  # 00 has four fields
+               "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",    # 31 digits
+               ""]
+        for v in ok:
+            self.assertTrue(schemas.is_valid("trace-context", {"traceparent": v}), v)
+        for v in bad:
+            self.assertFalse(schemas.is_valid("trace-context", {"traceparent": v}), v)
 
 
 def fill(node, key=None):

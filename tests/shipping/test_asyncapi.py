@@ -61,7 +61,11 @@ class AsyncApi(unittest.TestCase):
                 msg = messages[ref["$ref"].rsplit("/", 1)[1]]
                 names.append(msg["name"])
                 schema = t["schemas"][msg["name"]]
-                used = msg.get("headers", msg["payload"]).get("$ref")
+                if msg["contentType"] == "application/octet-stream":
+                    used = msg["headers"]["$ref"]
+                else:
+                    used = msg["payload"]["$ref"]
+                    self.assertEqual(msg["headers"]["$ref"], "schemas/trace-context.schema.json")
                 self.assertEqual(used, "schemas/" + schema, msg["name"])
                 self.assertTrue(os.path.isfile(src("topics", "schemas", schema)), schema)
                 key = t.get("key_by_type", {}).get(msg["name"], t["key"])
