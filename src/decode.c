@@ -96,6 +96,8 @@ const char *decode_type_name(enum b2bd_cmd_type t)
     case CMD_REVOKE: return "revoke";
     case CMD_MIGRATE: return "migrate";
     case CMD_NOTIFY: return "notify";
+    case CMD_SUSPEND: return "suspend";
+    case CMD_RESUME: return "resume";
     case CMD_SHOP_UPSERT: return "shop.upsert";
     case CMD_COMPANY_UPSERT: return "company.upsert";
     case CMD_CUSTOMER_UPSERT: return "customer.upsert";
@@ -114,7 +116,9 @@ enum b2bd_topic decode_type_topic(enum b2bd_cmd_type t)
 {
     switch (t) {
     case CMD_ASSIGN: return TOPIC_ASSIGN;
-    case CMD_REVOKE: return TOPIC_REVOKE;
+    case CMD_REVOKE:
+    case CMD_SUSPEND:
+    case CMD_RESUME: return TOPIC_REVOKE;
     case CMD_MIGRATE: return TOPIC_MIGRATE;
     case CMD_NOTIFY: return TOPIC_NOTIFY;
     default: return TOPIC_SYNC;
@@ -686,6 +690,15 @@ static int decode_revoke(const json_t *p, struct b2bd_revoke *r, struct b2bd_err
     return 0;
 }
 
+/* suspend, resume: customer_id absent or null means the whole company. */
+static int decode_suspend(const json_t *p, struct b2bd_suspend *s, struct b2bd_err *err)
+{
+    return get_id(p, "payload", "company_id", true, &s->company_id, err)
+                   || get_id(p, "payload", "customer_id", false, &s->customer_id, err)
+               ? -1
+               : 0;
+}
+
 static int decode_migrate(const json_t *p, struct b2bd_migrate *m, struct b2bd_err *err)
 {
     return get_id(p, "payload", "company_id", true, &m->company_id, err)
@@ -924,6 +937,8 @@ static int decode_payload(struct b2bd_command *cmd, struct b2bd_err *err)
     case CMD_ASSIGN: return decode_assign(p, &cmd->u.assign, err);
     case CMD_REVOKE: return decode_revoke(p, &cmd->u.revoke, err);
     case CMD_MIGRATE: return decode_migrate(p, &cmd->u.migrate, err);
+    case CMD_SUSPEND:
+    case CMD_RESUME: return decode_suspend(p, &cmd->u.suspend, err);
     case CMD_NOTIFY: return decode_notify(p, &cmd->u.notify, err);
     case CMD_SHOP_UPSERT: return decode_shop(p, &cmd->u.shop, err);
     case CMD_COMPANY_UPSERT: return decode_company(p, &cmd->u.company, err);

@@ -28,6 +28,8 @@ enum b2bd_cmd_type {
     CMD_REVOKE,
     CMD_MIGRATE,
     CMD_NOTIFY,
+    CMD_SUSPEND,   /* on the revoke topic */
+    CMD_RESUME,    /* on the revoke topic */
     CMD_SHOP_UPSERT,
     CMD_COMPANY_UPSERT,
     CMD_CUSTOMER_UPSERT,
@@ -81,6 +83,12 @@ struct b2bd_revoke {
     const char **location_ids; /* owned array; only with SCOPE_LOCATIONS */
     size_t n_location_ids;
     bool remove_migrated_orders;
+};
+
+/* suspend and resume: the company, or one contact of it (customer_id set). */
+struct b2bd_suspend {
+    const char *company_id;
+    const char *customer_id; /* NULL: the whole company */
 };
 
 struct b2bd_migrate {
@@ -182,6 +190,7 @@ struct b2bd_command {
         struct b2bd_assign assign;
         struct b2bd_revoke revoke;
         struct b2bd_migrate migrate;
+        struct b2bd_suspend suspend; /* suspend, resume */
         struct b2bd_notify notify;
         struct b2bd_shop_upsert shop;
         struct b2bd_company_upsert company;
