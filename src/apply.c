@@ -44,7 +44,7 @@ static const char SQL_OFFSET_SET[] =
     " WHERE group_id = $1 AND topic = $2 AND partition = $3";
 static const char SQL_INBOX_GET[] =
     "SELECT payload_hash = $2, result FROM commands WHERE command_id = $1";
-/* A command's result message is built by b2bd_result_text (sql/migrations/0018), the one
+/* A command's result message is built by b2bd_result_text (sql/functions/result.sql), the one
  * definition the set-based path uses too. An applied command's goes into its inbox row
  * and the outbox in one statement; b2bd_result_checked raises B2B14 when it would be over
  * the message limit (apply_limit.c). */
@@ -99,7 +99,7 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     }
 }
 
-/* Writes a `rejected` result (the message built by b2bd_result_text, 0018). */
+/* Writes a `rejected` result (the message built by b2bd_result_text). */
 static struct db_stmt apply_rejected_stmt(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
                                           const struct b2bd_err *e, struct result_params *p)
 {
@@ -172,7 +172,7 @@ static int apply_emit_dead_letter(struct b2bd_db *db, const struct b2bd_config *
 }
 
 /* The statement that publishes the whole access of one customer with its next version
- * (b2bd_emit_access, sql/migrations/0019_emit_access.sql, which makes the event's id and
+ * (b2bd_emit_access, sql/functions/access.sql, which makes the event's id and
  * time); its values live in p until it ran. */
 static struct db_stmt apply_access_stmt(struct apply_cmd *c, const char *customer_id,
                                         const char *p[3])
@@ -444,7 +444,7 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
     if (!out)
         abort();
     /* 1: one command at a time (a short run, or one the bulk function handed back) */
-    /* each row carries its actor and issued_at (no b2bd.audit: 0016) */
+    /* each row carries its actor and issued_at (no b2bd.audit: sql/functions/audit.sql) */
     int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : bulk_apply(a->db, run, out, err);
     if (rc == 0) {
         for (size_t i = 0; i < run->n; i++) {
@@ -481,9 +481,9 @@ static struct part_pos *apply_find_pos(struct part_pos *p, size_t n, const struc
     return NULL;
 }
 
-/* Opens the transaction (with the message limit for the outbox's check, migration 0013,
- * when limit is set), then locks the consumed-position rows of the partitions and reads
- * them: one round trip. */
+/* Opens the transaction (with the message limit for the outbox's check, trigger
+ * outbox_access_size, when limit is set), then locks the consumed-position rows of the
+ * partitions and reads them: one round trip. */
 static int apply_begin(struct b2bd_applier *a, struct part_pos *pos, size_t n, const char *limit,
                        struct b2bd_err *err)
 {
@@ -681,7 +681,7 @@ int apply_batch(struct b2bd_applier *a, const struct b2bd_msg *msgs, size_t n,
     struct bulk_run run;
     bulk_init(&run, n);
 
-    /* the transaction and its message limit (for the outbox's check, migration 0013) */
+    /* the transaction and its message limit (for the outbox's check, outbox_access_size) */
     char limit[24];
     snprintf(limit, sizeof limit, "%ld", a->cfg->max_message_bytes);
     if (db_connect(a->db, err) < 0 || apply_begin(a, pos, n_pos, limit, err) < 0)

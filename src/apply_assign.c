@@ -10,10 +10,10 @@
 #include "apply_notify.h"
 #include "b2bd/util.h"
 
-/* The rules of assign run in b2bd_assign() (sql/migrations/0017_assign_core.sql), which
+/* The rules of assign run in b2bd_assign() (sql/functions/assign.sql), which
  * gives its one row to b2bd_assign_core, as b2bd_assign_bulk gives a run: one round trip,
  * next to the data. It returns {result, changed}: the result object is
- * b2bd_assign_result's (0018), the set-based path's too; this path adds to it what only it
+ * b2bd_assign_result's, the set-based path's too; this path adds to it what only it
  * does (migration, notification_ids filled, notification_skipped). */
 static const char SQL_ASSIGN[] =
     "SELECT b2bd_assign($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10)";
@@ -117,7 +117,7 @@ enum b2bd_code apply_assign(struct apply_cmd *c, struct b2bd_err *err)
     enum b2bd_code code = assign_core(c, p, &r, err);
     if (code != B2BD_OK)
         return code;
-    /* the result object as b2bd_assign_result (0018) builds it for both paths */
+    /* the result object as b2bd_assign_result builds it for both paths */
     json_object_update(c->result, json_object_get(r, "result"));
     const char *customer_id = json_string_value(json_object_get(c->result, "customer_id"));
     if (p->migrate_orders_to)

@@ -88,9 +88,9 @@ static size_t key_slot(const struct bulk_run *r, const char *s)
  * lower case here, which keeps most commands that meet apart, but not all: how
  * PostgreSQL's lower() folds the rest depends on the database's locale, and whether an
  * id names the customer of an email is known only there. The keys only spare the bulk
- * function runs it would hand back: b2bd_assign_bulk (0009) hands back every run where
- * two rows may name one customer, by the database's own lower() and the customers it
- * finds. */
+ * function runs it would hand back: b2bd_assign_bulk (sql/functions/assign.sql) hands
+ * back every run where two rows may name one customer, by the database's own lower()
+ * and the customers it finds. */
 static size_t cmd_keys(const struct b2bd_command *cmd, char *out[3])
 {
     if (cmd->type == CMD_REVOKE)

@@ -1,5 +1,5 @@
 /* apply_bulk: runs of plain assigns in a batch, applied together by one set-based
- * function (b2bd_assign_bulk, sql/migrations/0007_assign_bulk.sql) instead of one
+ * function (b2bd_assign_bulk, sql/functions/assign.sql) instead of one
  * savepoint and several round trips each. */
 #ifndef B2BD_APPLY_BULK_H
 #define B2BD_APPLY_BULK_H

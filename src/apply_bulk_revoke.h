@@ -1,5 +1,5 @@
 /* apply_bulk_revoke: runs of revokes in a batch, applied together by one set-based
- * function (b2bd_revoke_bulk, sql/migrations/0015_revoke_bulk.sql), the way apply_bulk
+ * function (b2bd_revoke_bulk, sql/functions/revoke.sql), the way apply_bulk
  * applies runs of plain assigns. A run holds revokes only, without
  * remove_migrated_orders, and no two about one customer of a shop. */
 #ifndef B2BD_APPLY_BULK_REVOKE_H

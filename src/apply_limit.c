@@ -12,8 +12,9 @@
  * access event b2bd writes (key, value and headers within max_message_bytes - 256). */
 #define APPLY_MESSAGE_FRAMING 256
 
-/* The SQLSTATEs for an access event too large (the outbox's trigger, migration 0013) and
- * for a result too large (b2bd_result_checked, migration 0018). */
+/* The SQLSTATEs for an access event too large (the outbox's trigger, b2bd_access_too_large
+ * in sql/functions/access.sql) and for a result too large (b2bd_result_checked,
+ * sql/functions/result.sql). */
 #define APPLY_SQLSTATE_TOO_LARGE "B2B13"
 #define APPLY_SQLSTATE_RESULT_TOO_LARGE "B2B14"
 

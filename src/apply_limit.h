@@ -15,7 +15,7 @@
 bool apply_message_fits(const struct b2bd_config *cfg, size_t bytes);
 
 /* True when the last statement failed because the command's result message was too
- * large (SQLSTATE B2B14, b2bd_result_checked in migration 0018); then
+ * large (SQLSTATE B2B14, b2bd_result_checked, sql/functions/result.sql); then
  * apply_result_too_large sets LIMIT_REACHED on the payload list that makes it large. */
 bool apply_is_result_too_large(const struct b2bd_db *db);
 enum b2bd_code apply_result_too_large(struct apply_cmd *c, struct b2bd_err *err);

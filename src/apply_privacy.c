@@ -1,6 +1,6 @@
 /* apply_privacy: customer.merge, customer.data_request, customer.redact and shop.redact
  * (CONTRACT.md, "Privacy, profiles and audit"). Their rules run in SQL functions
- * (sql/migrations/0011_privacy_audit.sql), one round trip each; b2bd builds the export
+ * (sql/functions/privacy.sql and merge.sql), one round trip each; b2bd builds the export
  * message and redacts the stored results, which are JSON it wrote. */
 #include <stdbool.h>
 #include <stdlib.h>

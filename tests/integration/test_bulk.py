@@ -1,5 +1,5 @@
 """Batching, and the set-based path for runs of plain assigns (bulk_assign, src/apply_bulk.c and
-sql/migrations/0007_assign_bulk.sql) against the one-by-one path: the same commands,
+sql/functions/assign.sql) against the one-by-one path: the same commands,
 sent to two worlds that differ only in bulk_assign, give the same results, the same
 access events and the same rows, for every outcome an assign can have."""
 import re

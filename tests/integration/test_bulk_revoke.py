@@ -1,5 +1,5 @@
 """The set-based path for runs of revokes (bulk_assign, src/apply_bulk_revoke.c and
-sql/migrations/0015_revoke_bulk.sql) against the one-by-one path (src/apply_revoke.c):
+sql/functions/revoke.sql) against the one-by-one path (src/apply_revoke.c):
 the same revokes, sent to two worlds that differ only in bulk_assign, give the same
 results, the same access events and the same rows (roles, contacts, seats, inbox), for
 every outcome a revoke can have: each scope, not_held, NOT_A_CONTACT, NOT_FOUND
