@@ -1,10 +1,11 @@
 """suspend and resume (CONTRACT.md, "Suspension") through Kafka and PostgreSQL: the
 company's and the contact's suspension, their access events and results, bad input, and
 how every other command behaves while a company or a contact is suspended."""
+import sys
 import unittest
 
 import harness
-from b2btest import B2bTestCase
+from b2btest import B2bTestCase, wait_until
 
 
 class SuspensionBase(B2bTestCase):
@@ -117,6 +118,33 @@ class SuspendTest(SuspensionBase):
         again = self.run_cmd("suspend", self.sus(), command_id=r["command_id"])
         self.assertEqual(again, r)
         self.assertEqual(self.versions("cust-1"), [1, 2])
+
+    def test_metrics_count_what_is_suspended(self):
+        self.applied("assign", self.assign("cust-1", [("loc-1", "ordering_only")]))
+        self.applied("assign", self.assign("cust-2", []))
+        self.applied("assign", self.assign("cust-3", [("loc-x", "ordering_only")], company="c-2"))
+
+        def counts():
+            m = self.d.metrics()
+            return m.get("b2bd_suspended_companies"), m.get("b2bd_suspended_contacts")
+
+        base = self.db_counts()
+        self.applied("suspend", self.sus())
+        self.applied("suspend", self.sus(customer="cust-1"))  # counted once
+        self.applied("suspend", self.sus("c-2", customer="cust-3"))
+        want = (base[0] + 1, base[1] + 3)
+        self.assertEqual(self.db_counts(), want)
+        wait_until(lambda: counts() == want, timeout=20, what="b2bd_suspended_* at %s" % (want,))
+        self.applied("resume", self.sus())
+        want = (base[0], base[1] + 2)
+        wait_until(lambda: counts() == want, timeout=20, what="b2bd_suspended_* at %s" % (want,))
+
+    def db_counts(self):
+        """What the metrics must say, counted here another way (the whole database)."""
+        return tuple(self.query(
+            "SELECT (SELECT count(*) FROM companies WHERE suspended),"
+            " (SELECT count(*) FROM contacts k JOIN companies c USING (shop_id, company_id)"
+            "   WHERE k.suspended OR c.suspended)")[0])
 
     def test_bad_input(self):
         self.applied("assign", self.assign("cust-1", [("loc-1", "ordering_only")]))
@@ -235,6 +263,57 @@ class WhileSuspendedTest(SuspensionBase):
         self.assertEqual(self.query("SELECT suspended FROM contacts WHERE shop_id = %s AND company_id = 'c-1'",
                                     (self.shop,)), [(True,)])
         self.assertEqual(self.applied("suspend", self.sus("c-2"))["changed"], False)
+
+
+class RaceTest(B2bTestCase):
+    """A company's suspend on one instance and assigns into the company on another, at
+    once (CONTRACT.md, "Suspension"): every contact that ends in the company is suspended,
+    and its last access event says so."""
+
+    START_DAEMON = False
+
+    def test_suspend_while_the_other_instance_assigns(self):
+        d1, d2 = self.start_two_daemons()
+        self.make_company("c-1", ["loc-1"])
+        early = [self.command("assign", self.assign({"email": "early%03d@example.com" % i},
+                                                    [("loc-1", "ordering_only")])) for i in range(20)]
+        self.run_cmds(early)
+        assigns = [self.command("assign", self.assign({"email": "n%03d@example.com" % i},
+                                                      [("loc-1", "ordering_only")])) for i in range(300)]
+        suspend = self.command("suspend", {"company_id": "c-1"})
+        # the assigns on partition 2 (one daemon), the suspend on partition 0 (the other),
+        # sent in the middle of the assigns
+        for c in assigns[:150]:
+            self.bus.send(c, partition=2)
+        self.bus.send(suspend, partition=0)
+        for c in assigns[150:]:
+            self.bus.send(c, partition=2)
+        self.bus.flush()
+        results = self.bus.wait_results([c["command_id"] for c in assigns + [suspend]], timeout=120)
+        self.assertEqual({r["status"] for r in results}, {"applied"})
+        self.assertEqual((self.commands_done(d1, "suspend") + self.commands_done(d2, "suspend"),
+                          self.commands_done(d1, "assign") + self.commands_done(d2, "assign")), (1, 320))
+        self.assertEqual(1, self.commands_done(d1, "suspend"), "the suspend went to partition 0's daemon")
+        contacts = [r[0] for r in self.query("SELECT customer_id FROM contacts WHERE shop_id = %s AND company_id = 'c-1'",
+                                             (self.shop,))]
+        self.assertEqual(len(contacts), 320)
+        self.settle()
+        last = {}
+        for m in self.bus.read_to_end("events.access"):
+            ev = m[1]
+            if isinstance(ev, dict) and ev.get("shop_id") == self.shop:
+                if ev["version"] > last.get(ev["customer_id"], {"version": 0})["version"]:
+                    last[ev["customer_id"]] = ev
+        self.assertEqual(sorted(last), sorted(contacts))
+        wrong = [c for c in contacts if last[c]["companies"] != [
+            {"company_id": "c-1", "access": "suspended", "locations": [{"location_id": "loc-1", "role": "ordering_only"}]}]]
+        self.assertEqual(wrong, [], "contacts whose last access event does not say suspended")
+        # the assigns applied after the suspend say so in their results
+        after = [r for r in results if r["type"] == "assign" and r["result"].get("suspended")]
+        suspended_events = {c for c in contacts if last[c]["caused_by"] != suspend["command_id"]}
+        self.assertEqual({r["result"]["customer_id"] for r in after}, suspended_events)
+        sys.stderr.write("\nrace: %d of 300 assigns applied after the suspend, %d before it\n"
+                         % (len(after), 300 - len(after)))
 
 
 if __name__ == "__main__":
