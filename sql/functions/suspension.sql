@@ -36,7 +36,6 @@ DECLARE
     v_actor text := b2bd_audit_actor(p_caused_by::text);
     v_company boolean;
     v_own boolean;
-    v_customers text[];
     v_n bigint;
 BEGIN
     -- the company's lock (an UPDATE that changes nothing, as b2bd_assign_core takes it)
@@ -54,13 +53,10 @@ BEGIN
         UPDATE companies c SET suspended = p_suspend
          WHERE c.shop_id = p_shop AND c.company_id = p_company;
         -- every contact not suspended on its own changes its entry
-        WITH bumped AS (
-            UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()
-              FROM contacts k
-             WHERE k.shop_id = p_shop AND k.company_id = p_company AND NOT k.suspended
-               AND u.shop_id = k.shop_id AND u.customer_id = k.customer_id
-            RETURNING u.customer_id)
-        SELECT coalesce(array_agg(b.customer_id), '{}') INTO v_customers FROM bumped b;
+        UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()
+          FROM contacts k
+         WHERE k.shop_id = p_shop AND k.company_id = p_company AND NOT k.suspended
+           AND u.shop_id = k.shop_id AND u.customer_id = k.customer_id;
     ELSE
         -- the contact's row, locked with an UPDATE that changes nothing (not FOR UPDATE,
         -- for the reason b2bd_assign_core gives)
@@ -85,7 +81,6 @@ BEGIN
         END IF;
         UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()
          WHERE u.shop_id = p_shop AND u.customer_id = p_customer;
-        v_customers := ARRAY[p_customer];
     END IF;
 
     PERFORM set_config('b2bd.history', 'written', true);
@@ -94,9 +89,13 @@ BEGIN
                convert_to(b2bd_access_text(gen_random_uuid(), p_shop, u.customer_id, u.email, d.any_role,
                                            d.companies, u.access_version, p_caused_by::text, v_actor, v_now),
                           'UTF8') AS value
-          FROM unnest(v_customers) AS x(customer_id)
-          JOIN customers u ON u.shop_id = p_shop AND u.customer_id = x.customer_id
-          CROSS JOIN LATERAL b2bd_access_of(p_shop, u.customer_id) d),
+          FROM contacts k
+          JOIN customers u ON u.shop_id = k.shop_id AND u.customer_id = k.customer_id
+          CROSS JOIN LATERAL b2bd_access_of(p_shop, u.customer_id) d
+         -- the customers bumped above: the same contacts, as the company's lock keeps
+         -- them (an assign, a contact's suspension or removal takes that lock first)
+         WHERE k.shop_id = p_shop AND k.company_id = p_company
+           AND CASE WHEN p_customer IS NULL THEN NOT k.suspended ELSE k.customer_id = p_customer END),
     history AS (
         INSERT INTO access_history AS h (shop_id, customer_id, version, companies, caused_by, actor, occurred_at)
         SELECT p_shop, a.customer_id, a.access_version, a.companies::jsonb, p_caused_by, v_actor,
