@@ -12,6 +12,8 @@ PACKAGES=(
   # local environment, demo and integration tests
   postgresql python3 python3-aiosmtpd python3-confluent-kafka python3-psycopg2
   python3-jsonschema python3-yaml procps curl iproute2 ca-certificates
+  # SQL functions tested directly (tests/integration/test_sql_rules.py)
+  postgresql-15-pgtap
   # every Python file of the repository checked for unused names and typos (ctest lint.python)
   pyflakes3
   # fuzzing (fuzz/run.sh, ctest fuzz.short): clang and libFuzzer's runtime

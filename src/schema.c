@@ -107,18 +107,24 @@ static void schema_rollback(struct b2bd_db *db)
     }
 }
 
+/* Opens the transaction, takes the lock and refuses a database beyond version or
+ * newest_migration (SCHEMA_NEWER). Returns 0 with the transaction open, else -1 or
+ * SCHEMA_NEWER (the caller rolls back). */
+static int schema_begin(struct b2bd_db *db, int version, int newest_migration,
+                        struct b2bd_err *err)
+{
+    if (db_connect(db, err) < 0 || db_exec(db, "BEGIN", err) < 0)
+        return -1;
+    int rc = schema_lock(db, err);
+    return rc == 0 ? schema_refuse_newer(db, version, newest_migration, err) : rc;
+}
+
 int schema_apply_functions(struct b2bd_db *db, int version, int newest_migration,
                            const struct b2bd_sqlfile *files, int n, int *applied,
                            struct b2bd_err *err)
 {
     *applied = 0;
-    if (db_connect(db, err) < 0)
-        return -1;
-    if (db_exec(db, "BEGIN", err) < 0)
-        return -1;
-    int rc = schema_lock(db, err);
-    if (rc == 0)
-        rc = schema_refuse_newer(db, version, newest_migration, err);
+    int rc = schema_begin(db, version, newest_migration, err);
     int done = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         char sum[65];
@@ -169,13 +175,7 @@ int schema_apply_functions(struct b2bd_db *db, int version, int newest_migration
 /* Before any migration: SCHEMA_NEWER when the database is beyond this build, else 0. */
 static int schema_check(struct b2bd_db *db, int newest_migration, struct b2bd_err *err)
 {
-    if (db_connect(db, err) < 0)
-        return -1;
-    if (db_exec(db, "BEGIN", err) < 0)
-        return -1;
-    int rc = schema_lock(db, err);
-    if (rc == 0)
-        rc = schema_refuse_newer(db, b2bd_schema_version, newest_migration, err);
+    int rc = schema_begin(db, b2bd_schema_version, newest_migration, err);
     if (rc == 0 && db_exec(db, "COMMIT", err) < 0)
         rc = -1;
     if (rc != 0)

@@ -2,7 +2,7 @@
 -- functions the planner inlines (b2bd_access_of, b2bd_access_text): one customer at a
 -- time by b2bd_emit_access (the one-by-one path), a run at a time by b2bd_assign_bulk and
 -- b2bd_revoke_bulk; and the outbox's refusal of an access event over the message limit
--- (trigger outbox_access_size, sql/migrations/0013).
+-- (b2bd_access_too_large, for the trigger outbox_access_size on the outbox).
 
 -- A customer's access as its access event shows it: the companies (JSON, by company id,
 -- each with its roles by location id) and whether it holds any role that counts (one of a
@@ -34,7 +34,7 @@ RETURNS TABLE (companies text, any_role boolean) LANGUAGE sql STABLE AS $$
              GROUP BY k.company_id, k.suspended, co.suspended) c
 $$;
 
--- The access event's text (CONTRACT.md, "Access event"; 0011's key order), from its parts.
+-- The access event's text (CONTRACT.md, "Access event", its keys in that order), from its parts.
 CREATE OR REPLACE FUNCTION b2bd_access_text(p_event_id uuid, p_shop text, p_customer text, p_email text,
                                  p_any_role boolean, p_companies text, p_version bigint,
                                  p_caused_by text, p_actor text, p_occurred_at text)
@@ -51,7 +51,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
            || ',"occurred_at":' || to_json(p_occurred_at)::text || '}'
 $$;
 
--- The access event of 0011 with its actor given (NULL: "actor": null).
+-- The access event of a customer as it stands, with its actor given (NULL: "actor": null).
 CREATE OR REPLACE FUNCTION b2bd_access_event(p_shop text, p_customer text, p_email text,
                                   p_version bigint, p_caused_by text, p_event_id uuid,
                                   p_occurred_at text, p_actor text)

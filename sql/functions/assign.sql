@@ -29,21 +29,21 @@ RETURNS text LANGUAGE sql STABLE AS $$
            || ',"notification_ids":[]}'
 $$;
 
--- The rules of assign, once: the checks in b2bd_assign's order (0004, 0008), then the
+-- The rules of assign, once: the checks in the order assign has always made them, then the
 -- writes of the rows that pass (customers, contacts, seat counts, roles), for a run of
 -- rows (b2bd_assign_bulk) or for one (p_one: b2bd_assign). Returns the rows with their
 -- outcome (customer, create_customer, contact_created, code/field/message, stored,
--- changed). A run that a row-by-row reading cannot settle raises B2B02 (0009); for one
+-- changed). A run that a row-by-row reading cannot settle raises B2B02; for one
 -- row there is nothing to hand back.
 CREATE OR REPLACE FUNCTION b2bd_assign_core(p_rows b2bd_bulk_row[], p_max_contacts integer, p_one boolean)
 RETURNS b2bd_bulk_row[]
 LANGUAGE plpgsql
--- as b2bd_assign_bulk (0009): rows looked up by key. Its statements are planned once per
+-- as b2bd_assign_bulk: rows looked up by key. Its statements are planned once per
 -- connection (b2bd_assign forces it: planning each call was 1.2 ms of the 1.5 a
 -- b2bd_assign took), that plan sized for a few rows and made while the tables may be
 -- small: each lookup below is written so that only the index meant for it can serve it
 -- (a plan that read all the shop's customers or all the company's contacts for each row
--- made one command cost twice 0008's, and a run of 500 ten times 0016's).
+-- made one command cost twice as much, and a run of 500 ten times as much).
 SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
@@ -162,7 +162,7 @@ BEGIN
     -- row reads or writes (its id, its email as this database's lower() folds it, the
     -- customer found or to be created). A row rejected at the customer or the seat
     -- counts too: the rows ahead of it may have created that customer or made it a
-    -- contact (0009; rows rejected earlier, by their command_id, company or locations,
+    -- contact (rows rejected earlier, by their command_id, company or locations,
     -- read no customer).
     IF NOT p_one AND (EXISTS (SELECT 1
                  FROM (SELECT DISTINCT r.i, r.shop, n.name
@@ -178,7 +178,7 @@ BEGIN
 
     IF p_one THEN
         -- one command: a writer that committed since the checks created the customer is
-        -- a CONFLICT, as in 0008 (ON CONFLICT DO NOTHING); the customer starts at
+        -- a CONFLICT (ON CONFLICT DO NOTHING); the customer starts at
         -- version 0, for b2bd_emit_access to bump
         INSERT INTO customers (shop_id, customer_id, email, first_name, last_name, phone)
         SELECT r.shop, r.customer, r.email, r.first_name, r.last_name, r.phone
@@ -191,9 +191,9 @@ BEGIN
         END IF;
     ELSE
         -- a run: such a writer makes the INSERT fail and b2bd applies the run one command
-        -- at a time, as in 0016 (no speculative insertion: ON CONFLICT cost runs more).
+        -- at a time (no speculative insertion: ON CONFLICT cost runs more).
         -- The customer is changed (it becomes a contact): it starts at the version of its
-        -- first access event, which b2bd_assign_bulk writes (0016)
+        -- first access event, which b2bd_assign_bulk writes
         INSERT INTO customers (shop_id, customer_id, email, first_name, last_name, phone, access_version)
         SELECT r.shop, r.customer, r.email, r.first_name, r.last_name, r.phone, 1
           FROM unnest(v) r WHERE r.code IS NULL AND r.stored IS NULL AND r.create_customer ORDER BY r.i;
@@ -237,8 +237,7 @@ $$;
 
 -- Assigns a customer (by id, or by email, found case-insensitively or created) to a
 -- company, with p_roles[i] at p_locations[i]: b2bd_assign_core on one row. Returns
--- {result (b2bd_assign_result), changed}; a rejection raises B2B01 (b2bd_reject), as in
--- 0008.
+-- {result (b2bd_assign_result), changed}; a rejection raises B2B01 (b2bd_reject).
 CREATE OR REPLACE FUNCTION b2bd_assign(p_shop text, p_company text, p_customer_id text, p_email text,
                             p_first_name text, p_last_name text, p_phone text,
                             p_locations text[], p_roles text[], p_max_contacts integer)
@@ -298,7 +297,7 @@ BEGIN
     v := b2bd_assign_core(v, p_max_contacts, false);
 
     -- the access events (b2bd_emit_access, for the whole run) with their access_history
-    -- rows (0011's trigger stands aside: b2bd.history), the results and the inbox
+    -- rows (b2bd_access_history's trigger stands aside: b2bd.history), the results and the inbox
     PERFORM set_config('b2bd.history', 'written', true);
     WITH bumped AS MATERIALIZED (
         UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()

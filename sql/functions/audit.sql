@@ -3,7 +3,7 @@
 -- b2bd.audit ({"<command_id>": {"a": actor, "i": issued_at}}); the set-based runs write
 -- commands.actor and issued_at themselves. access_history keeps every access event:
 -- written by the trigger below unless the writer did it itself (b2bd.history = 'written').
--- The triggers (commands_audit, outbox_access_history) are history: sql/migrations 0011, 0016.
+-- The triggers that call them (commands_audit, outbox_access_history) are in the migrations.
 
 -- The actor noted for a command (NULL when none); the setting is parsed only when set.
 CREATE OR REPLACE FUNCTION b2bd_audit_actor(p_command_id text) RETURNS text

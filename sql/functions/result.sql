@@ -42,7 +42,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
            || ',"processed_at":' || coalesce(to_json(p_now)::text, 'null') || '}'
 $$;
 
--- Whether a result with this key fits the message limit: as 0013 for access events, key
+-- Whether a result with this key fits the message limit: as outbox_access_size for access events, key
 -- and value with 256 bytes for Kafka's framing, under b2bd.max_message_bytes.
 CREATE OR REPLACE FUNCTION b2bd_result_fits(p_key bytea, p_text text) RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT coalesce(octet_length(p_key), 0) + octet_length(p_text) + 256

@@ -132,7 +132,7 @@ BEGIN
     END IF;
 
     -- the access events (b2bd_emit_access, for the whole run) with their access_history
-    -- rows (0011's trigger stands aside: b2bd.history), the results and the inbox
+    -- rows (b2bd_access_history's trigger stands aside: b2bd.history), the results and the inbox
     PERFORM set_config('b2bd.history', 'written', true);
     WITH bumped AS MATERIALIZED (
         UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()
@@ -178,7 +178,7 @@ BEGIN
                 UNION ALL
                 SELECT s.i, 1, 'results', s.msg_key, convert_to(s.text, 'UTF8') FROM results s) m
          ORDER BY m.i, m.ord)
-    -- an applied result over the message limit (src/apply_limit.c, as 0013 reads it)
+    -- an applied result over the message limit (src/apply_limit.c, b2bd_result_fits)
     SELECT coalesce(bool_or(s.applied AND NOT b2bd_result_fits(s.msg_key, s.text)), false)
       INTO v_too_large FROM results s;
     PERFORM set_config('b2bd.history', '', true);

@@ -82,6 +82,8 @@ class Package(unittest.TestCase):
             want.append("/usr/share/b2bd/topics/schemas/" + name)
         for name in sorted(os.listdir(src("sql", "migrations"))):
             want.append("/usr/share/b2bd/migrations/" + name)
+        for name in sorted(os.listdir(src("sql", "functions"))):
+            want.append("/usr/share/b2bd/functions/" + name)
         missing = [w for w in want if w not in self.files]
         self.assertEqual(missing, [])
         # nothing from the build or the tests
