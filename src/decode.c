@@ -37,6 +37,8 @@
  *   `location_ids`, notify `customer_ids`) is INVALID, at the second occurrence.
  * - revoke: `location_ids` is read only with scope `locations`; with another scope it
  *   is ignored, whatever it holds.
+ * - suspend, resume: `company_id` required; `customer_id` absent or null means the whole
+ *   company, any other non-id value is INVALID on payload.customer_id.
  * - notify: with `resend_of`, `customer_ids` is ignored (the contract says so) and not
  *   validated. `resend_of` is kept as sent (any case).
  * - `total` is a decimal string: an optional '-', 1 to 20 digits, optionally '.' and

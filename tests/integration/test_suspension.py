@@ -2,6 +2,7 @@
 company's and the contact's suspension, their access events and results, bad input, and
 how every other command behaves while a company or a contact is suspended."""
 import sys
+import time
 import unittest
 
 import harness
@@ -281,14 +282,16 @@ class RaceTest(B2bTestCase):
         assigns = [self.command("assign", self.assign({"email": "n%03d@example.com" % i},
                                                       [("loc-1", "ordering_only")])) for i in range(300)]
         suspend = self.command("suspend", {"company_id": "c-1"})
-        # the assigns on partition 2 (one daemon), the suspend on partition 0 (the other),
-        # sent in the middle of the assigns
-        for c in assigns[:150]:
-            self.bus.send(c, partition=2)
-        self.bus.send(suspend, partition=0)
-        for c in assigns[150:]:
-            self.bus.send(c, partition=2)
-        self.bus.flush()
+        # the assigns on partition 2 (one daemon), in waves of 10 over about 3 s, and the
+        # suspend on partition 0 (the other) after the 15th wave: some assigns are applied
+        # before it, some after, and some in the batches that meet it
+        for w in range(30):
+            if w == 15:
+                self.bus.send(suspend, partition=0)
+            for c in assigns[10 * w:10 * w + 10]:
+                self.bus.send(c, partition=2)
+            self.bus.flush()
+            time.sleep(0.1)
         results = self.bus.wait_results([c["command_id"] for c in assigns + [suspend]], timeout=120)
         self.assertEqual({r["status"] for r in results}, {"applied"})
         self.assertEqual((self.commands_done(d1, "suspend") + self.commands_done(d2, "suspend"),
@@ -314,6 +317,7 @@ class RaceTest(B2bTestCase):
         self.assertEqual({r["result"]["customer_id"] for r in after}, suspended_events)
         sys.stderr.write("\nrace: %d of 300 assigns applied after the suspend, %d before it\n"
                          % (len(after), 300 - len(after)))
+        self.assertTrue(0 < len(after) < 300, "the suspend came in the middle of the assigns")
 
 
 if __name__ == "__main__":
