@@ -337,6 +337,74 @@ def revokes(prefix, dsn, shop, n):
     return secs
 
 
+def suspension(prefix, dsn, shop, n):
+    """A company of n contacts (written with COPY), each with a role, suspended by one
+    command and resumed by another (CONTRACT.md, "Suspension"): each must publish n
+    access events and write their n access_history rows, set-based. Returns (suspend
+    seconds, resume seconds), each command's time as
+    b2bd's batch took it (b2bd_batch_duration_seconds_sum: apply and COMMIT), not the
+    relay's publishing of the events afterwards."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        bufs = {k: io.StringIO() for k in ("customers", "contacts", "roles")}
+        for i in range(n):
+            cid = "s-%d" % i
+            bufs["customers"].write("%s\t%s\t%s@example.com\n" % (shop, cid, cid))
+            bufs["contacts"].write("%s\tc-0\t%s\n" % (shop, cid))
+            bufs["roles"].write("%s\tc-0\tl-0-%d\t%s\tordering_only\n" % (shop, i % 2, cid))
+        for b in bufs.values():
+            b.seek(0)
+        cur.copy_expert("COPY customers (shop_id, customer_id, email) FROM STDIN", bufs["customers"])
+        cur.copy_expert("COPY contacts (shop_id, company_id, customer_id) FROM STDIN", bufs["contacts"])
+        cur.copy_expert("COPY roles (shop_id, company_id, location_id, customer_id, role) FROM STDIN", bufs["roles"])
+        cur.execute("UPDATE companies SET contact_count = %s WHERE shop_id = %s AND company_id = 'c-0'", (n, shop))
+        cur.execute("ANALYZE")
+    out = []
+    for type in ("suspend", "resume"):
+        cmd = harness.command(type, shop, {"company_id": "c-0"})
+        run_stream(prefix, dsn, [cmd], {})
+        out.append(run_stream.metrics.total("b2bd_batch_duration_seconds_sum"))
+    rows = harness.db_query(dsn, "SELECT count(*) FROM access_history WHERE shop_id = %s", (shop,))
+    if rows[0][0] != 2 * n:
+        raise SystemExit("suspension: %d access_history rows, not %d" % (rows[0][0], 2 * n))
+    return out[0], out[1]
+
+
+def suspension_floor(dsn, n, tries=3):
+    """What suspending a company of n contacts must write, written with COPY: n access
+    events in the outbox and their n access_history rows (0011's row trigger standing
+    aside, as in copy_floor). Best of tries."""
+    best = None
+    for t in range(tries):
+        shop = "sfloor-%d" % t
+        out, hist = io.StringIO(), io.StringIO()
+        for i in range(n):
+            cid = "s-%d" % i
+            caused_by = uuid.uuid4()
+            companies = ('[{"company_id":"c-0","access":"suspended","locations":'
+                         '[{"location_id":"l-0-%d","role":"ordering_only"}]}]' % (i % 2))
+            hist.write("%s\t%s\t2\t%s\t%s\t\\N\t2026-12-01T00:00:00.000Z\n" % (shop, cid, companies, caused_by))
+            access = ('{"event_id":"%s","shop_id":"%s","customer_id":"%s","email":"%s@example.com",'
+                      '"experience":"d2c","companies":%s,"version":2,"caused_by":"%s",'
+                      '"actor":null,"occurred_at":"2026-12-01T00:00:00.000Z"}' % (uuid.uuid4(), shop, cid, cid,
+                                                                               companies, caused_by))
+            out.write("events.access\t\\\\x%s\t\\\\x%s\n" % (("%s/%s" % (shop, cid)).encode().hex(),
+                                                             access.encode().hex()))
+        out.seek(0)
+        hist.seek(0)
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            t0 = time.monotonic()
+            cur.execute("SELECT set_config('b2bd.history', 'written', true)")
+            cur.copy_expert("COPY outbox (topic, key, value) FROM STDIN", out)
+            cur.copy_expert("COPY access_history (shop_id, customer_id, version, companies, caused_by, actor,"
+                            " occurred_at) FROM STDIN", hist)
+            conn.commit()
+            secs = time.monotonic() - t0
+            cur.execute("DELETE FROM outbox WHERE key LIKE %s", (("%s/%%" % shop).encode(),))
+            conn.commit()
+        best = secs if best is None else min(best, secs)
+    return best
+
+
 def latency(prefix, dsn, shop, n, rate):
     """Produce to result read, one command at a time. librdkafka 2.0.2's mock broker
     holds every fetch for fetch.wait.max.ms even when data is there, where a real broker
@@ -404,7 +472,7 @@ def emails(prefix, dsn, shop, n):
     return sent / secs
 
 
-WORKLOADS = ("batched", "new", "import", "revoke", "unbatched", "latency", "emails", "big", "lanes")
+WORKLOADS = ("batched", "new", "import", "revoke", "suspend", "unbatched", "latency", "emails", "big", "lanes")
 
 
 def main():
@@ -453,6 +521,15 @@ def main():
         m = n // 2
         secs = revokes(prefix, dsn, shop, m)
         r["revokes"], r["revoke_seconds"], r["revoke_per_s"] = m, secs, m / secs
+
+    if "suspend" in only:
+        # a company of 10,000 contacts (also with --quick: the contract's size)
+        prefix, _, dsn, shop = world_empty(1, 2)
+        r["suspend_contacts"] = 10000
+        r["suspend_seconds"], r["resume_seconds"] = suspension(prefix, dsn, shop, r["suspend_contacts"])
+        r["suspend_floor_seconds"] = suspension_floor(dsn, r["suspend_contacts"])
+        r["suspend_fraction_of_floor"] = r["suspend_floor_seconds"] / r["suspend_seconds"]
+        r["resume_fraction_of_floor"] = r["suspend_floor_seconds"] / r["resume_seconds"]
 
     if "unbatched" in only:
         prefix, _, dsn, shop = world(1, n)
@@ -526,6 +603,14 @@ def main():
         rows.append(("revokes (one location's contacts)", "%.0f commands/s" % r["revoke_per_s"],
                      "%.2f s for %d, %.1f%% of COPY" % (r["revoke_seconds"], r["revokes"],
                                                        100 * r["revoke_fraction_of_copy"])))
+    if "suspend" in only:
+        rows.append(("COPY floor of a suspension (%d access events + history)" % r["suspend_contacts"],
+                     "%.3f s" % r["suspend_floor_seconds"], "best of 3"))
+        rows.append(("suspend a company of %d contacts (one command)" % r["suspend_contacts"],
+                     "%.3f s" % r["suspend_seconds"],
+                     "%.1f%% of its COPY floor (target 25%%)" % (100 * r["suspend_fraction_of_floor"])))
+        rows.append(("resume it (one command)", "%.3f s" % r["resume_seconds"],
+                     "%.1f%% of its COPY floor (target 25%%)" % (100 * r["resume_fraction_of_floor"])))
     if "emails" in only:
         rows.append(("emails (assign + notify, 4 workers)", "%.0f emails/s" % r["emails_per_s"],
                      "to the local SMTP server"))

@@ -16,6 +16,7 @@
 #include "apply_notify.h"
 #include "apply_privacy.h"
 #include "apply_revoke.h"
+#include "apply_suspend.h"
 #include "apply_shop.h"
 #include "b2bd/fault.h"
 #include "b2bd/log.h"
@@ -139,6 +140,8 @@ static apply_fn apply_fn_for(enum b2bd_cmd_type t)
     case CMD_ORDER_UPSERT: return apply_order_upsert_tracked;
     case CMD_ASSIGN: return apply_assign;
     case CMD_REVOKE: return apply_revoke;
+    case CMD_SUSPEND:
+    case CMD_RESUME: return apply_suspend;
     case CMD_MIGRATE: return apply_migrate;
     case CMD_NOTIFY: return apply_notify;
     case CMD_TEMPLATE_UPDATE: return apply_template_update;

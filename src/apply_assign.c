@@ -84,14 +84,20 @@ static enum b2bd_code assign_migrate(struct apply_cmd *c, const struct b2bd_assi
     return B2BD_OK;
 }
 
-/* notify: true queues the B2B access email, unless the customer ends with no location
- * access (then the result says why). */
+/* notify: true queues the B2B access email, unless the customer is suspended in the
+ * company or ends with no location access (then the result says why). */
 static enum b2bd_code assign_notify(struct apply_cmd *c, const struct b2bd_assign *p,
                                     const char *customer_id, struct b2bd_err *err)
 {
     json_t *ids = json_object_get(c->result, "notification_ids");
     if (!p->notify)
         return B2BD_OK;
+    /* a contact suspended in the company gets no email (CONTRACT.md, "Suspension") */
+    if (json_is_true(json_object_get(c->result, "suspended"))) {
+        json_object_set_new(c->result, "notification_skipped",
+                            json_pack("{ss}", "reason", b2bd_code_name(B2BD_SUSPENDED)));
+        return B2BD_OK;
+    }
     if (json_array_size(json_object_get(c->result, "roles")) == 0) {
         json_object_set_new(c->result, "notification_skipped",
                             json_pack("{ss}", "reason", b2bd_code_name(B2BD_NO_LOCATION_ACCESS)));

@@ -97,6 +97,8 @@ enum b2bd_code apply_access_too_large(struct apply_cmd *c, struct b2bd_err *err)
         field = "payload.locations";
     else if (cmd->type == CMD_CUSTOMER_UPSERT)
         field = "payload.email"; /* the event carries the email */
+    else if (cmd->type == CMD_SUSPEND || cmd->type == CMD_RESUME)
+        field = cmd->u.suspend.customer_id ? "payload.customer_id" : "payload.company_id";
     else if (cmd->type == CMD_REVOKE)
         field = cmd->u.revoke.scope == SCOPE_LOCATIONS ? "payload.location_ids" : "payload.scope";
     return apply_too_large(c, field, "access event", err);

@@ -26,11 +26,12 @@ static const char SQL_LOCATION[] =
  * notify of 100,000 ids costs one round trip, not three each. */
 static const char SQL_STATES[] =
     "SELECT u.customer_id IS NOT NULL, coalesce(u.contact, false), u.first_name, u.last_name,"
-    "  u.email, r.roles, coalesce(r.at_location, false)"
+    "  u.email, r.roles, coalesce(r.at_location, false), coalesce(u.suspended, false)"
     " FROM json_array_elements_text($3::json) WITH ORDINALITY AS x(id, n)"
     " LEFT JOIN LATERAL (SELECT u.customer_id, u.first_name, u.last_name, u.email,"
     "                           EXISTS (SELECT 1 FROM contacts k WHERE k.shop_id = $1"
-    "                                      AND k.company_id = $2 AND k.customer_id = u.customer_id) AS contact"
+    "                                      AND k.company_id = $2 AND k.customer_id = u.customer_id) AS contact,"
+    "                           b2bd_suspended_in($1, $2, u.customer_id) AS suspended"
     "                      FROM customers u WHERE u.shop_id = $1 AND u.customer_id = x.id OFFSET 0) u ON true"
     " LEFT JOIN LATERAL (SELECT json_agg(json_build_array(o.location_id, l.name, o.role)"
     "                             ORDER BY l.name, o.location_id) AS roles,"
@@ -40,7 +41,7 @@ static const char SQL_STATES[] =
     "                     WHERE u.contact AND o.shop_id = $1 AND o.company_id = $2"
     "                       AND o.customer_id = u.customer_id) r ON true"
     " ORDER BY x.n";
-enum { ST_FOUND, ST_CONTACT, ST_FIRST_NAME, ST_LAST_NAME, ST_EMAIL, ST_ROLES, ST_AT_LOCATION };
+enum { ST_FOUND, ST_CONTACT, ST_FIRST_NAME, ST_LAST_NAME, ST_EMAIL, ST_ROLES, ST_AT_LOCATION, ST_SUSPENDED };
 static const char SQL_TEMPLATE[] =
     "SELECT version, subject, text, html FROM templates WHERE shop_id = $1";
 static const char SQL_QUEUE[] =
@@ -51,7 +52,8 @@ static const char SQL_QUEUE[] =
 static const char SQL_WAKE[] = "SELECT pg_notify('" NOTIFY_CHANNEL "', '')";
 static const char SQL_ORIGINAL[] =
     "SELECT customer_id, company_id, location_id, to_address, from_address, template_version,"
-    "  subject, body_text, body_html FROM notifications"
+    "  subject, body_text, body_html, b2bd_suspended_in(shop_id, company_id, customer_id)"
+    " FROM notifications"
     " WHERE shop_id = $1 AND notification_id = $2";
 static const char SQL_TEMPLATE_SET[] =
     "INSERT INTO templates AS t (shop_id, version, subject, text, html, command_id)"
@@ -99,6 +101,8 @@ static enum b2bd_code state_of(PGresult *states, int row, const char *location)
         return B2BD_NOT_FOUND;
     if (PQgetvalue(states, row, ST_CONTACT)[0] != 't')
         return B2BD_NOT_A_CONTACT;
+    if (PQgetvalue(states, row, ST_SUSPENDED)[0] == 't')
+        return B2BD_SUSPENDED;
     if (PQgetisnull(states, row, ST_ROLES) ||
         (location && PQgetvalue(states, row, ST_AT_LOCATION)[0] != 't'))
         return B2BD_NO_LOCATION_ACCESS;
@@ -362,6 +366,11 @@ static enum b2bd_code resend(struct apply_cmd *c, const struct b2bd_notify *p, c
         PQclear(res);
         return b2bd_err_set(err, B2BD_NOT_FOUND, "payload.resend_of",
                             "no notification with this id in the shop and company");
+    }
+    if (PQgetvalue(res, 0, 9)[0] == 't') {
+        PQclear(res);
+        return b2bd_err_set(err, B2BD_SUSPENDED, "payload.resend_of",
+                            "the notification's customer is suspended in the company");
     }
     struct email_job j = {.customer = PQgetvalue(res, 0, 0), .company = PQgetvalue(res, 0, 1),
                           .location = col(res, 2), .to = staff_to ? staff_to : PQgetvalue(res, 0, 3),

@@ -160,6 +160,15 @@ static PGresult *ctl_query(const struct b2bd_config *cfg, struct b2bd_db *db, en
     return res;
 }
 
+/* Why the contact of row i (columns 5 and 6: the company's and the contact's own
+ * suspension, CONTRACT.md "Suspension") is suspended; NULL when it is not. */
+static const char *suspension(PGresult *res, int i)
+{
+    int company = *PQgetvalue(res, i, 5) == 't', contact = *PQgetvalue(res, i, 6) == 't';
+    return company && contact ? "the company and the contact" : company ? "the company"
+         : contact ? "the contact" : NULL;
+}
+
 static int cmd_access(const struct b2bd_config *cfg, const struct ctl_args *a)
 {
     int json_out = ctl_flag(a, "json");
@@ -173,12 +182,15 @@ static int cmd_access(const struct b2bd_config *cfg, const struct ctl_args *a)
         json_t *companies = json_array(), *cur = NULL;
         for (int i = 0; i < PQntuples(res); i++) {
             if (!cur || strcmp(json_string_value(json_object_get(cur, "company_id")), PQgetvalue(res, i, 0))) {
-                cur = json_pack("{s:s, s:o, s:s, s:[]}", "company_id", PQgetvalue(res, i, 0), "name",
-                                ctl_pg_text(res, i, 1), "access", "no_access", "locations");
+                cur = json_pack("{s:s, s:o, s:s, s:[], s:b, s:b}", "company_id", PQgetvalue(res, i, 0), "name",
+                                ctl_pg_text(res, i, 1), "access", suspension(res, i) ? "suspended" : "no_access",
+                                "locations", "company_suspended", *PQgetvalue(res, i, 5) == 't',
+                                "contact_suspended", *PQgetvalue(res, i, 6) == 't');
                 json_array_append_new(companies, cur);
             }
             if (!PQgetisnull(res, i, 2)) {
-                json_object_set_new(cur, "access", json_string("locations"));
+                if (!suspension(res, i))
+                    json_object_set_new(cur, "access", json_string("locations"));
                 json_array_append_new(json_object_get(cur, "locations"),
                                       json_pack("{s:s, s:o, s:s}", "location_id", PQgetvalue(res, i, 2),
                                                 "name", ctl_pg_text(res, i, 3), "role", PQgetvalue(res, i, 4)));
@@ -190,11 +202,15 @@ static int cmd_access(const struct b2bd_config *cfg, const struct ctl_args *a)
         if (PQntuples(res) == 0)
             printf("%s/%s: no company (D2C)\n", shop, customer);
         for (int i = 0; i < PQntuples(res); i++) {
+            const char *why = suspension(res, i);
+            char tag[80] = "";
+            if (why)
+                snprintf(tag, sizeof tag, " [suspended: %s; roles kept, no access]", why);
             if (PQgetisnull(res, i, 2))
-                printf("company %s (%s): No access\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+                printf("company %s (%s)%s: No access\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), tag);
             else
-                printf("company %s (%s): location %s (%s): %s\n", PQgetvalue(res, i, 0),
-                       PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+                printf("company %s (%s)%s: location %s (%s): %s\n", PQgetvalue(res, i, 0),
+                       PQgetvalue(res, i, 1), tag, PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
                        PQgetvalue(res, i, 4));
         }
     }
@@ -652,7 +668,7 @@ static const struct ctl_cmd commands[] = {
       {"timeout", 't', "S", "stop after S seconds without a message (default 5)"}},
      false, cmd_tail},
     {"access", NULL, "SHOP CUSTOMER", 2, "a customer's companies, locations, roles",
-     "A customer's companies, locations and roles, from the database.\n", {JSON_OPT}, false,
+     "A customer's companies, locations and roles, from the database; a company where the\ncustomer is suspended (the company or the contact) is marked, its roles kept.\n", {JSON_OPT}, false,
      cmd_access},
     {"timeline", NULL, "SHOP CUSTOMER", 2, "a customer's access emails",
      "The customer's B2B access emails, oldest first, from the database: status\n"

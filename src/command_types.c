@@ -38,6 +38,8 @@ const char *decode_type_name(enum b2bd_cmd_type t)
     case CMD_REVOKE: return "revoke";
     case CMD_MIGRATE: return "migrate";
     case CMD_NOTIFY: return "notify";
+    case CMD_SUSPEND: return "suspend";
+    case CMD_RESUME: return "resume";
     case CMD_SHOP_UPSERT: return "shop.upsert";
     case CMD_COMPANY_UPSERT: return "company.upsert";
     case CMD_CUSTOMER_UPSERT: return "customer.upsert";
@@ -56,7 +58,9 @@ enum b2bd_topic decode_type_topic(enum b2bd_cmd_type t)
 {
     switch (t) {
     case CMD_ASSIGN: return TOPIC_ASSIGN;
-    case CMD_REVOKE: return TOPIC_REVOKE;
+    case CMD_REVOKE:
+    case CMD_SUSPEND:
+    case CMD_RESUME: return TOPIC_REVOKE;
     case CMD_MIGRATE: return TOPIC_MIGRATE;
     case CMD_NOTIFY: return TOPIC_NOTIFY;
     default: return TOPIC_SYNC;

@@ -7,7 +7,8 @@
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 static const char SQL_ACCESS[] =
-    "SELECT k.company_id, co.name, r.location_id, l.name, r.role FROM contacts k"
+    "SELECT k.company_id, co.name, r.location_id, l.name, r.role, co.suspended, k.suspended"
+    " FROM contacts k"
     " JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id"
     " LEFT JOIN roles r ON r.shop_id = k.shop_id AND r.company_id = k.company_id"
     "  AND r.customer_id = k.customer_id"
@@ -33,7 +34,7 @@ static const char SQL_HISTORY[] =
     " FROM access_history WHERE shop_id = $1 AND customer_id = $2 ORDER BY version";
 
 static const struct ctl_query_def QUERIES[CTL_Q_COUNT] = {
-    [CTL_Q_ACCESS] = {"access", SQL_ACCESS, 2, 5},
+    [CTL_Q_ACCESS] = {"access", SQL_ACCESS, 2, 7},
     [CTL_Q_TIMELINE] = {"timeline", SQL_TIMELINE, 2, 15},
     [CTL_Q_NOTIFICATION] = {"resend", SQL_NOTIFICATION, 2, 2},
     [CTL_Q_IMPORT_STATUS] = {"import status", SQL_IMPORT_STATUS, 1, 4},

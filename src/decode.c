@@ -35,6 +35,8 @@
  *   `location_ids`, notify `customer_ids`) is INVALID, at the second occurrence.
  * - revoke: `location_ids` is read only with scope `locations`; with another scope it
  *   is ignored, whatever it holds.
+ * - suspend, resume: `company_id` required; `customer_id` absent or null means the whole
+ *   company, any other non-id value is INVALID on payload.customer_id.
  * - notify: with `resend_of`, `customer_ids` is ignored (the contract says so) and not
  *   validated. `resend_of` is kept as sent (any case).
  * - `total` is a decimal string: an optional '-', 1 to 20 digits, optionally '.' and
@@ -408,6 +410,15 @@ static int decode_revoke(const json_t *p, struct b2bd_revoke *r, struct b2bd_err
     return 0;
 }
 
+/* suspend, resume: customer_id absent or null means the whole company. */
+static int decode_suspend(const json_t *p, struct b2bd_suspend *s, struct b2bd_err *err)
+{
+    return get_id(p, "payload", "company_id", true, &s->company_id, err)
+                   || get_id(p, "payload", "customer_id", false, &s->customer_id, err)
+               ? -1
+               : 0;
+}
+
 static int decode_migrate(const json_t *p, struct b2bd_migrate *m, struct b2bd_err *err)
 {
     return get_id(p, "payload", "company_id", true, &m->company_id, err)
@@ -646,6 +657,8 @@ static int decode_payload(struct b2bd_command *cmd, struct b2bd_err *err)
     case CMD_ASSIGN: return decode_assign(p, &cmd->u.assign, err);
     case CMD_REVOKE: return decode_revoke(p, &cmd->u.revoke, err);
     case CMD_MIGRATE: return decode_migrate(p, &cmd->u.migrate, err);
+    case CMD_SUSPEND:
+    case CMD_RESUME: return decode_suspend(p, &cmd->u.suspend, err);
     case CMD_NOTIFY: return decode_notify(p, &cmd->u.notify, err);
     case CMD_SHOP_UPSERT: return decode_shop(p, &cmd->u.shop, err);
     case CMD_COMPANY_UPSERT: return decode_company(p, &cmd->u.company, err);

@@ -20,6 +20,7 @@ const char *b2bd_code_name(enum b2bd_code code)
     case B2BD_IDEMPOTENCY_KEY_REUSED: return "IDEMPOTENCY_KEY_REUSED";
     case B2BD_CONFLICT: return "CONFLICT";
     case B2BD_MERGE_REFUSED: return "MERGE_REFUSED";
+    case B2BD_SUSPENDED: return "SUSPENDED";
     case B2BD_UNPROCESSABLE: return "UNPROCESSABLE";
     case B2BD_NOT_JSON: return "NOT_JSON";
     case B2BD_NOT_A_COMMAND: return "NOT_A_COMMAND";

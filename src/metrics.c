@@ -81,6 +81,13 @@ struct b2bd_metrics *metrics_b2bd_new(void)
         "Rows waiting in the outbox to be published, at the relay's last check.", NULL, NULL, 0);
     bm->outbox_age = metrics_register(r, METRIC_GAUGE, "b2bd_outbox_oldest_age_seconds",
         "Age of the oldest unpublished outbox row at the relay's last check (0: none).", NULL, NULL, 0);
+    /* two series for the whole database, not one per shop or company: an operator sees
+     * how much is suspended and alerts on a jump; who is suspended is b2bctl access's */
+    bm->suspended_companies = metrics_register(r, METRIC_GAUGE, "b2bd_suspended_companies",
+        "Companies suspended, in the whole database, at the relay's last count (every 5 s).", NULL, NULL, 0);
+    bm->suspended_contacts = metrics_register(r, METRIC_GAUGE, "b2bd_suspended_contacts",
+        "Contacts suspended in their company (by the company or on their own), in the whole database, "
+        "at the relay's last count (every 5 s).", NULL, NULL, 0);
     bm->published = metrics_register(r, METRIC_COUNTER, "b2bd_events_published_total",
         "Outbox messages delivered to Kafka by this instance, by topic (without the prefix).", TOPIC,
         NULL, 0);
@@ -196,6 +203,14 @@ void metrics_outbox(struct b2bd_metrics *bm, long rows, double oldest_age_s)
     metrics_set(bm->outbox_rows, NULL, (double)rows);
     metrics_set(bm->outbox_age, NULL, oldest_age_s);
     atomic_store(&bm->outbox_age_ms, (long long)(oldest_age_s * 1000));
+}
+
+void metrics_suspended(struct b2bd_metrics *bm, long companies, long contacts)
+{
+    if (!bm)
+        return;
+    metrics_set(bm->suspended_companies, NULL, (double)companies);
+    metrics_set(bm->suspended_contacts, NULL, (double)contacts);
 }
 
 void metrics_db_check(struct b2bd_metrics *bm, int ok)

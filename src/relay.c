@@ -38,6 +38,7 @@ struct b2bd_relay {
     atomic_ulong published;
     int leader;
     int64_t next_probe; /* util_now_ms() of the next outbox check (metrics, readiness) */
+    int64_t next_count; /* util_now_ms() of the next count of suspended contacts (metrics) */
 };
 
 /* Delivery status of one row of the round: set by relay_produce when the producer
@@ -275,6 +276,29 @@ static int relay_round(struct b2bd_relay *r)
 static const char SQL_PROBE[] =
     "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM outbox";
 
+/* The suspended companies, and the contacts suspended in a company: those of suspended
+ * companies, and those suspended on their own in the others (each by the partial indexes
+ * of sql/migrations/0020: the work grows with what is suspended, not with the database). */
+static const char SQL_SUSPENDED[] =
+    "SELECT (SELECT count(*) FROM companies WHERE suspended),"
+    " (SELECT count(*) FROM companies c JOIN contacts k ON k.shop_id = c.shop_id AND k.company_id = c.company_id"
+    "   WHERE c.suspended)"
+    " + (SELECT count(*) FROM contacts k JOIN companies c ON c.shop_id = k.shop_id AND c.company_id = k.company_id"
+    "   WHERE k.suspended AND NOT c.suspended)";
+
+/* At most every 5 s, leader or not: counts what is suspended, for the metrics. */
+static void relay_count_suspended(struct b2bd_relay *r, int64_t now)
+{
+    if (now < r->next_count || !db_connected(&r->db))
+        return;
+    r->next_count = now + 5000;
+    struct b2bd_err err;
+    PGresult *res = db_query(&r->db, SQL_SUSPENDED, 0, NULL, NULL, NULL, &err);
+    if (res && PQntuples(res) == 1)
+        metrics_suspended(r->metrics, atol(PQgetvalue(res, 0, 0)), atol(PQgetvalue(res, 0, 1)));
+    PQclear(res);
+}
+
 /* At most once a second, leader or not: checks the database and measures the outbox
  * (rows waiting, age of the oldest) for the metrics and the readiness check. */
 static void relay_probe(struct b2bd_relay *r)
@@ -289,6 +313,7 @@ static void relay_probe(struct b2bd_relay *r)
         metrics_outbox(r->metrics, atol(PQgetvalue(res, 0, 0)), atof(PQgetvalue(res, 0, 1)));
     metrics_db_check(r->metrics, res != NULL);
     PQclear(res);
+    relay_count_suspended(r, now);
 }
 
 /* Learns the leaders of the topics the relay publishes to before the first row waits

@@ -26,6 +26,8 @@ enum b2bd_cmd_type {
     CMD_REVOKE,
     CMD_MIGRATE,
     CMD_NOTIFY,
+    CMD_SUSPEND,   /* on the revoke topic */
+    CMD_RESUME,    /* on the revoke topic */
     CMD_SHOP_UPSERT,
     CMD_COMPANY_UPSERT,
     CMD_CUSTOMER_UPSERT,

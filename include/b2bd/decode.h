@@ -45,6 +45,12 @@ struct b2bd_revoke {
     bool remove_migrated_orders;
 };
 
+/* suspend and resume: the company, or one contact of it (customer_id set). */
+struct b2bd_suspend {
+    const char *company_id;
+    const char *customer_id; /* NULL: the whole company */
+};
+
 struct b2bd_migrate {
     const char *company_id;
     const char *location_id;
@@ -141,6 +147,7 @@ struct b2bd_command {
         struct b2bd_assign assign;
         struct b2bd_revoke revoke;
         struct b2bd_migrate migrate;
+        struct b2bd_suspend suspend; /* suspend, resume */
         struct b2bd_notify notify;
         struct b2bd_shop_upsert shop;
         struct b2bd_company_upsert company;

@@ -16,6 +16,7 @@ enum b2bd_code {
     B2BD_IDEMPOTENCY_KEY_REUSED,
     B2BD_CONFLICT,
     B2BD_MERGE_REFUSED,
+    B2BD_SUSPENDED,     /* the company or the contact is suspended (CONTRACT.md, "Suspension") */
     B2BD_UNPROCESSABLE, /* the database refuses the command, and a retry will not cure it */
     /* Dead-letter codes: the message is not a command at all. */
     B2BD_NOT_JSON,

@@ -31,6 +31,8 @@ struct b2bd_metrics {
     struct metric *batch_retries;     /* b2bd_batch_retries_total */
     struct metric *outbox_rows;       /* b2bd_outbox_rows */
     struct metric *outbox_age;        /* b2bd_outbox_oldest_age_seconds */
+    struct metric *suspended_companies; /* b2bd_suspended_companies */
+    struct metric *suspended_contacts;  /* b2bd_suspended_contacts */
     struct metric *published;         /* b2bd_events_published_total{topic} */
     struct metric *lag;               /* b2bd_consumer_lag_messages{topic,partition} */
     struct metric *assigned;          /* b2bd_consumer_assigned_partitions */
@@ -77,6 +79,10 @@ void metrics_published(struct b2bd_metrics *bm, const char *topic_suffix);
 
 /* The relay's outbox check: rows waiting and the age of the oldest (0 when none). */
 void metrics_outbox(struct b2bd_metrics *bm, long rows, double oldest_age_s);
+
+/* The relay's count of suspended companies and of contacts suspended in a company (by the
+ * company or on their own), over the whole database (CONTRACT.md, "Suspension"). */
+void metrics_suspended(struct b2bd_metrics *bm, long companies, long contacts);
 
 /* A database check by a connection: ok or failed. */
 void metrics_db_check(struct b2bd_metrics *bm, int ok);

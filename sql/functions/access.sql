@@ -5,15 +5,20 @@
 -- (b2bd_access_too_large, for the trigger outbox_access_size on the outbox).
 
 -- A customer's access as its access event shows it: the companies (JSON, by company id,
--- each with its roles by location id) and whether it holds any role. A set-returning SQL
--- function, inlined where it is used in FROM: the bulk functions join it to their rows.
+-- each with its roles by location id) and whether it holds any role that counts (one of a
+-- company that is not suspended for it). An entry is "access": "suspended" while the
+-- company or the contact is suspended, with the roles kept (CONTRACT.md, "Suspension").
+-- A set-returning SQL function, inlined where it is used in FROM: the bulk functions join
+-- it to their rows.
 CREATE OR REPLACE FUNCTION b2bd_access_of(p_shop text, p_customer text)
 RETURNS TABLE (companies text, any_role boolean) LANGUAGE sql STABLE AS $$
     SELECT '[' || coalesce(string_agg(c.doc, ',' ORDER BY c.company_id), '') || ']',
-           coalesce(bool_or(c.has_role), false)
+           coalesce(bool_or(c.has_role AND NOT c.suspended), false)
       FROM (SELECT k.company_id, count(o.location_id) > 0 AS has_role,
+                   k.suspended OR coalesce(co.suspended, false) AS suspended,
                    '{"company_id":' || to_json(k.company_id)::text
-                   || ',"access":' || CASE WHEN count(o.location_id) > 0 THEN '"locations"'
+                   || ',"access":' || CASE WHEN k.suspended OR coalesce(co.suspended, false) THEN '"suspended"'
+                                           WHEN count(o.location_id) > 0 THEN '"locations"'
                                            ELSE '"no_access"' END
                    || ',"locations":['
                    || coalesce(string_agg('{"location_id":' || to_json(o.location_id)::text
@@ -22,10 +27,11 @@ RETURNS TABLE (companies text, any_role boolean) LANGUAGE sql STABLE AS $$
                                    FILTER (WHERE o.location_id IS NOT NULL), '')
                    || ']}' AS doc
               FROM contacts k
+              LEFT JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id
               LEFT JOIN roles o ON o.shop_id = k.shop_id AND o.company_id = k.company_id
                                AND o.customer_id = k.customer_id
              WHERE k.shop_id = p_shop AND k.customer_id = p_customer
-             GROUP BY k.company_id) c
+             GROUP BY k.company_id, k.suspended, co.suspended) c
 $$;
 
 -- The access event's text (CONTRACT.md, "Access event", its keys in that order), from its parts.

@@ -14,15 +14,18 @@ RETURNS TABLE (roles text) LANGUAGE sql STABLE AS $$
       FROM roles o WHERE o.shop_id = p_shop AND o.company_id = p_company AND o.customer_id = p_customer
 $$;
 
--- The result object of an assign (CONTRACT.md): p_roles from b2bd_roles_of. Its
--- notification_ids are empty; the one-by-one path fills them when the command asks.
+-- The result object of an assign (CONTRACT.md): p_roles from b2bd_roles_of, p_suspended
+-- from b2bd_suspended_in ("suspended": true only while the contact is suspended in the
+-- company, CONTRACT.md "Suspension"). Its notification_ids are empty; the one-by-one path
+-- fills them when the command asks.
 CREATE OR REPLACE FUNCTION b2bd_assign_result(p_customer text, p_created boolean, p_contact_created boolean,
-                                   p_roles text)
+                                   p_roles text, p_suspended boolean)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT '{"customer_id":' || to_json(p_customer)::text
            || ',"customer_created":' || p_created::text
            || ',"contact_created":' || p_contact_created::text
            || ',"roles":' || p_roles
+           || CASE WHEN p_suspended THEN ',"suspended":true' ELSE '' END
            || ',"notification_ids":[]}'
 $$;
 
@@ -253,7 +256,9 @@ BEGIN
         PERFORM b2bd_reject(r.code, r.field, r.message);
     END IF;
     RETURN (SELECT json_build_object('result', b2bd_assign_result(r.customer, r.create_customer,
-                                                                  r.contact_created, o.roles)::json,
+                                                                  r.contact_created, o.roles,
+                                                                  b2bd_suspended_in(p_shop, p_company,
+                                                                                    r.customer))::json,
                                      'changed', r.changed)
               FROM b2bd_roles_of(p_shop, p_company, r.customer) o);
 END
@@ -326,7 +331,8 @@ BEGIN
                coalesce(r.stored,
                         b2bd_result_text(gen_random_uuid(), r.command_id, 'assign', r.shop, r.import_id,
                                          b2bd_assign_result(r.customer, r.create_customer, r.contact_created,
-                                                            o.roles),
+                                                            o.roles,
+                                                            b2bd_suspended_in(r.shop, r.company, r.customer)),
                                          r.code, r.message, r.field, v_now)) AS text
           FROM unnest(v) r CROSS JOIN LATERAL b2bd_roles_of(r.shop, r.company, r.customer) o),
     inbox AS (

@@ -154,7 +154,9 @@ BEGIN
                                                       'role', r.role) ORDER BY r.location_id)
                       FROM roles r JOIN locations l ON l.shop_id = r.shop_id AND l.location_id = r.location_id
                      WHERE r.shop_id = p_shop AND r.company_id = k.company_id
-                       AND r.customer_id = c.customer_id), '[]'::json)) ORDER BY k.company_id)
+                       AND r.customer_id = c.customer_id), '[]'::json),
+                -- CONTRACT.md, "Suspension": by the company or on its own
+                'suspended', k.suspended OR co.suspended) ORDER BY k.company_id)
               FROM contacts k JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id
              WHERE k.shop_id = p_shop AND k.customer_id = c.customer_id), '[]'::json),
         'orders', coalesce((

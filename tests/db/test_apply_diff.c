@@ -1,7 +1,7 @@
 /* test_apply_diff: the randomized differential test of the set-based assign path.
  *
  * Random command sequences (assigns by id and by email in mixed and non-ASCII case,
- * revokes of every scope, commands sent again, command ids reused with another
+ * revokes of every scope, suspends and resumes of companies and contacts, commands sent again, command ids reused with another
  * payload, companies near their 10,000-contact limit, email changes) are applied
  * through apply_batch, in batches of random sizes, to two databases that differ only in
  * bulk_assign (on: runs of plain assigns go to b2bd_assign_bulk; off: b2bd_assign one
@@ -200,6 +200,20 @@ static json_t *rnd_revoke(void)
     return p;
 }
 
+/* suspend or resume (CONTRACT.md, "Suspension"): a company, or one of its contacts (or a
+ * customer who is none, or unknown), so that the assigns and revokes around it meet
+ * suspended companies and contacts. */
+static json_t *rnd_suspend(void)
+{
+    json_t *p = json_pack("{ss}", "company_id", company_name(rnd_company()));
+    if (chance(50)) {
+        char id[64];
+        rnd_customer_id(id, sizeof id);
+        json_object_set_new(p, "customer_id", json_string(id));
+    }
+    return p;
+}
+
 static void seq_remember(struct seq *s, enum b2bd_topic t, char *msg)
 {
     if (s->n_sent == s->cap_sent) {
@@ -264,6 +278,12 @@ static void rnd_command(struct seq *s, struct dbt_batch *b)
                 seq_remember(s, TOPIC_REVOKE, more);
             }
         }
+    } else if (r < 44) {
+        const char *type = chance(60) ? "suspend" : "resume";
+        json_t *p = rnd_suspend();
+        msg = dump_command(type, s->shop, id, p);
+        json_decref(p);
+        t = TOPIC_REVOKE;
     } else {
         json_t *p = rnd_assign();
         msg = dump_command("assign", s->shop, id, p);
@@ -418,13 +438,13 @@ static const char SQL_DUMP[] =
     " (SELECT string_agg('customer ' || row(u.shop_id, u.customer_id, u.email, u.first_name, u.last_name,"
     "   u.phone, u.access_version)::text, E'\\n' ORDER BY u.shop_id COLLATE \"C\", u.customer_id COLLATE \"C\")"
     "  FROM customers u WHERE u.shop_id = ANY ($1::text[])),"
-    " (SELECT string_agg('contact ' || row(k.shop_id, k.company_id, k.customer_id)::text, E'\\n'"
+    " (SELECT string_agg('contact ' || row(k.shop_id, k.company_id, k.customer_id, k.suspended)::text, E'\\n'"
     "   ORDER BY k.shop_id COLLATE \"C\", k.company_id COLLATE \"C\", k.customer_id COLLATE \"C\")"
     "  FROM contacts k WHERE k.shop_id = ANY ($1::text[])),"
     " (SELECT string_agg('role ' || row(r.shop_id, r.company_id, r.customer_id, r.location_id, r.role)::text,"
     "   E'\\n' ORDER BY r.shop_id COLLATE \"C\", r.company_id COLLATE \"C\", r.customer_id COLLATE \"C\","
     "   r.location_id COLLATE \"C\") FROM roles r WHERE r.shop_id = ANY ($1::text[])),"
-    " (SELECT string_agg('company ' || row(c.shop_id, c.company_id, c.contact_count)::text, E'\\n'"
+    " (SELECT string_agg('company ' || row(c.shop_id, c.company_id, c.contact_count, c.suspended)::text, E'\\n'"
     "   ORDER BY c.shop_id COLLATE \"C\", c.company_id COLLATE \"C\") FROM companies c WHERE c.shop_id = ANY ($1::text[])),"
     " (SELECT string_agg('command ' || row(m.command_id, m.type, m.payload_hash, m.import_id,"
     "   m.actor, m.issued_at, (m.result::jsonb - '{event_id,processed_at}'::text[])::text)::text, E'\\n'"

@@ -113,6 +113,8 @@ int main(void)
                 expect(res, 0, 2, "loc-1", "access");
                 expect(res, 0, 3, "Location 1", "access");
                 expect(res, 0, 4, "ordering_only", "access");
+                expect(res, 0, 5, "f", "access"); /* the company's suspension */
+                expect(res, 0, 6, "f", "access"); /* the contact's own */
             }
             break;
         }

@@ -63,6 +63,8 @@ OUTPUT_TOPICS = ("results", "events.access", "events.notifications", "dlq")
 COMMAND_TOPICS = {
     "assign": "commands.assign",
     "revoke": "commands.revoke",
+    "suspend": "commands.revoke",
+    "resume": "commands.revoke",
     "migrate": "commands.migrate",
     "notify": "commands.notify",
     "shop.upsert": "commands.sync",
@@ -131,7 +133,7 @@ def key_for(cmd):
         v = payload.get(name)
         return v if isinstance(v, str) else ""
 
-    if t in ("assign", "revoke", "migrate", "notify", "company.upsert"):
+    if t in ("assign", "revoke", "suspend", "resume", "migrate", "notify", "company.upsert"):
         return "%s/%s" % (shop, part("company_id"))
     if t in ("customer.upsert", "order.upsert", "customer.merge"):
         return "%s/%s" % (shop, part("customer_id"))

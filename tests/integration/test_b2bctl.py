@@ -68,10 +68,22 @@ class B2bctlTest(B2bTestCase):
         self.assertEqual(j, {"shop_id": self.shop, "customer_id": "cust-1", "companies": [
             {"company_id": "c-1", "name": "Company c-1", "access": "locations", "locations": [
                 {"location_id": "loc-1", "name": "Location loc-1", "role": "ordering_only"},
-                {"location_id": "loc-2", "name": "Location loc-2", "role": "location_admin"}]},
-            {"company_id": "c-2", "name": "Company c-2", "access": "no_access", "locations": []}]})
+                {"location_id": "loc-2", "name": "Location loc-2", "role": "location_admin"}],
+             "company_suspended": False, "contact_suspended": False},
+            {"company_id": "c-2", "name": "Company c-2", "access": "no_access", "locations": [],
+             "company_suspended": False, "contact_suspended": False}]})
         self.assertEqual(self.ok_json("access", self.shop, "nobody")["companies"], [])
         self.assertIn("no company (D2C)", self.ok("access", self.shop, "nobody").stdout)
+        # a suspended company, and a contact suspended on its own (CONTRACT.md, "Suspension")
+        self.applied("suspend", {"company_id": "c-1"})
+        self.applied("suspend", {"company_id": "c-2", "customer_id": "cust-1"})
+        p = self.ok("access", self.shop, "cust-1")
+        self.assertIn("company c-1 (Company c-1) [suspended: the company; roles kept, no access]: location loc-2"
+                      " (Location loc-2): location_admin", p.stdout)
+        self.assertIn("company c-2 (Company c-2) [suspended: the contact; roles kept, no access]: No access", p.stdout)
+        j = self.ok_json("access", self.shop, "cust-1")
+        self.assertEqual([(c["access"], c["company_suspended"], c["contact_suspended"], len(c["locations"]))
+                          for c in j["companies"]], [("suspended", True, False, 2), ("suspended", False, True, 0)])
 
     # -- timeline and resend -------------------------------------------------------
     def test_timeline_and_resend(self):

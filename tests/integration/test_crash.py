@@ -1,5 +1,5 @@
-"""Crash tests: a stream of mixed commands (sync, assign, revoke, migrate, notify) with
-b2bd killed with SIGKILL at several points and restarted, with one of two instances
+"""Crash tests: a stream of mixed commands (sync, assign, revoke, suspend, resume, migrate,
+notify) with b2bd killed with SIGKILL at several points and restarted, with one of two instances
 killed, or with PostgreSQL itself killed with SIGKILL mid-batch and restarted (crash
 recovery, on a cluster of the test's own); afterwards the database equals what a simple
 reference model of the commands says, every command has exactly one result (a repeat only
@@ -113,6 +113,31 @@ class Model:
         self.poisoned = dict(poisoned or {})  # customer -> codes its writes are rejected with
         self.changes = {c: 0 for c in list(customers) + list(self.poisoned)}
         self.emails = 0
+        self.suspended = set()  # companies suspended
+        self.own = set()        # (company, customer): contacts suspended on their own
+
+    def is_suspended(self, company, customer):
+        return company in self.suspended or (company, customer) in self.own
+
+    def suspend(self, company, customer, on):
+        """suspend (on) or resume of the company (customer None) or of one contact."""
+        if customer is None:
+            if (company in self.suspended) == on:
+                return ("applied", None)
+            self.suspended.symmetric_difference_update({company})
+            for (c, k) in self.contacts:
+                if c == company and (c, k) not in self.own:
+                    self.changes[k] += 1
+            return ("applied", None)
+        key = (company, customer)
+        if key not in self.contacts:
+            return ("rejected", "NOT_A_CONTACT")
+        if (key in self.own) == on:
+            return ("applied", None)
+        self.own.symmetric_difference_update({key})
+        if company not in self.suspended:
+            self.changes[customer] += 1
+        return ("applied", None)
 
     def assign(self, company, customer, locs):
         if customer in self.poisoned:
@@ -144,6 +169,7 @@ class Model:
             roles.clear()
         else:
             del self.contacts[key]
+            self.own.discard(key)  # a removed contact loses its own suspension
             changed = True
             if remove_migrated:
                 for o in self.orders.values():
@@ -170,7 +196,7 @@ class Model:
 
     def notify(self, company, customer):
         roles = self.contacts.get((company, customer))
-        if roles:
+        if roles and not self.is_suspended(company, customer):
             self.emails += 1
             return ("applied", "queued")
         return ("applied", "skipped")
@@ -231,7 +257,7 @@ class CrashBase(B2bTestCase):
             payload = {"company_id": company, "customer": {"id": k},
                        "locations": [{"location_id": l, "role": r} for l, r in locs.items()]}
             return Item("cmd", model.assign(company, k, locs), harness.command("assign", self.shop, payload))
-        if x < 0.7:
+        if x < 0.65:
             scope = rnd.choice(["locations", "all_locations", "company"])
             payload = {"company_id": company, "customer_id": k, "scope": scope}
             locs = None
@@ -243,6 +269,13 @@ class CrashBase(B2bTestCase):
                 payload["remove_migrated_orders"] = remove = True
             return Item("cmd", model.revoke(company, k, scope, locs, remove),
                         harness.command("revoke", self.shop, payload))
+        if x < 0.75:
+            # suspend or resume: the company, or one customer of it (a contact or not)
+            on = rnd.random() < 0.55
+            who = None if rnd.random() < 0.4 else k
+            payload = {"company_id": company} if who is None else {"company_id": company, "customer_id": who}
+            return Item("cmd", model.suspend(company, who, on),
+                        harness.command("suspend" if on else "resume", self.shop, payload))
         if company == MIGRATING and x < 0.95:
             # migrations only in MIGRATING, whose slot this is: one command per key a round
             loc = rnd.choice(COMPANIES[MIGRATING])
@@ -508,6 +541,10 @@ class CrashBase(B2bTestCase):
         db_contacts = {(c, k): db_roles.get((c, k), {}) for c, k in self.query(
             "SELECT company_id, customer_id FROM contacts WHERE shop_id = %s", (self.shop,))}
         self.assertEqual(db_contacts, model.contacts)
+        self.assertEqual({c for (c,) in self.query("SELECT company_id FROM companies WHERE shop_id = %s AND suspended",
+                                                   (self.shop,))}, model.suspended)
+        self.assertEqual(set(self.query("SELECT company_id, customer_id FROM contacts WHERE shop_id = %s AND suspended",
+                                        (self.shop,))), model.own)
         for company in COMPANIES:
             n = sum(1 for (c, _) in model.contacts if c == company)
             self.assertEqual(self.query("SELECT contact_count FROM companies WHERE shop_id = %s AND company_id = %s",

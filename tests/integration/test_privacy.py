@@ -273,7 +273,8 @@ class DataRequestTest(PrivacyBase):
                                           "last_name": "Berg", "phone": "+46 70 000", "tags": ["vip"]})
         self.assertEqual(doc["companies"], [{"company_id": "c-1", "name": "Company c-1",
                                              "locations": [{"location_id": "loc-2", "name": "Location loc-2",
-                                                            "role": "location_admin"}]}])
+                                                            "role": "location_admin"}],
+                                             "suspended": False}])
         self.assertEqual([(o["order_id"], o["migrated"], o["placed_at"]) for o in doc["orders"]],
                          [("o-1", False, "2026-10-02T08:15:00.000Z")])
         self.assertEqual(doc["order_migrations"], [{"company_id": "c-1", "location_id": "loc-2",

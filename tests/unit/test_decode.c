@@ -138,6 +138,8 @@ static void test_err_names_and_classes(void **state)
     assert_string_equal(b2bd_code_name(B2BD_IDEMPOTENCY_KEY_REUSED), "IDEMPOTENCY_KEY_REUSED");
     assert_string_equal(b2bd_code_name(B2BD_CONFLICT), "CONFLICT");
     assert_string_equal(b2bd_code_name(B2BD_MERGE_REFUSED), "MERGE_REFUSED");
+    assert_string_equal(b2bd_code_name(B2BD_SUSPENDED), "SUSPENDED");
+    assert_int_equal(b2bd_code_from_name("SUSPENDED"), B2BD_SUSPENDED);
     assert_string_equal(b2bd_code_name(B2BD_UNPROCESSABLE), "UNPROCESSABLE");
     assert_string_equal(b2bd_code_name(B2BD_NOT_JSON), "NOT_JSON");
     assert_string_equal(b2bd_code_name(B2BD_NOT_A_COMMAND), "NOT_A_COMMAND");
@@ -195,7 +197,7 @@ static void test_names(void **state)
     assert_int_equal(decode_topic_from_name("b2b.", "b2b.commands.assignx"), -1);
     assert_string_equal(decode_topic_suffix(TOPIC_BULK), "commands.bulk");
     assert_int_equal(decode_topic_from_name("b2b.", "b2b.commands.bulk"), TOPIC_BULK);
-    const char *types[] = {"assign", "revoke", "migrate", "notify", "shop.upsert",
+    const char *types[] = {"assign", "revoke", "migrate", "notify", "suspend", "resume", "shop.upsert",
                            "company.upsert", "customer.upsert", "order.upsert",
                            "template.update", "customer.merge", "customer.data_request",
                            "customer.redact", "shop.redact", "unknown"};
@@ -205,6 +207,8 @@ static void test_names(void **state)
     assert_int_equal(decode_type_topic(CMD_REVOKE), TOPIC_REVOKE);
     assert_int_equal(decode_type_topic(CMD_MIGRATE), TOPIC_MIGRATE);
     assert_int_equal(decode_type_topic(CMD_NOTIFY), TOPIC_NOTIFY);
+    assert_int_equal(decode_type_topic(CMD_SUSPEND), TOPIC_REVOKE);
+    assert_int_equal(decode_type_topic(CMD_RESUME), TOPIC_REVOKE);
     for (int t = CMD_SHOP_UPSERT; t < CMD_UNKNOWN; t++)
         assert_int_equal(decode_type_topic((enum b2bd_cmd_type)t), TOPIC_SYNC);
     assert_string_equal(decode_role_name(ROLE_ORDERING_ONLY), "ordering_only");
@@ -459,6 +463,10 @@ static void test_envelope_rules(void **state)
           "type");
     check(ENV("'type':'shop.upsert','shop_id':'s','payload':{'name':'n'}"), TOPIC_NOTIFY, R,
           B2BD_WRONG_TOPIC, "type");
+    check(ENV("'type':'suspend','shop_id':'s','payload':{'company_id':'c'}"), TOPIC_ASSIGN, R,
+          B2BD_WRONG_TOPIC, "type");
+    check(ENV("'type':'resume','shop_id':'s','payload':{'company_id':'c'}"), TOPIC_REVOKE, DECODE_OK,
+          B2BD_OK, NULL);
     check(ENV("'type':'assign','shop_id':'s','payload':{}"), TOPIC_REVOKE, R, B2BD_WRONG_TOPIC,
           "type");
     /* the bulk topic takes every type, with the checks of the type's own topic */
@@ -690,6 +698,15 @@ static void test_id_lengths(void **state)
     payload_bad("migrate", "{'company_id':'c','location_id':'l','customer_id':'u\\u0085'}",
                 "payload.customer_id");
     payload_ok("migrate", "{'company_id':'c d','location_id':' l ','customer_id':'\\u00e9'}");
+    /* suspend and resume (CONTRACT.md, "Suspension"): customer_id absent or null is the
+     * whole company; not a string, INVALID on it */
+    payload_ok("suspend", "{'company_id':'c'}");
+    payload_ok("suspend", "{'company_id':'c','customer_id':null}");
+    payload_ok("resume", "{'company_id':'c','customer_id':'u'}");
+    payload_bad("suspend", "{'customer_id':'u'}", "payload.company_id");
+    payload_bad("suspend", "{'company_id':'c','customer_id':5}", "payload.customer_id");
+    payload_bad("resume", "{'company_id':'c','customer_id':['u']}", "payload.customer_id");
+    payload_bad("resume", "{'company_id':'c','customer_id':''}", "payload.customer_id");
     payload_ok("company.upsert", "{'company_id':'c','name':'Acme\\u0001\\n\\t Ltd'}");
     payload_ok("customer.upsert", "{'customer_id':'u','email':'a@b.c','first_name':'A\\r\\nB',"
                                   "'tags':['x\\ty']}");
