@@ -813,6 +813,36 @@ static const char *peek_string(const json_t *root, const char *key)
     return json_string_value(json_object_get(root, key));
 }
 
+/* "dry_run" (CONTRACT "Trace context and dry runs"): absent, null or false is a command
+ * like any other; not a boolean, or true on a type without dry runs, is INVALID. A dry
+ * run proper is not implemented by this version: it is rejected UNPROCESSABLE rather than
+ * applied for real, so that a producer who asked only what a command would do never
+ * changes anything. */
+static int validate_dry_run(const struct b2bd_command *cmd, struct b2bd_err *err)
+{
+    const json_t *v = json_object_get(cmd->root, "dry_run");
+    if (!v || json_is_null(v) || json_is_false(v))
+        return 0;
+    if (!json_is_true(v)) {
+        b2bd_err_set(err, B2BD_INVALID, "dry_run", "dry_run must be a boolean");
+        return -1;
+    }
+    switch (cmd->type) {
+    case CMD_ASSIGN:
+    case CMD_REVOKE:
+    case CMD_MIGRATE:
+    case CMD_SUSPEND:
+    case CMD_RESUME:
+        b2bd_err_set(err, B2BD_UNPROCESSABLE, "dry_run",
+                     "dry runs are not supported by this version of b2bd: nothing was applied");
+        return -1;
+    default:
+        b2bd_err_set(err, B2BD_INVALID, "dry_run", "%s commands have no dry run",
+                     decode_type_name(cmd->type));
+        return -1;
+    }
+}
+
 static int validate_envelope(struct b2bd_command *cmd, enum b2bd_topic topic,
                              struct b2bd_err *err)
 {
@@ -844,7 +874,7 @@ static int validate_envelope(struct b2bd_command *cmd, enum b2bd_topic topic,
         || get_object(root, "", "payload", true, &v, err) < 0)
         return -1;
     cmd->payload = v;
-    return 0;
+    return validate_dry_run(cmd, err);
 }
 
 /* Frees the typed arrays and clears the typed part. */

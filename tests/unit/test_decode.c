@@ -556,6 +556,33 @@ static void test_envelope_rules(void **state)
           TOPIC_MIGRATE, DECODE_OK, B2BD_OK, NULL);
 }
 
+/* dry_run: not a boolean, or true on a type without dry runs, is INVALID; a dry run of
+ * assign, revoke, migrate, suspend or resume is rejected UNPROCESSABLE (not implemented
+ * by this version), never applied; false or null is a command like any other. */
+static void test_dry_run(void **state)
+{
+    (void)state;
+    const enum decode_outcome R = DECODE_REJECTED;
+    check(ENV("'type':'migrate','shop_id':'s','dry_run':false," MIGRATE_P), TOPIC_MIGRATE, DECODE_OK,
+          B2BD_OK, NULL);
+    check(ENV("'type':'migrate','shop_id':'s','dry_run':null," MIGRATE_P), TOPIC_MIGRATE, DECODE_OK,
+          B2BD_OK, NULL);
+    check(ENV("'type':'migrate','shop_id':'s','dry_run':'true'," MIGRATE_P), TOPIC_MIGRATE, R,
+          B2BD_INVALID, "dry_run");
+    check(ENV("'type':'migrate','shop_id':'s','dry_run':1," MIGRATE_P), TOPIC_MIGRATE, R,
+          B2BD_INVALID, "dry_run");
+    check(ENV("'type':'migrate','shop_id':'s','dry_run':true," MIGRATE_P), TOPIC_MIGRATE, R,
+          B2BD_UNPROCESSABLE, "dry_run");
+    check(ENV("'type':'suspend','shop_id':'s','dry_run':true,'payload':{'company_id':'c'}"),
+          TOPIC_REVOKE, R, B2BD_UNPROCESSABLE, "dry_run");
+    check(ENV("'type':'assign','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
+              "'customer':{'id':'u'},'locations':[]}"), TOPIC_BULK, R, B2BD_UNPROCESSABLE, "dry_run");
+    check(ENV("'type':'shop.upsert','shop_id':'s','dry_run':true,'payload':{'name':'n'}"), TOPIC_SYNC,
+          R, B2BD_INVALID, "dry_run");
+    check(ENV("'type':'notify','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
+              "'customer_ids':['u']}"), TOPIC_NOTIFY, R, B2BD_INVALID, "dry_run");
+}
+
 static void test_envelope_fields_on_rejection(void **state)
 {
     (void)state;
@@ -1403,6 +1430,7 @@ int main(void)
         cmocka_unit_test(test_not_a_command),
         cmocka_unit_test(test_command_id_canonical),
         cmocka_unit_test(test_envelope_rules),
+        cmocka_unit_test(test_dry_run),
         cmocka_unit_test(test_envelope_fields_on_rejection),
         cmocka_unit_test(test_free_zeroed),
         cmocka_unit_test(test_nul_in_strings),
