@@ -248,7 +248,13 @@ static rd_kafka_t *kafka_consumer_open(const struct b2bd_config *cfg, struct kaf
         "enable.partition.eof", "false", "statistics.interval.ms", "5000",
         "queued.max.messages.kbytes", "2048", "max.partition.fetch.bytes", "65536", NULL};
     rd_kafka_conf_t *conf = kafka_conf(cfg, bulk ? bulk_defaults : defaults, err);
-    if (!conf || kafka_set(conf, "group.id", cfg->group_id, err) < 0)
+    /* the bulk lane is a consumer group of its own (group_id + ".bulk"): a rebalance of
+     * one lane (a member joining, leaving, closing at a stop) never stops or waits for the
+     * other. The consumed positions that count are b2bd's, in consumer_offsets, keyed by
+     * group_id and topic: the same for both lanes. */
+    char group[512];
+    snprintf(group, sizeof group, "%s%s", cfg->group_id, bulk ? ".bulk" : "");
+    if (!conf || kafka_set(conf, "group.id", group, err) < 0)
         goto fail;
     for (size_t i = 0; bulk && i < cfg->n_kafka; i++) {
         /* a static member's id names one member: the bulk lane's is its own */

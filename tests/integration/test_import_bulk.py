@@ -100,6 +100,8 @@ class ImportSameWithBulkOnAndOff(B2bTestCase):
                            " WHERE shop_id = %s AND type = 'assign' ORDER BY 1"),
             }
             del summary["seconds"]
+            # a trace per run (b2bctl's own): each run has its own, by design
+            self.assertRegex(summary.pop("trace_id"), r"^[0-9a-f]{32}$")
             return summary, results, access, rows, bulk_n
         finally:
             bus.close()
