@@ -381,6 +381,11 @@ size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, i
     size_t share = max / BULK_SHARE ? max / BULK_SHARE : 1;
     size_t n = 0;
     int64_t end = util_now_ms() + wait_ms, deadline = 0;
+    /* what the bulk consumer fetched joins the lane first: filled only when the
+     * interactive lane had nothing, an empty lane stayed empty (and the bulk lane starved)
+     * for as long as the other topics were saturated */
+    if (kafka_lane_fill(k) < 0)
+        return 0;
     for (;;) {
         /* the interactive lane leaves room for the bulk lane's share when it waits */
         size_t room = lane_buffered(k->lane) && max > share ? max - share : max;

@@ -186,7 +186,7 @@ class SchemaTest(B2bTestCase):
         v = schema_version()
         self.query("UPDATE schema_version SET version = %s", (v + 1,))
         self.query("DELETE FROM schema_functions")
-        d = self.start_daemon(wait_ready=False)
+        d = self.daemon().start(wait_ready=False, expect_exit=EXIT_SCHEMA_NEWER)
         self.assertEqual(d.wait(60), EXIT_SCHEMA_NEWER, d.log()[-5000:])
         log = d.log()
         self.assertIn("event=schema_newer", log)
