@@ -157,14 +157,17 @@ rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type
     return kafka_new(cfg, type, defaults, NULL, err);
 }
 
-/* Publishes the partition count of both consumers (metrics and readiness). */
-static void kafka_count_assigned(struct kafka_in *k, rd_kafka_t *rk)
+/* Publishes the partition count of both consumers (metrics and readiness), given the
+ * change the rebalance callback makes to rk's (delta: partitions added, or taken away
+ * when negative; eager: the assignment replaced, set to delta, or emptied). Counted from
+ * the callback's own lists: rd_kafka_assignment() called from the callback that
+ * rd_kafka_consumer_close() runs waits forever (seen: a stop that never ended). */
+static void kafka_count_assigned(struct kafka_in *k, rd_kafka_t *rk, int delta, int replace)
 {
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    if (rd_kafka_assignment(rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts) {
-        k->n_assigned[rk == k->bulk] = parts->cnt;
-        rd_kafka_topic_partition_list_destroy(parts);
-    }
+    int *n = &k->n_assigned[rk == k->bulk];
+    *n = replace ? (delta > 0 ? delta : 0) : *n + delta;
+    if (*n < 0)
+        *n = 0;
     int total = k->n_assigned[0] + k->n_assigned[1];
     atomic_store(&k->assigned, total > 0);
     metrics_assigned(k->metrics, total);
@@ -203,7 +206,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         } else {
             rd_kafka_assign(rk, parts);
         }
-        kafka_count_assigned(k, rk);
+        kafka_count_assigned(k, rk, parts->cnt, !cooperative);
     } else {
         log_info("kafka", "revoked", LOG_INT("partitions", parts->cnt));
         kafka_lane_revoked(k, rk, parts);
@@ -214,7 +217,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         } else {
             rd_kafka_assign(rk, NULL);
         }
-        kafka_count_assigned(k, rk);
+        kafka_count_assigned(k, rk, -parts->cnt, !cooperative);
     }
 }
 
