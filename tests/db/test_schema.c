@@ -19,17 +19,6 @@
 #include "b2bd/schema.h"
 #include "dbtest.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                              \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 static int newest_migration(void)
 {
@@ -56,11 +45,11 @@ static void builds_files(struct dbt_world *w)
 {
     struct b2bd_err err;
     int applied = -1;
-    CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == b2bd_functions_count,
+    DBT_CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == b2bd_functions_count,
           "every function file recorded");
-    CHECK(int_value(w, "SELECT version FROM schema_version") == b2bd_schema_version,
+    DBT_CHECK(int_value(w, "SELECT version FROM schema_version") == b2bd_schema_version,
           "the build's schema version recorded");
-    CHECK(apply(w, b2bd_schema_version, b2bd_functions, b2bd_functions_count, &applied,
+    DBT_CHECK(apply(w, b2bd_schema_version, b2bd_functions, b2bd_functions_count, &applied,
                 &err) == 0 && applied == 0,
           "the build's files again: %d run (%s)", applied, err.msg);
 }
@@ -75,31 +64,31 @@ static void edited_file(struct dbt_world *w)
         {"t_two.sql", "-- two\nCREATE OR REPLACE FUNCTION b2bdt_two() RETURNS integer"
                       " LANGUAGE sql AS $$ SELECT 2 $$;"},
     };
-    CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 2,
+    DBT_CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 2,
           "first: %d run (%s)", applied, err.msg);
-    CHECK(int_value(w, "SELECT b2bdt_one() * 10 + b2bdt_two()") == 12, "first: bodies");
+    DBT_CHECK(int_value(w, "SELECT b2bdt_one() * 10 + b2bdt_two()") == 12, "first: bodies");
     char *one_at = dbt_sql_value(
         w, "SELECT applied_at::text FROM schema_functions WHERE file = 't_one.sql'", 0, NULL);
 
-    CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 0,
+    DBT_CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 0,
           "again: %d run (%s)", applied, err.msg);
 
     files[1].sql = "-- two, edited\nCREATE OR REPLACE FUNCTION b2bdt_two() RETURNS integer"
                    " LANGUAGE sql AS $$ SELECT 22 $$;";
-    CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 1,
+    DBT_CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 1,
           "edited: %d run (%s)", applied, err.msg);
-    CHECK(int_value(w, "SELECT b2bdt_two()") == 22, "edited: the new body");
+    DBT_CHECK(int_value(w, "SELECT b2bdt_two()") == 22, "edited: the new body");
     char *one_after = dbt_sql_value(
         w, "SELECT applied_at::text FROM schema_functions WHERE file = 't_one.sql'", 0, NULL);
-    CHECK(strcmp(one_at, one_after) == 0, "the unchanged file keeps its record");
+    DBT_CHECK(strcmp(one_at, one_after) == 0, "the unchanged file keeps its record");
     free(one_at);
     free(one_after);
-    CHECK(int_value(w, "SELECT count(*) FROM schema_functions WHERE file = 't_two.sql'"
+    DBT_CHECK(int_value(w, "SELECT count(*) FROM schema_functions WHERE file = 't_two.sql'"
                        " AND checksum = encode(sha256(convert_to('-- two, edited\nCREATE OR"
                        " REPLACE FUNCTION b2bdt_two() RETURNS integer LANGUAGE sql AS $$"
                        " SELECT 22 $$;', 'UTF8')), 'hex')") == 1,
           "edited: its SHA-256 recorded");
-    CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 0,
+    DBT_CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == 0 && applied == 0,
           "edited, again: %d run (%s)", applied, err.msg);
 
     /* a file that fails is not recorded, and nothing of its transaction stays */
@@ -107,9 +96,9 @@ static void edited_file(struct dbt_world *w)
                    " AS $$ SELECT 3 $$;";
     files[1].sql = "CREATE OR REPLACE FUNCTION b2bdt_two() RETURNS integer LANGUAGE sql"
                    " AS $$ SELECT no_such_column $$;";
-    CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == -1 && applied == 0,
+    DBT_CHECK(apply(w, b2bd_schema_version, files, 2, &applied, &err) == -1 && applied == 0,
           "failing file: rc -1, nothing counted");
-    CHECK(int_value(w, "SELECT b2bdt_one() * 100 + b2bdt_two()") == 122,
+    DBT_CHECK(int_value(w, "SELECT b2bdt_one() * 100 + b2bdt_two()") == 122,
           "failing file: the earlier file of the set rolled back too");
 }
 
@@ -126,12 +115,12 @@ static void newer_database(struct dbt_world *w)
 
     b2bd_err_clear(&err);
     int rc = schema_update(&w->db, &err);
-    CHECK(rc == SCHEMA_NEWER, "newer version: rc %d (%s)", rc, err.msg);
+    DBT_CHECK(rc == SCHEMA_NEWER, "newer version: rc %d (%s)", rc, err.msg);
     snprintf(want, sizeof want, "schema version %d is newer than this b2bd's schema version %d",
              b2bd_schema_version + 1, b2bd_schema_version);
-    CHECK(strstr(err.msg, want) != NULL, "the message names both versions: %s", err.msg);
-    CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == 0, "nothing applied");
-    CHECK(int_value(w, "SELECT version FROM schema_version") == b2bd_schema_version + 1,
+    DBT_CHECK(strstr(err.msg, want) != NULL, "the message names both versions: %s", err.msg);
+    DBT_CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == 0, "nothing applied");
+    DBT_CHECK(int_value(w, "SELECT version FROM schema_version") == b2bd_schema_version + 1,
           "the recorded version stays");
 
     /* a migration this build does not know, the version as the build's */
@@ -141,16 +130,16 @@ static void newer_database(struct dbt_world *w)
                     0, NULL));
     b2bd_err_clear(&err);
     rc = schema_update(&w->db, &err);
-    CHECK(rc == SCHEMA_NEWER, "newer migration: rc %d (%s)", rc, err.msg);
-    CHECK(strstr(err.msg, "migration 9999") != NULL, "the message names it: %s", err.msg);
-    CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == 0, "nothing applied");
+    DBT_CHECK(rc == SCHEMA_NEWER, "newer migration: rc %d (%s)", rc, err.msg);
+    DBT_CHECK(strstr(err.msg, "migration 9999") != NULL, "the message names it: %s", err.msg);
+    DBT_CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == 0, "nothing applied");
 
     /* and without them, the build's files are applied again */
     PQclear(dbt_sql(w, "DELETE FROM schema_migrations WHERE version = 9999", 0, NULL));
     b2bd_err_clear(&err);
     rc = schema_update(&w->db, &err);
-    CHECK(rc == 0, "back to this build's: rc %d (%s)", rc, err.msg);
-    CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == b2bd_functions_count,
+    DBT_CHECK(rc == 0, "back to this build's: rc %d (%s)", rc, err.msg);
+    DBT_CHECK(int_value(w, "SELECT count(*) FROM schema_functions") == b2bd_functions_count,
           "every file applied again");
 }
 
@@ -169,8 +158,8 @@ int main(void)
 
     dbt_world_close(&w);
     dbt_drop_db(name);
-    if (failures) {
-        fprintf(stderr, "test_schema: %d failures\n", failures);
+    if (dbt_failures) {
+        fprintf(stderr, "test_schema: %d failures\n", dbt_failures);
         return 1;
     }
     printf("test_schema: ok\n");
