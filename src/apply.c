@@ -57,10 +57,17 @@ static const char SQL_RESULT_APPLIED[] =
     " inbox AS (INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result)"
     "  SELECT $1::text::uuid, $2, $3, $4::bytea, $5, m.t FROM m)"
     " INSERT INTO outbox (topic, key, value) SELECT $8::text, $6, convert_to(m.t, 'UTF8') FROM m";
+/* A dry run's result (applied or not): marked by b2bd_result_text, written after the
+ * command was undone, with an id of its own (the default withholds one during a dry run:
+ * sql/migrations/0022_dry_run.sql). */
+static const char SQL_RESULT_DRY[] =
+    "INSERT INTO outbox (id, topic, key, value) SELECT nextval('outbox_id_seq'), $7::text, $5::bytea,"
+    " convert_to(b2bd_result_checked($5::bytea, b2bd_result_text(gen_random_uuid(), $1::text, $3::text,"
+    " $2::text, $4::text, $6::text, NULL, NULL, NULL, b2bd_now_text())), 'UTF8')";
 static const char SQL_RESULT_REJECTED[] =
-    "INSERT INTO outbox (topic, key, value) SELECT $1::text, $2::bytea, convert_to(b2bd_result_text("
-    "gen_random_uuid(), $3::text, $4::text, $5::text, $6::text, NULL, $7::text, $8::text, $9::text,"
-    " b2bd_now_text()), 'UTF8')";
+    "INSERT INTO outbox (id, topic, key, value) SELECT nextval('outbox_id_seq'), $1::text, $2::bytea,"
+    " convert_to(b2bd_result_text(gen_random_uuid(), $3::text, $4::text, $5::text, $6::text, NULL,"
+    " $7::text, $8::text, $9::text, b2bd_now_text()), 'UTF8')";
 /* The parameters of a result statement; they live until it ran. */
 struct result_params {
     const char *values[9];
@@ -72,37 +79,45 @@ static const char SQL_LIMIT_SET[] = "SELECT set_config('b2bd.max_message_bytes',
 /* The trace headers (trace.h) that the outbox rows written from now on in the open
  * transaction carry: the outbox's default (sql/migrations/0021_trace_context.sql), so the
  * SQL functions that write outbox rows need not know of it. */
-static const char SQL_TRACE_SET[] = "SELECT set_config('b2bd.trace', $1, true)";
+/* b2bd.dry_run: 'on' while the writes are a dry run's (CONTRACT "Trace context and dry
+ * runs"; what it changes in the rules: sql/functions/dry_run.sql). */
+static const char SQL_TRACE_SET[] =
+    "SELECT set_config('b2bd.trace', $1, true), set_config('b2bd.dry_run', $2, true)";
 
-/* The b2bd.trace of the open transaction, as last set (NULL: not set, as ""). It is set
- * outside any command's savepoint, so that a rollback to one keeps it. */
+/* The b2bd.trace (NULL: not set, as "") and b2bd.dry_run of the open transaction, as last
+ * set. They are set outside any command's savepoint, so that a rollback to one keeps
+ * them. */
 struct trace_set {
     char *now;
+    bool dry;
 };
 
-/* The statement that sets b2bd.trace to t's headers, or none (returns false) when it
- * has them already; v holds its parameter until it ran. */
-static bool apply_trace_stmt(struct trace_set *ts, const struct trace_out *t, struct db_stmt *s,
-                             const char *v[1])
+/* The statement that sets b2bd.trace to t's headers and b2bd.dry_run to dry, or none
+ * (returns false) when they are so already; v holds its parameters until it ran. */
+static bool apply_trace_stmt(struct trace_set *ts, const struct trace_out *t, bool dry,
+                             struct db_stmt *s, const char *v[2])
 {
     const char *want = t && t->headers ? t->headers : "";
-    if (strcmp(want, ts->now ? ts->now : "") == 0)
+    if (strcmp(want, ts->now ? ts->now : "") == 0 && dry == ts->dry)
         return false;
     free(ts->now);
     if (!(ts->now = strdup(want)))
         abort();
+    ts->dry = dry;
     v[0] = ts->now;
-    *s = (struct db_stmt){.sql = SQL_TRACE_SET, .n = 1, .values = v};
+    v[1] = dry ? "on" : "";
+    *s = (struct db_stmt){.sql = SQL_TRACE_SET, .n = 2, .values = v};
     return true;
 }
 
-/* Sets b2bd.trace to t's headers on its own, when needed. Returns 0 or -1 with err. */
+/* Sets b2bd.trace to t's headers and b2bd.dry_run to dry on their own, when needed.
+ * Returns 0 or -1 with err. */
 static int apply_trace_set(struct b2bd_db *db, struct trace_set *ts, const struct trace_out *t,
-                           struct b2bd_err *err)
+                           bool dry, struct b2bd_err *err)
 {
     struct db_stmt s;
-    const char *v[1];
-    if (!apply_trace_stmt(ts, t, &s, v))
+    const char *v[2];
+    if (!apply_trace_stmt(ts, t, dry, &s, v))
         return 0;
     return db_pipeline(db, &s, 1, NULL, err);
 }
@@ -238,7 +253,9 @@ static struct db_stmt apply_access_stmt(struct apply_cmd *c, const char *custome
 }
 
 /* Applies a decoded, valid command after the idempotency check: its business rows,
- * its inbox row, its result and its events. Runs inside the command's savepoint. */
+ * its inbox row, its result and its events. Runs inside the command's savepoint. A dry
+ * run goes as far as its events (their size is checked: sql/migrations/0022_dry_run.sql),
+ * is undone, and keeps only its result, without an inbox row. */
 static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *msg,
                                   struct b2bd_err *err)
 {
@@ -251,8 +268,9 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
         return code;
     char *body = apply_dump(c->result);
 
-    /* its access events, inbox row and result, and the savepoint's release: one round trip */
-    size_t n = c->n_touched + 2;
+    /* its access events, (a dry run: the undoing,) its inbox row and result, and the
+     * savepoint's release: one round trip */
+    size_t n = c->n_touched + 3;
     struct db_stmt *stmts = calloc(n, sizeof *stmts);
     const char *(*ap)[3] = calloc(c->n_touched ? c->n_touched : 1, sizeof *ap);
     if (!stmts || !ap)
@@ -260,11 +278,23 @@ static enum b2bd_code apply_fresh(struct apply_cmd *c, const struct b2bd_msg *ms
     size_t k = 0;
     for (size_t i = 0; i < c->n_touched; i++)
         stmts[k++] = apply_access_stmt(c, c->touched[i], ap[i]);
-    const char *v[] = {c->cmd->command_id, c->cmd->shop_id, c->cmd->type_name, (const char *)c->cmd->hash,
-                       c->cmd->import_id, msg->key, body, OUTBOX_RESULTS};
+    const struct b2bd_command *cmd = c->cmd;
+    const char *v[] = {cmd->command_id, cmd->shop_id, cmd->type_name, (const char *)cmd->hash,
+                       cmd->import_id, msg->key, body, OUTBOX_RESULTS};
     int len[] = {0, 0, 0, 32, 0, (int)msg->key_len, 0, 0};
     int fmt[] = {0, 0, 0, 1, 0, 1, 0, 0};
-    stmts[k++] = (struct db_stmt){.sql = SQL_RESULT_APPLIED, .n = 8, .values = v, .lengths = len, .formats = fmt};
+    const char *dv[] = {cmd->command_id, cmd->shop_id, cmd->type_name, cmd->import_id, msg->key,
+                        body, OUTBOX_RESULTS};
+    int dlen[] = {0, 0, 0, 0, (int)msg->key_len, 0, 0};
+    int dfmt[] = {0, 0, 0, 0, 1, 0, 0};
+    if (cmd->dry_run) {
+        stmts[k++] = STMT_ROLLBACK_TO;
+        stmts[k++] = (struct db_stmt){.sql = SQL_RESULT_DRY, .n = 7, .values = dv, .lengths = dlen,
+                                      .formats = dfmt};
+    } else {
+        stmts[k++] = (struct db_stmt){.sql = SQL_RESULT_APPLIED, .n = 8, .values = v, .lengths = len,
+                                      .formats = fmt};
+    }
     stmts[k++] = STMT_RELEASE;
     int rc = db_pipeline(c->db, stmts, (int)k, NULL, err);
     free(body);
@@ -333,10 +363,12 @@ static void apply_log_outcome(const struct b2bd_msg *msg, const struct b2bd_comm
                               const char *event, const struct b2bd_err *why,
                               const struct trace_out *t)
 {
-    struct log_field f[10];
+    struct log_field f[11];
     size_t n = 0;
     f[n++] = LOG_STR("cmd_id", cmd->command_id);
     f[n++] = LOG_STR("type", cmd->type_name ? cmd->type_name : "");
+    if (cmd->dry_run)
+        f[n++] = LOG_STR("dry_run", "true");
     n += apply_msg_fields(f + n, msg, NULL);
     if (why) {
         f[n++] = LOG_STR("code", b2bd_code_name(why->code));
@@ -394,12 +426,18 @@ static int apply_reject_refused(struct b2bd_db *db, const struct b2bd_msg *msg,
     return apply_finish_rejected(db, msg, cmd, &why, 1, err);
 }
 
-/* Counts and logs a command's outcome. */
+/* Counts and logs a command's outcome. A dry run counts as one (st->dry_runs), never as
+ * applied, rejected or a repeat: nothing of it stays. */
 static void apply_count(const struct b2bd_msg *msg, const struct b2bd_command *cmd,
                         enum cmd_outcome out, const struct b2bd_err *why,
                         const struct trace_out *t, struct apply_stats *st)
 {
-    if (out == OUT_APPLIED) {
+    if (cmd->dry_run) {
+        st->dry_runs++;
+        apply_log_outcome(msg, cmd, out == OUT_APPLIED ? "dry_run_applied"
+                                    : out == OUT_DUPLICATE ? "duplicate" : "dry_run_rejected",
+                          out == OUT_REJECTED ? why : NULL, t);
+    } else if (out == OUT_APPLIED) {
         st->applied++;
         st->applied_by_type[cmd->type]++;
         apply_log_outcome(msg, cmd, "applied", NULL, t);
@@ -431,9 +469,9 @@ static int apply_one(struct b2bd_applier *a, const struct b2bd_msg *msg,
     for (int attempt = 1; attempt <= APPLY_COMMAND_TRIES; attempt++) {
         /* its trace (when it changes), its savepoint and its inbox lookup: one round trip */
         struct db_stmt first[3];
-        const char *tv[1];
+        const char *tv[2];
         PGresult *r[3];
-        int k = apply_trace_stmt(ts, t, &first[0], tv) ? 1 : 0;
+        int k = apply_trace_stmt(ts, t, cmd->dry_run, &first[0], tv) ? 1 : 0;
         first[k++] = STMT_SAVEPOINT;
         first[k++] = (struct db_stmt){.sql = SQL_INBOX_GET, .n = 2, .values = iv,
                                       .lengths = ilen, .formats = ifmt};
@@ -486,7 +524,7 @@ static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
         *err = *why; /* out of memory while decoding: not the command's fault */
         return -1;
     }
-    if (apply_trace_set(a->db, ts, t, err) < 0)
+    if (apply_trace_set(a->db, ts, t, dec == DECODE_REJECTED && cmd->dry_run, err) < 0)
         return -1;
     int rc;
     if (dec == DECODE_DEAD_LETTER) {
@@ -499,10 +537,7 @@ static int apply_invalid(struct b2bd_applier *a, const struct b2bd_msg *msg,
         log_fields(LOG_INFO, "apply", "dead_lettered", f, n);
     } else {
         rc = apply_emit_rejected(a->db, msg, cmd, why, err);
-        st->rejected++;
-        st->rejected_by_type[cmd->type]++;
-        st->by_code[why->code]++;
-        apply_log_outcome(msg, cmd, "rejected", why, t);
+        apply_count(msg, cmd, OUT_REJECTED, why, t, st);
     }
     return rc;
 }
@@ -520,7 +555,7 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
     /* 1: one command at a time (a short run, or one the bulk function handed back) */
     /* each row carries its actor and issued_at (no b2bd.audit: sql/functions/audit.sql); the run's commands
      * came with one trace (apply_batch), whose headers its outbox rows carry */
-    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : apply_trace_set(a->db, ts, t, err);
+    int rc = run->n < APPLY_BULK_MIN_RUN ? 1 : apply_trace_set(a->db, ts, t, run->cmds[0].dry_run, err);
     if (rc == 0)
         rc = bulk_apply(a->db, run, out, err);
     if (rc == 0) {
@@ -531,6 +566,8 @@ static int apply_flush_run(struct b2bd_applier *a, struct bulk_run *run, struct 
             apply_count(run->msgs[i], &run->cmds[i], o, &out[i].why, t, st);
         }
         st->bulk_commands += run->n;
+        if (run->cmds[0].dry_run)
+            st->bulk_dry_runs += run->n;
     } else if (rc > 0) {
         if (run->n >= APPLY_BULK_MIN_RUN)
             st->bulk_fallbacks++;
@@ -584,7 +621,7 @@ static int apply_check_lost(struct b2bd_applier *a, struct part_pos *p, int64_t 
     char *headers = apply_dump(h);
     json_decref(h);
     /* no command's trace: the gap is no command's message */
-    int rc = apply_trace_set(a->db, ts, NULL, err);
+    int rc = apply_trace_set(a->db, ts, NULL, false, err);
     if (rc == 0)
         rc = outbox_append(a->db, OUTBOX_DLQ, NULL, 0, "", 0, headers, err);
     free(headers);
@@ -686,6 +723,8 @@ static int apply_commit(struct b2bd_applier *a, const struct part_pos *pos, size
 void apply_stats_add(struct apply_stats *into, const struct apply_stats *from)
 {
     into->applied += from->applied;
+    into->dry_runs += from->dry_runs;
+    into->bulk_dry_runs += from->bulk_dry_runs;
     into->rejected += from->rejected;
     into->duplicates += from->duplicates;
     into->dead_letters += from->dead_letters;
@@ -756,7 +795,7 @@ static int apply_settle(struct b2bd_applier *a, const struct b2bd_msg *msg,
             decoded = true;
             int rc;
             if (dec == DECODE_OK) {
-                rc = apply_trace_set(a->db, &ts, &t, err);
+                rc = apply_trace_set(a->db, &ts, &t, cmd.dry_run, err);
                 if (rc == 0)
                     rc = apply_emit_rejected(a->db, msg, &cmd, why, err);
                 apply_count(msg, &cmd, OUT_REJECTED, why, &t, &local);

@@ -61,8 +61,9 @@ void bulk_free(struct bulk_run *r)
 
 bool bulk_eligible(const struct b2bd_command *cmd)
 {
+    /* a dry run of a revoke goes one by one: b2bd_revoke_bulk has no dry run */
     return (cmd->type == CMD_ASSIGN && !cmd->u.assign.migrate_orders_to && !cmd->u.assign.notify)
-           || bulk_revoke_eligible(cmd);
+           || (bulk_revoke_eligible(cmd) && !cmd->dry_run);
 }
 
 /* ---- the run's keys: "c" command id, "k" shop + customer id or lower-case email ---- */
@@ -121,8 +122,9 @@ static size_t cmd_keys(const struct b2bd_command *cmd, char *out[3])
 
 bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd)
 {
-    if (r->n == r->cap || (r->n > 0 && r->cmds[0].type != cmd->type))
-        return false; /* full, or a run of the other kind */
+    if (r->n == r->cap ||
+        (r->n > 0 && (r->cmds[0].type != cmd->type || r->cmds[0].dry_run != cmd->dry_run)))
+        return false; /* full, or a run of the other kind (dry runs and real commands apart) */
     char *k[3];
     size_t n = cmd_keys(cmd, k);
     bool fits = true;

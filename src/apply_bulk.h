@@ -36,14 +36,15 @@ struct bulk_outcome {
 void bulk_init(struct bulk_run *r, size_t cap);
 void bulk_free(struct bulk_run *r);
 
-/* True for a command a bulk function applies: an assign without migration or email, or
- * a revoke without remove_migrated_orders (apply_bulk_revoke.h). */
+/* True for a command a bulk function applies: an assign without migration or email (a
+ * dry run too: b2bd_assign_bulk undoes a run of them), or a revoke without
+ * remove_migrated_orders that is no dry run (apply_bulk_revoke.h). */
 bool bulk_eligible(const struct b2bd_command *cmd);
 
 /* Adds a decoded command to the run, which takes it over (cmd is left zeroed), when
- * there is room, it is of the run's type (assigns and revokes make separate runs) and it
- * has no key in common with the run's commands; else returns false and leaves cmd
- * alone. An empty run takes any eligible command. */
+ * there is room, it is of the run's type (assigns and revokes make separate runs), a dry
+ * run as the run's are, and it has no key in common with the run's commands; else returns
+ * false and leaves cmd alone. An empty run takes any eligible command. */
 bool bulk_try_add(struct bulk_run *r, const struct b2bd_msg *msg, struct b2bd_command *cmd);
 
 /* Applies the run inside its own savepoint. Returns 0 with out[i] for each command;

@@ -814,11 +814,9 @@ static const char *peek_string(const json_t *root, const char *key)
 }
 
 /* "dry_run" (CONTRACT "Trace context and dry runs"): absent, null or false is a command
- * like any other; not a boolean, or true on a type without dry runs, is INVALID. A dry
- * run proper is not implemented by this version: it is rejected UNPROCESSABLE rather than
- * applied for real, so that a producer who asked only what a command would do never
- * changes anything. */
-static int validate_dry_run(const struct b2bd_command *cmd, struct b2bd_err *err)
+ * like any other; true makes assign, revoke, migrate, suspend and resume a dry run
+ * (cmd->dry_run); not a boolean, or true on another type, is INVALID. */
+static int validate_dry_run(struct b2bd_command *cmd, struct b2bd_err *err)
 {
     const json_t *v = json_object_get(cmd->root, "dry_run");
     if (!v || json_is_null(v) || json_is_false(v))
@@ -833,9 +831,8 @@ static int validate_dry_run(const struct b2bd_command *cmd, struct b2bd_err *err
     case CMD_MIGRATE:
     case CMD_SUSPEND:
     case CMD_RESUME:
-        b2bd_err_set(err, B2BD_UNPROCESSABLE, "dry_run",
-                     "dry runs are not supported by this version of b2bd: nothing was applied");
-        return -1;
+        cmd->dry_run = true;
+        return 0;
     default:
         b2bd_err_set(err, B2BD_INVALID, "dry_run", "%s commands have no dry run",
                      decode_type_name(cmd->type));

@@ -50,6 +50,9 @@ struct b2bd_metrics *metrics_b2bd_new(void)
         "Repeats of applied commands (same command_id): the stored result was sent again.", NULL, NULL, 0);
     bm->skipped = metrics_register(r, METRIC_COUNTER, "b2bd_commands_redelivered_total",
         "Messages skipped because they were applied before (redelivered by Kafka).", NULL, NULL, 0);
+    bm->dry_runs = metrics_register(r, METRIC_COUNTER, "b2bd_commands_dry_run_total",
+        "Dry runs judged: their results were sent, nothing was applied (not in the applied, "
+        "rejected or repeat counts).", NULL, NULL, 0);
     bm->bulk_commands = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_commands_total",
         "Plain assigns and revokes settled set-based, in runs (bulk_assign).", NULL, NULL, 0);
     bm->bulk_fallbacks = metrics_register(r, METRIC_COUNTER, "b2bd_apply_bulk_fallbacks_total",
@@ -174,6 +177,8 @@ void metrics_record_batch(struct b2bd_metrics *bm, const struct apply_stats *bef
         metrics_inc(bm->duplicates, NULL, (double)(after->duplicates - before->duplicates));
     if (after->skipped != before->skipped)
         metrics_inc(bm->skipped, NULL, (double)(after->skipped - before->skipped));
+    if (after->dry_runs != before->dry_runs)
+        metrics_inc(bm->dry_runs, NULL, (double)(after->dry_runs - before->dry_runs));
     if (after->bulk_commands != before->bulk_commands)
         metrics_inc(bm->bulk_commands, NULL, (double)(after->bulk_commands - before->bulk_commands));
     if (after->bulk_fallbacks != before->bulk_fallbacks)

@@ -5,9 +5,11 @@
 
 /* The headers given, and after them the trace headers of the command being applied
  * (b2bd.trace, sql/migrations/0021_trace_context.sql): a dead letter and a repeated
- * result carry the command's trace too. */
+ * result carry the command's trace too. The row names its id: during a dry run the
+ * default withholds one, for the rows that the rule functions write
+ * (sql/migrations/0022_dry_run.sql); a dry run's repeated result is sent. */
 static const char SQL_APPEND[] =
-    "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3,"
+    "INSERT INTO outbox (id, topic, key, value, headers) VALUES (nextval('outbox_id_seq'), $1, $2, $3,"
     " nullif(coalesce($4::jsonb, '[]') || coalesce(nullif(current_setting('b2bd.trace', true), '')::jsonb, '[]'),"
     " '[]'))";
 static const char SQL_WAKE[] = "SELECT pg_notify('" OUTBOX_CHANNEL "', '')";

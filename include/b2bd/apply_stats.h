@@ -15,6 +15,8 @@ struct apply_stats {
     unsigned long bulk_fallbacks; /* runs handed back to the one-by-one path */
     unsigned long isolated;     /* messages the database refused, rejected alone (the rest applied) */
     unsigned long lost;         /* commands the broker deleted before they were applied */
+    unsigned long dry_runs;     /* dry runs judged (result sent, nothing applied); not in the above */
+    unsigned long bulk_dry_runs;  /* of those, settled set-based */
     /* the same, by command type (CMD_UNKNOWN: type unknown or unreadable) */
     unsigned long applied_by_type[CMD_UNKNOWN + 1];
     unsigned long rejected_by_type[CMD_UNKNOWN + 1];

@@ -143,6 +143,8 @@ struct b2bd_command {
     const char *import_id;     /* optional, borrowed */
     json_t *payload;           /* borrowed */
     unsigned char hash[32];    /* SHA-256 of the canonical {type, shop_id, payload} */
+    bool dry_run;              /* "dry_run": true on a type that has dry runs (CONTRACT
+                                  "Trace context and dry runs"): judged, then undone */
     union {
         struct b2bd_assign assign;
         struct b2bd_revoke revoke;

@@ -19,6 +19,7 @@ struct b2bd_metrics {
     struct metric *rejected_by_code;  /* b2bd_commands_rejected_by_code_total{code} */
     struct metric *duplicates;        /* b2bd_commands_duplicate_total */
     struct metric *skipped;           /* b2bd_commands_redelivered_total */
+    struct metric *dry_runs;          /* b2bd_commands_dry_run_total */
     struct metric *bulk_commands;     /* b2bd_apply_bulk_commands_total */
     struct metric *bulk_fallbacks;    /* b2bd_apply_bulk_fallbacks_total */
     struct metric *isolated;          /* b2bd_apply_isolated_commands_total */

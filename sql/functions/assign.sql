@@ -51,6 +51,7 @@ DECLARE
     v b2bd_bulk_row[] := p_rows;
     v_roles_changed integer[];
     v_made bigint;
+    v_dry boolean := b2bd_dry_run();
 BEGIN
     -- the seat counts first: the company rows' locks serialise racing assigns. One row
     -- takes its company's lock with an UPDATE that changes nothing, not FOR UPDATE: b2bd
@@ -81,9 +82,12 @@ BEGIN
       INTO v
       FROM (SELECT t.*,
                    t.code IS NOT NULL OR t.stored IS NOT NULL OR NOT t.contact_created
-                   OR t.seats + sum(CASE WHEN t.code IS NULL AND t.stored IS NULL AND t.contact_created
-                                         THEN 1 ELSE 0 END)
-                                    OVER (PARTITION BY t.shop, t.co ORDER BY t.i) <= p_max_contacts AS seat
+                   -- a dry run's row takes its seat alone: each dry run is judged without the others
+                   OR t.seats + CASE WHEN v_dry THEN 1
+                                     ELSE sum(CASE WHEN t.code IS NULL AND t.stored IS NULL AND t.contact_created
+                                                   THEN 1 ELSE 0 END)
+                                              OVER (PARTITION BY t.shop, t.co ORDER BY t.i) END
+                      <= p_max_contacts AS seat
               FROM (SELECT x.i, x.id, x.h AS hash, x.imp, x.k AS k,
                            x.shop, x.co, x.cu, x.em, x.fn, x.ln, x.ph, x.locs, x.roles, x.a, x.at,
                            cust.customer, cust.customer IS NOT NULL AND cust.create_customer AS create_customer,
@@ -264,12 +268,92 @@ BEGIN
 END
 $$;
 
+-- The writes of a run that b2bd_assign_core settled (p_rows, in run order): the access
+-- events (b2bd_emit_access's, for the whole run) with their access_history rows, the
+-- results and the inbox. Raises B2B02 when an applied result is over the message limit.
+-- For a dry run (p_dry, which b2bd_assign_bulk undoes) no inbox or history row; returns
+-- its results' texts in run order (else NULL); its outbox rows are dropped (b2bd_dry_run).
+CREATE OR REPLACE FUNCTION b2bd_assign_run_write(p_rows b2bd_bulk_row[], p_now text, p_dry boolean)
+RETURNS text[]
+LANGUAGE plpgsql
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_too_large boolean;
+    v_texts text[];
+BEGIN
+    -- the access events (b2bd_emit_access, for the whole run) with their access_history
+    -- rows (b2bd_access_history's trigger stands aside: b2bd.history), the results and the inbox
+    PERFORM set_config('b2bd.history', 'written', true);
+    WITH bumped AS MATERIALIZED (
+        UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()
+          FROM unnest(p_rows) r
+         WHERE r.changed AND NOT r.create_customer AND u.shop_id = r.shop AND u.customer_id = r.customer
+        RETURNING r.i, r.command_id, r.actor, u.shop_id, u.customer_id, u.email, u.access_version),
+    changed AS (
+        SELECT b.i, b.command_id, b.actor, b.shop_id, b.customer_id, b.email, b.access_version FROM bumped b
+        UNION ALL
+        SELECT r.i, r.command_id, r.actor, r.shop, r.customer, r.email, 1::bigint
+          FROM unnest(p_rows) r WHERE r.changed AND r.create_customer),
+    access AS MATERIALIZED (
+        SELECT b.i, b.shop_id, b.customer_id, b.access_version, d.companies, b.command_id, b.actor,
+               convert_to(b.shop_id || '/' || b.customer_id, 'UTF8') AS key,
+               convert_to(b2bd_access_text(gen_random_uuid(), b.shop_id, b.customer_id, b.email, d.any_role,
+                                           d.companies, b.access_version, b.command_id, b.actor, p_now),
+                          'UTF8') AS value
+          FROM changed b CROSS JOIN LATERAL b2bd_access_of(b.shop_id, b.customer_id) d),
+    history AS (
+        INSERT INTO access_history AS h (shop_id, customer_id, version, companies, caused_by, actor,
+                                         occurred_at)
+        SELECT a.shop_id, a.customer_id, a.access_version, a.companies::jsonb, a.command_id::uuid, a.actor,
+               p_now::timestamptz
+          FROM access a WHERE NOT p_dry
+        ON CONFLICT (shop_id, customer_id, version) DO UPDATE
+            SET companies = EXCLUDED.companies, caused_by = EXCLUDED.caused_by,
+                actor = EXCLUDED.actor, occurred_at = EXCLUDED.occurred_at),
+    results AS MATERIALIZED (
+        SELECT r.i, r.msg_key, r.code IS NULL AND r.stored IS NULL AS applied, r.command_id, r.hash,
+               r.shop, r.import_id, r.actor, r.issued_at,
+               coalesce(r.stored,
+                        b2bd_result_text(gen_random_uuid(), r.command_id, 'assign', r.shop, r.import_id,
+                                         b2bd_assign_result(r.customer, r.create_customer, r.contact_created,
+                                                            o.roles,
+                                                            b2bd_suspended_in(r.shop, r.company, r.customer)),
+                                         r.code, r.message, r.field, p_now)) AS text
+          FROM unnest(p_rows) r CROSS JOIN LATERAL b2bd_roles_of(r.shop, r.company, r.customer) o),
+    inbox AS (
+        INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result, actor, issued_at)
+        SELECT s.command_id::uuid, s.shop, 'assign', s.hash, s.import_id, s.text, s.actor, s.issued_at
+          FROM results s WHERE s.applied AND NOT p_dry),
+    sent AS (
+        INSERT INTO outbox (topic, key, value)
+        SELECT m.topic, m.key, m.value
+          FROM (SELECT a.i, 0 AS ord, 'events.access' AS topic, a.key, a.value FROM access a
+                UNION ALL
+                SELECT s.i, 1, 'results', s.msg_key, convert_to(s.text, 'UTF8') FROM results s) m
+         ORDER BY m.i, m.ord)
+    -- an applied result over the message limit; a dry run's results
+    SELECT coalesce(bool_or(s.applied AND NOT b2bd_result_fits(s.msg_key, s.text)), false),
+           array_agg(s.text ORDER BY s.i) FILTER (WHERE p_dry)
+      INTO v_too_large, v_texts FROM results s;
+    PERFORM set_config('b2bd.history', '', true);
+    IF v_too_large THEN
+        -- the one-by-one path rejects that command with LIMIT_REACHED
+        RAISE EXCEPTION USING ERRCODE = 'B2B02', MESSAGE = 'the run needs the one-by-one path';
+    END IF;
+    RETURN v_texts;
+END
+$$;
+
 -- A run of plain assigns. p_rows: [{"i", "id", "h" (hash, hex), "imp", "k" (key, hex),
 -- "shop", "co", "cu", "em", "fn", "ln", "ph", "locs": [...], "roles": [...], "a" (actor),
 -- "at" (issued_at)}]. Writes customers, contacts, the seat counts, roles, the inbox, the
 -- results and the access events, and returns each row's outcome ('applied', 'duplicate'
 -- or 'rejected', with code and field) in run order; raises B2B02 when a row-by-row
--- reading cannot settle the run (b2bd applies it one by one).
+-- reading cannot settle the run (b2bd applies it one by one). A run of dry runs (b2bd
+-- sets b2bd.dry_run) is judged so, each row without the others, then undone: only its
+-- results stay, marked "dry_run".
 CREATE OR REPLACE FUNCTION b2bd_assign_bulk(p_rows jsonb, p_max_contacts integer)
 RETURNS TABLE (i integer, status text, code text, field text)
 LANGUAGE plpgsql
@@ -282,7 +366,7 @@ AS $$
 DECLARE
     v b2bd_bulk_row[];
     v_now text := b2bd_now_text();
-    v_too_large boolean;
+    v_texts text[];
 BEGIN
     -- the rows as given (an array, which the planner sizes small: lookups by key)
     v := ARRAY(SELECT ROW(x.i, x.id, decode(x.h, 'hex'), x.imp, decode(x.k, 'hex'), x.shop, x.co,
@@ -294,65 +378,24 @@ BEGIN
                                                       a text, at text)
                 ORDER BY x.i);
 
-    v := b2bd_assign_core(v, p_max_contacts, false);
-
-    -- the access events (b2bd_emit_access, for the whole run) with their access_history
-    -- rows (b2bd_access_history's trigger stands aside: b2bd.history), the results and the inbox
-    PERFORM set_config('b2bd.history', 'written', true);
-    WITH bumped AS MATERIALIZED (
-        UPDATE customers u SET access_version = u.access_version + 1, updated_at = now()
-          FROM unnest(v) r
-         WHERE r.changed AND NOT r.create_customer AND u.shop_id = r.shop AND u.customer_id = r.customer
-        RETURNING r.i, r.command_id, r.actor, u.shop_id, u.customer_id, u.email, u.access_version),
-    changed AS (
-        SELECT b.i, b.command_id, b.actor, b.shop_id, b.customer_id, b.email, b.access_version FROM bumped b
-        UNION ALL
-        SELECT r.i, r.command_id, r.actor, r.shop, r.customer, r.email, 1::bigint
-          FROM unnest(v) r WHERE r.changed AND r.create_customer),
-    access AS MATERIALIZED (
-        SELECT b.i, b.shop_id, b.customer_id, b.access_version, d.companies, b.command_id, b.actor,
-               convert_to(b.shop_id || '/' || b.customer_id, 'UTF8') AS key,
-               convert_to(b2bd_access_text(gen_random_uuid(), b.shop_id, b.customer_id, b.email, d.any_role,
-                                           d.companies, b.access_version, b.command_id, b.actor, v_now),
-                          'UTF8') AS value
-          FROM changed b CROSS JOIN LATERAL b2bd_access_of(b.shop_id, b.customer_id) d),
-    history AS (
-        INSERT INTO access_history AS h (shop_id, customer_id, version, companies, caused_by, actor,
-                                         occurred_at)
-        SELECT a.shop_id, a.customer_id, a.access_version, a.companies::jsonb, a.command_id::uuid, a.actor,
-               v_now::timestamptz
-          FROM access a
-        ON CONFLICT (shop_id, customer_id, version) DO UPDATE
-            SET companies = EXCLUDED.companies, caused_by = EXCLUDED.caused_by,
-                actor = EXCLUDED.actor, occurred_at = EXCLUDED.occurred_at),
-    results AS MATERIALIZED (
-        SELECT r.i, r.msg_key, r.code IS NULL AND r.stored IS NULL AS applied, r.command_id, r.hash,
-               r.shop, r.import_id, r.actor, r.issued_at,
-               coalesce(r.stored,
-                        b2bd_result_text(gen_random_uuid(), r.command_id, 'assign', r.shop, r.import_id,
-                                         b2bd_assign_result(r.customer, r.create_customer, r.contact_created,
-                                                            o.roles,
-                                                            b2bd_suspended_in(r.shop, r.company, r.customer)),
-                                         r.code, r.message, r.field, v_now)) AS text
-          FROM unnest(v) r CROSS JOIN LATERAL b2bd_roles_of(r.shop, r.company, r.customer) o),
-    inbox AS (
-        INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result, actor, issued_at)
-        SELECT s.command_id::uuid, s.shop, 'assign', s.hash, s.import_id, s.text, s.actor, s.issued_at
-          FROM results s WHERE s.applied),
-    sent AS (
-        INSERT INTO outbox (topic, key, value)
-        SELECT m.topic, m.key, m.value
-          FROM (SELECT a.i, 0 AS ord, 'events.access' AS topic, a.key, a.value FROM access a
-                UNION ALL
-                SELECT s.i, 1, 'results', s.msg_key, convert_to(s.text, 'UTF8') FROM results s) m
-         ORDER BY m.i, m.ord)
-    -- an applied result over the message limit
-    SELECT coalesce(bool_or(s.applied AND NOT b2bd_result_fits(s.msg_key, s.text)), false)
-      INTO v_too_large FROM results s;
-    PERFORM set_config('b2bd.history', '', true);
-    IF v_too_large THEN
-        -- the one-by-one path rejects that command with LIMIT_REACHED
-        RAISE EXCEPTION USING ERRCODE = 'B2B02', MESSAGE = 'the run needs the one-by-one path';
+    -- a dry run (b2bd_dry_run): settled and written alike, then undone (the block's
+    -- rollback; what the block assigned stays), and only its results written
+    IF NOT b2bd_dry_run() THEN
+        v := b2bd_assign_core(v, p_max_contacts, false);
+        PERFORM b2bd_assign_run_write(v, v_now, false);
+    ELSE
+        BEGIN
+            v := b2bd_assign_core(v, p_max_contacts, false);
+            v_texts := b2bd_assign_run_write(v, v_now, true);
+            RAISE EXCEPTION USING ERRCODE = 'B2B03', MESSAGE = 'a dry run, undone';
+        EXCEPTION WHEN SQLSTATE 'B2B03' THEN
+            NULL;
+        END;
+        INSERT INTO outbox (id, topic, key, value)
+        SELECT nextval('outbox_id_seq'), 'results', r.msg_key, convert_to(t.text, 'UTF8')
+          FROM unnest(v) WITH ORDINALITY AS r
+          JOIN unnest(v_texts) WITH ORDINALITY AS t(text, n) ON t.n = r.ordinality
+         ORDER BY t.n;
     END IF;
 
     RETURN QUERY SELECT r.i, CASE WHEN r.stored IS NOT NULL THEN 'duplicate'

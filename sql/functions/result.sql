@@ -20,7 +20,8 @@ CREATE OR REPLACE FUNCTION b2bd_now_text() RETURNS text LANGUAGE sql VOLATILE AS
 $$;
 
 -- A result message: `applied` with p_result (the result object as JSON text) when p_code
--- is NULL, else `rejected` with the error {code, message, field}. Any argument may be
+-- is NULL, else `rejected` with the error {code, message, field}; a dry run's
+-- (b2bd_dry_run, sql/functions/dry_run.sql) has "dry_run": true beside its status. Any argument may be
 -- NULL (a command that could not be decoded lacks its type or shop). A single
 -- expression: the planner inlines it into the statements that call it.
 CREATE OR REPLACE FUNCTION b2bd_result_text(p_event_id uuid, p_command_id text, p_type text, p_shop text,
@@ -32,6 +33,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
            || ',"type":' || coalesce(to_json(p_type)::text, 'null')
            || ',"shop_id":' || coalesce(to_json(p_shop)::text, 'null')
            || ',"import_id":' || coalesce(to_json(p_import_id)::text, 'null')
+           || CASE WHEN b2bd_dry_run() THEN ',"dry_run":true' ELSE '' END
            || CASE WHEN p_code IS NULL THEN
                   ',"status":"applied","result":' || coalesce(p_result, 'null') || ',"error":null'
               ELSE

@@ -2,7 +2,8 @@
  *
  * Random command sequences (assigns by id and by email in mixed and non-ASCII case,
  * revokes of every scope, suspends and resumes of companies and contacts, commands sent again, command ids reused with another
- * payload, companies near their 10,000-contact limit, email changes) are applied
+ * payload, companies near their 10,000-contact limit, email changes, dry runs of assign,
+ * revoke, suspend and resume here and there and in bursts of assigns) are applied
  * through apply_batch, in batches of random sizes, to two databases that differ only in
  * bulk_assign (on: runs of plain assigns go to b2bd_assign_bulk; off: b2bd_assign one
  * by one). Both must give the same results (but event_id and processed_at), the same
@@ -117,12 +118,19 @@ struct seq {
 
 static const char *const ACTORS[] = {"staff:42", "import:Zoë", "svc"};
 
+/* Set while a burst of dry runs is made (rnd_command). */
+static int dry_burst;
+
 /* A command; some carry an actor, an issued_at or both (stored in the inbox, written
- * into access events and access_history). */
+ * into access events and access_history); some of those that have dry runs are dry runs
+ * (CONTRACT "Trace context and dry runs": judged without the others, then undone). */
 static char *dump_command(const char *type, const char *shop, const char *id, json_t *payload)
 {
     json_t *m = json_pack("{sssssssO}", "command_id", id, "type", type, "shop_id", shop,
                           "payload", payload);
+    if ((strcmp(type, "assign") == 0 || strcmp(type, "revoke") == 0 || strcmp(type, "suspend") == 0 ||
+         strcmp(type, "resume") == 0) && (dry_burst || chance(10)))
+        json_object_set_new(m, "dry_run", json_true());
     if (chance(40))
         json_object_set_new(m, "actor", json_string(ACTORS[pick(3)]));
     if (chance(30)) {
@@ -285,8 +293,22 @@ static void rnd_command(struct seq *s, struct dbt_batch *b)
         json_decref(p);
         t = TOPIC_REVOKE;
     } else {
+        /* now and then a burst of dry-run assigns (an import tried first): a run of them
+         * for b2bd_assign_bulk, each judged without the others (seats included) */
+        int burst = chance(12) ? 2 + pick(5) : 0;
+        dry_burst = burst > 0;
+        for (int k = 0; k < burst; k++) {
+            char more_id[37];
+            rnd_uuid(more_id);
+            json_t *q = rnd_assign();
+            char *more = dump_command("assign", s->shop, more_id, q);
+            json_decref(q);
+            dbt_batch_add(b, TOPIC_ASSIGN, 0, s->key, more);
+            seq_remember(s, TOPIC_ASSIGN, more);
+        }
         json_t *p = rnd_assign();
         msg = dump_command("assign", s->shop, id, p);
+        dry_burst = 0;
         json_decref(p);
         t = TOPIC_ASSIGN;
     }
@@ -665,15 +687,22 @@ int main(void)
         apply_stats_add(&off, &pairs[i].off.st);
     }
     printf("test_apply_diff: %lu sequences in %lld ms; bulk on: %lu applied, %lu rejected, "
-           "%lu duplicates, %lu settled set-based, %lu runs handed back; bulk off: %lu applied, "
-           "%lu rejected, %lu duplicates; apply_batch: %lld ms bulk on, %lld ms bulk off\n",
+           "%lu duplicates, %lu dry runs (%lu set-based), %lu settled set-based, %lu runs handed "
+           "back; bulk off: %lu applied, %lu rejected, %lu duplicates, %lu dry runs; apply_batch: "
+           "%lld ms bulk on, %lld ms bulk off\n",
            played, (long long)(util_now_ms() - t0), on.applied, on.rejected, on.duplicates,
-           on.bulk_commands, on.bulk_fallbacks, off.applied, off.rejected, off.duplicates,
-           (long long)ms_on, (long long)ms_off);
+           on.dry_runs, on.bulk_dry_runs, on.bulk_commands, on.bulk_fallbacks, off.applied,
+           off.rejected, off.duplicates, off.dry_runs, (long long)ms_on, (long long)ms_off);
     /* the test must exercise the set-based path, or it shows nothing */
     if (!failed && played >= 50 && on.bulk_commands < played) {
         fprintf(stderr, "too few commands settled set-based (%lu): the generator no longer "
                         "makes runs\n", on.bulk_commands);
+        failed = 1;
+    }
+    /* ... dry runs too, set-based and one by one */
+    if (!failed && played >= 50 && (on.bulk_dry_runs < played / 5 || on.dry_runs == on.bulk_dry_runs)) {
+        fprintf(stderr, "too few dry runs (%lu, %lu of them set-based): the generator no longer "
+                        "makes them\n", on.dry_runs, on.bulk_dry_runs);
         failed = 1;
     }
     /* ... and the "off" databases none of it, or the test compares a path with itself */

@@ -556,31 +556,69 @@ static void test_envelope_rules(void **state)
           TOPIC_MIGRATE, DECODE_OK, B2BD_OK, NULL);
 }
 
-/* dry_run: not a boolean, or true on a type without dry runs, is INVALID; a dry run of
- * assign, revoke, migrate, suspend or resume is rejected UNPROCESSABLE (not implemented
- * by this version), never applied; false or null is a command like any other. */
+/* Decodes quoted on topic: a valid command whose dry_run is want (cmd->dry_run). */
+static void check_dry(const char *quoted, enum b2bd_topic topic, bool want)
+{
+    char *msg = dq(quoted);
+    struct b2bd_command cmd;
+    struct b2bd_err err;
+    enum decode_outcome got = decode_raw(msg, strlen(msg), topic, &cmd, &err);
+    if (got != DECODE_OK)
+        print_error("message: %.300s\n  got outcome %d %s field '%s': %s\n", msg, got,
+                    b2bd_code_name(err.code), err.field, err.msg);
+    bool dry = cmd.dry_run;
+    decode_free(&cmd);
+    free(msg);
+    assert_int_equal(got, DECODE_OK);
+    assert_int_equal(dry, want);
+}
+
+/* The idempotency hash of quoted (a valid command) into h. */
+static void hash_of(const char *quoted, unsigned char h[32])
+{
+    char *msg = dq(quoted);
+    struct b2bd_command cmd;
+    struct b2bd_err err;
+    assert_int_equal(decode_raw(msg, strlen(msg), TOPIC_MIGRATE, &cmd, &err), DECODE_OK);
+    memcpy(h, cmd.hash, 32);
+    decode_free(&cmd);
+    free(msg);
+}
+
+/* dry_run: true makes assign, revoke, migrate, suspend and resume a dry run (on their own
+ * topic and on the bulk topic); false or null is a command like any other; not a boolean,
+ * or true on a type without dry runs, is INVALID; it does not count in the idempotency
+ * hash. */
 static void test_dry_run(void **state)
 {
     (void)state;
     const enum decode_outcome R = DECODE_REJECTED;
-    check(ENV("'type':'migrate','shop_id':'s','dry_run':false," MIGRATE_P), TOPIC_MIGRATE, DECODE_OK,
-          B2BD_OK, NULL);
-    check(ENV("'type':'migrate','shop_id':'s','dry_run':null," MIGRATE_P), TOPIC_MIGRATE, DECODE_OK,
-          B2BD_OK, NULL);
+    check_dry(ENV("'type':'migrate','shop_id':'s','dry_run':false," MIGRATE_P), TOPIC_MIGRATE, false);
+    check_dry(ENV("'type':'migrate','shop_id':'s','dry_run':null," MIGRATE_P), TOPIC_MIGRATE, false);
+    check_dry(ENV("'type':'migrate','shop_id':'s'," MIGRATE_P), TOPIC_MIGRATE, false);
     check(ENV("'type':'migrate','shop_id':'s','dry_run':'true'," MIGRATE_P), TOPIC_MIGRATE, R,
           B2BD_INVALID, "dry_run");
     check(ENV("'type':'migrate','shop_id':'s','dry_run':1," MIGRATE_P), TOPIC_MIGRATE, R,
           B2BD_INVALID, "dry_run");
-    check(ENV("'type':'migrate','shop_id':'s','dry_run':true," MIGRATE_P), TOPIC_MIGRATE, R,
-          B2BD_UNPROCESSABLE, "dry_run");
-    check(ENV("'type':'suspend','shop_id':'s','dry_run':true,'payload':{'company_id':'c'}"),
-          TOPIC_REVOKE, R, B2BD_UNPROCESSABLE, "dry_run");
-    check(ENV("'type':'assign','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
-              "'customer':{'id':'u'},'locations':[]}"), TOPIC_BULK, R, B2BD_UNPROCESSABLE, "dry_run");
+    check_dry(ENV("'type':'migrate','shop_id':'s','dry_run':true," MIGRATE_P), TOPIC_MIGRATE, true);
+    check_dry(ENV("'type':'suspend','shop_id':'s','dry_run':true,'payload':{'company_id':'c'}"),
+              TOPIC_REVOKE, true);
+    check_dry(ENV("'type':'resume','shop_id':'s','dry_run':true,'payload':{'company_id':'c'}"),
+              TOPIC_REVOKE, true);
+    check_dry(ENV("'type':'revoke','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
+                  "'customer_id':'u','scope':'company'}"), TOPIC_REVOKE, true);
+    check_dry(ENV("'type':'assign','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
+                  "'customer':{'id':'u'},'locations':[]}"), TOPIC_ASSIGN, true);
+    check_dry(ENV("'type':'assign','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
+                  "'customer':{'id':'u'},'locations':[]}"), TOPIC_BULK, true);
     check(ENV("'type':'shop.upsert','shop_id':'s','dry_run':true,'payload':{'name':'n'}"), TOPIC_SYNC,
           R, B2BD_INVALID, "dry_run");
     check(ENV("'type':'notify','shop_id':'s','dry_run':true,'payload':{'company_id':'c',"
               "'customer_ids':['u']}"), TOPIC_NOTIFY, R, B2BD_INVALID, "dry_run");
+    unsigned char real[32], dry[32];
+    hash_of(ENV("'type':'migrate','shop_id':'s'," MIGRATE_P), real);
+    hash_of(ENV("'type':'migrate','shop_id':'s','dry_run':true," MIGRATE_P), dry);
+    assert_memory_equal(real, dry, 32);
 }
 
 static void test_envelope_fields_on_rejection(void **state)
