@@ -1,8 +1,34 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the build, the demo and the tests need.
+# Installs the Debian 12 packages the build, the demo and the tests need, then the npm
+# packages of the test clients written in Node.js (tests/clients/kafkajs: kafkajs, the
+# version its package-lock.json pins, by npm ci from the npm registry).
 # Idempotent: does nothing (and needs no network) when everything is present.
 # Run as root (or through sudo when it is available).
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The npm packages of a test client: npm ci (exactly what package-lock.json pins) unless
+# node_modules already holds each pinned package at its pinned version (no network then).
+npm_client() {
+  local dir=$1
+  if node -e '
+      const fs = require("fs"), path = require("path"), dir = process.argv[1];
+      const lock = JSON.parse(fs.readFileSync(path.join(dir, "package-lock.json"), "utf8"));
+      for (const [p, v] of Object.entries(lock.packages)) {
+        if (!p) continue;
+        const got = JSON.parse(fs.readFileSync(path.join(dir, p, "package.json"), "utf8"));
+        if (got.version !== v.version) process.exit(1);
+      }' "$dir" 2>/dev/null; then
+    return 0
+  fi
+  echo "deps: npm ci in ${dir#"$ROOT"/}"
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+}
+
+npm_clients() {
+  npm_client "$ROOT/tests/clients/kafkajs"
+}
 
 PACKAGES=(
   # build
@@ -49,6 +75,7 @@ fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"
+  npm_clients
   exit 0
 fi
 
@@ -65,3 +92,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -q
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+npm_clients
