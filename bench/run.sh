@@ -3,7 +3,7 @@
 # and measures, in one run: 10,000 assign commands end to end with batching on and off,
 # the COPY floor, single-command latency at a light rate, and peak memory over 100,000
 # commands; and the path users take: new customers by email (1 and 10 companies), b2bctl
-# import of a CSV of new customers, 5,000 revokes, each with its ratio to the COPY floor;
+# import of a CSV of new customers (and its --dry-run just before), 5,000 revokes, each with its ratio to the COPY floor;
 # a company of 10,000 contacts suspended and resumed by one command each, with their ratio
 # to the COPY floor of what they must write (10,000 access events and history rows).
 # Prints a table; writes build-bench/bench.json.

@@ -639,7 +639,10 @@ static const struct ctl_cmd commands[] = {
      "result, default 120), prints a summary, writes rejected and unparseable rows\n"
      "with their reason to FILE.rejected.csv, and exits 1 if there are any (or\n"
      "results are missing), 0 otherwise. 'already applied' counts results whose\n"
-     "processed_at is before this run started (the daemon's clock).\n",
+     "processed_at is before this run started (the daemon's clock).\n"
+     "--dry-run sends every command as a dry run (the same ids): each is judged as it\n"
+     "would be now, on its own, and undone; the summary and FILE.rejected.csv say what\n"
+     "the import would do, and a real import of the file afterwards sends the same ids.\n",
      {{"shop", 's', "S", "the shop (required for CSV)"},
       {"company", 'c', "C", "the company (required for CSV)"},
       {"location", 'l', "L", "the location of rows without location_id"},
@@ -648,6 +651,7 @@ static const struct ctl_cmd commands[] = {
       {"import-id", 'i', "ID", "the import id (default: a hash of the file and options)"},
       {"wait-timeout", 'w', "S", "give up after S seconds without a new result (default 120)"},
       {"own-topics", 'o', NULL, "send each command to its type's topic, not the bulk topic"},
+      {"dry-run", 'd', NULL, "judge every row, apply none (the results say what would happen)"},
       JSON_OPT},
      false, ctl_import_run},
     {"import", "status", "IMPORT_ID", 1, "an import's applied commands",

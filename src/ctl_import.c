@@ -306,6 +306,7 @@ struct run {
     size_t len;
     bool jsonl, json_out, tty;
     bool own_topics;    /* each command to its type's topic, not the bulk topic */
+    bool dry_run;       /* every command a dry run (CONTRACT "Trace context and dry runs") */
     struct ctl_import_opts opts;
     char import_id[4 * 255 + 1]; /* an identifier: 255 characters of up to 4 bytes */
     long wait_timeout_s;
@@ -537,6 +538,9 @@ static void run_send_row(struct run *r, size_t i)
         snprintf(r->trace_id, sizeof r->trace_id, "%s", ctl_send_trace_id(r->send));
     }
     struct row *w = &r->rows[i];
+    /* a dry run: the same command (and id), judged and undone, its result marked */
+    if (r->dry_run)
+        json_object_set_new(w->cmd, "dry_run", json_true());
     rd_kafka_resp_err_t e = ctl_send_command(r->send, w->cmd, NULL, 0, i);
     if (e) {
         fprintf(stderr, "b2bctl: %s:%ld: not sent: %s\n", r->path, w->line, rd_kafka_err2str(e));
@@ -727,6 +731,7 @@ int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
     r.wait_timeout_s = ctl_opt_long(a, "wait-timeout", 120);
     r.json_out = ctl_flag(a, "json");
     r.own_topics = ctl_flag(a, "own-topics");
+    r.dry_run = ctl_flag(a, "dry-run");
     r.path = a->operands[0];
     if (r.wait_timeout_s <= 0)
         r.wait_timeout_s = 120;
@@ -782,8 +787,9 @@ int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
     double secs = (double)(util_now_ms() - r.t0) / 1000.0;
     if (r.json_out) {
         json_incref(r.codes);
-        ctl_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:s?, s:f, s:s?}",
-                                 "import_id", r.import_id, "file", r.path, "rows", (json_int_t)r.n_rows,
+        ctl_print_json(json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:s?, s:f, s:s?}",
+                                 "import_id", r.import_id, "file", r.path, "dry_run", r.dry_run,
+                                 "rows", (json_int_t)r.n_rows,
                                  "sent", (json_int_t)r.sent, "applied", (json_int_t)r.applied,
                                  "applied_new", (json_int_t)(r.applied - r.repeats),
                                  "already_applied", (json_int_t)r.repeats, "duplicates",
@@ -792,7 +798,10 @@ int ctl_import_run(const struct b2bd_config *cfg, const struct ctl_args *a)
                                  "missing", (json_int_t)missing, "rejected_file", rejected_path,
                                  "seconds", secs, "trace_id", r.trace_id[0] ? r.trace_id : NULL));
     } else {
-        printf("import %s: %zu rows from %s in %.1f s\n", r.import_id, r.n_rows, r.path, secs);
+        printf("%simport %s: %zu rows from %s in %.1f s\n", r.dry_run ? "dry run of " : "", r.import_id,
+               r.n_rows, r.path, secs);
+        if (r.dry_run)
+            printf("  nothing was applied: each row's result is what it would get now, on its own\n");
         if (r.trace_id[0])
             printf("  trace_id: %s\n", r.trace_id);
         printf("  applied: %ld (new %ld, already applied before this run %ld)\n", r.applied,

@@ -133,6 +133,40 @@ class ImportSummaryTest(ImportCase):
         self.assertEqual(self.query("SELECT count(*) FROM commands WHERE import_id = %s", (s["import_id"],)),
                          [(3,)])
 
+    def test_dry_run_reports_what_the_import_would_do_then_the_import_does_it(self):
+        path = self.write("customers.csv", GOOD_AND_BAD)
+        before = self.state()
+        d, p = self.import_json(path, "--dry-run", expect_rc=1)
+        with open(path + ".rejected.csv", newline="") as f:
+            dry_rejected = f.read()
+        self.assertEqual(self.state(), before, "the dry run changed the database")
+        self.settle()
+        dry = [r for r in self.bus.read_to_end("results") and self.bus.values("results")
+               if isinstance(r, dict) and r.get("import_id") == d["import_id"]]
+        self.assertEqual(len(dry), 4)
+        self.assertTrue(all(r.get("dry_run") is True for r in dry), dry)
+        self.assertEqual([m for m in self.bus.read_to_end("events.access")
+                          if isinstance(m[1], dict) and m[1].get("shop_id") == self.shop], [])
+        self.assertIs(d["dry_run"], True)
+        p2 = self.ctl("import", "--shop", self.shop, "--company", "c-1", "--location", "loc-1", "--dry-run", path)
+        self.assertIn("dry run of import %s" % d["import_id"], p2.stdout)
+        self.assertIn("nothing was applied", p2.stdout)
+        # the import for real: the same report, the same rejected rows, the same command ids
+        s, _ = self.import_json(path, expect_rc=1)
+        for k in ("import_id", "rows", "applied", "applied_new", "already_applied", "duplicates", "rejected",
+                  "rejected_by_code", "unparseable", "missing", "rejected_file"):
+            self.assertEqual(d[k], s[k], "%s: the dry run said %s, the import did %s" % (k, d, s))
+        self.assertIs(s["dry_run"], False)
+        with open(path + ".rejected.csv", newline="") as f:
+            self.assertEqual(f.read(), dry_rejected)
+        self.settle()
+        real = [r for r in self.bus.read_to_end("results") and self.bus.values("results")
+                if isinstance(r, dict) and r.get("import_id") == d["import_id"] and "dry_run" not in r]
+        self.assertEqual({r["command_id"] for r in real}, {r["command_id"] for r in dry})
+        # a dry run after the import: every row already applied
+        d2, _ = self.import_json(path, "--dry-run", expect_rc=1)
+        self.assertEqual((d2["applied"], d2["already_applied"]), (3, 3), d2)
+
     def test_human_summary_and_exit_zero_when_all_applied(self):
         path = self.write("ok.csv", "email\nzed@example.com\n")
         old = self.write("ok.csv.rejected.csv", "stale\n")
