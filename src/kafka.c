@@ -12,26 +12,31 @@
 #include "b2bd/metrics.h"
 #include "b2bd/util.h"
 
-/* Two consumers in the one group, two lanes (README "How it works"): rk over the
- * command topics of their own (the interactive lane), bulk over the bulk topic. A batch
- * is formed from the interactive lane first; the bulk lane's fetched messages wait in a
- * queue per partition (lane.c) and fill the batch when the interactive lane has nothing,
- * or a share of it (BULK_SHARE) when both have work, so a backlog never starves. */
+/* Two consumers, two lanes (README "How it works"), each polled by a thread of its own
+ * (main.c): rk over the command topics of their own (the interactive lane), bulk over
+ * the bulk topic, whose fetched messages wait in a queue per partition (lane.c), taken
+ * in turn. The lanes are applied side by side, so that an interactive command never
+ * waits for a bulk batch; while the interactive lane is saturated (its last batch was
+ * full) the bulk lane takes a share (BULK_SHARE) once per interactive batch: the
+ * capacity the other topics leave, and never none. */
 struct kafka_in {
     rd_kafka_t *rk;               /* the interactive lane */
     rd_kafka_t *bulk;             /* the bulk lane */
     char *bulk_topic;
-    struct lane *lane;            /* the bulk lane's fetched messages, by partition */
-    int n_assigned[2];            /* partitions held by rk, by bulk */
+    struct lane *lane;            /* the bulk lane's fetched messages, by partition (its thread's) */
+    atomic_int n_assigned[2];     /* partitions held by rk, by bulk */
     atomic_int assigned;
+    atomic_int saturated;         /* the interactive lane's last batch was full */
+    atomic_ulong batches;         /* interactive batches polled so far */
+    unsigned long bulk_seen;      /* batches, when the bulk lane last took a share */
     struct b2bd_metrics *metrics; /* NULL: nothing counted */
 };
 
-/* The bulk lane's share of a batch while the interactive lane has work too: 1/BULK_SHARE
- * of batch_max (at least one message). */
+/* The bulk lane's share of a batch while the interactive lane is saturated: 1/BULK_SHARE
+ * of batch_max (at least one message), once per interactive batch. */
 #define BULK_SHARE 10
-/* How long an idle poll waits on the interactive consumer before it looks at the bulk
- * one: a first bulk message waits at most this. */
+/* The slices in which a lane's poll waits (and the bulk lane looks for an interactive
+ * batch to have gone by). */
 #define LANE_SLICE_MS 10
 /* The bulk consumer's queue (queued.max.messages.kbytes), and what the lane holds at
  * most: twice that, in bytes, so that the lane always takes all the queue holds. That
@@ -164,11 +169,10 @@ rd_kafka_t *kafka_client_new(const struct b2bd_config *cfg, rd_kafka_type_t type
  * rd_kafka_consumer_close() runs waits forever (seen: a stop that never ended). */
 static void kafka_count_assigned(struct kafka_in *k, rd_kafka_t *rk, int delta, int replace)
 {
-    int *n = &k->n_assigned[rk == k->bulk];
-    *n = replace ? (delta > 0 ? delta : 0) : *n + delta;
-    if (*n < 0)
-        *n = 0;
-    int total = k->n_assigned[0] + k->n_assigned[1];
+    atomic_int *n = &k->n_assigned[rk == k->bulk];
+    int now = replace ? (delta > 0 ? delta : 0) : atomic_load(n) + delta;
+    atomic_store(n, now < 0 ? 0 : now);
+    int total = atomic_load(&k->n_assigned[0]) + atomic_load(&k->n_assigned[1]);
     atomic_store(&k->assigned, total > 0);
     metrics_assigned(k->metrics, total);
 }
@@ -378,45 +382,77 @@ static int kafka_lane_fill(struct kafka_in *k)
     return 0;
 }
 
-size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
-                     int linger_ms)
+/* The interactive lane: waits up to wait_ms for a first message, lingers linger_ms for
+ * more, then takes what is already fetched, up to max. */
+static size_t kafka_poll_interactive(struct kafka_in *k, rd_kafka_message_t **out, size_t max,
+                                     int wait_ms, int linger_ms)
 {
-    size_t share = max / BULK_SHARE ? max / BULK_SHARE : 1;
     size_t n = 0;
     int64_t end = util_now_ms() + wait_ms, deadline = 0;
-    /* what the bulk consumer fetched joins the lane first: filled only when the
-     * interactive lane had nothing, an empty lane stayed empty (and the bulk lane starved)
-     * for as long as the other topics were saturated */
-    if (kafka_lane_fill(k) < 0)
-        return 0;
-    for (;;) {
-        /* the interactive lane leaves room for the bulk lane's share when it waits */
-        size_t room = lane_buffered(k->lane) && max > share ? max - share : max;
-        if (n >= room)
-            break;
-        int64_t now = util_now_ms();
-        int64_t left = n > 0 ? deadline - now : lane_buffered(k->lane) ? 0 : end - now;
-        int timeout = left <= 0 ? 0 : n == 0 && left > LANE_SLICE_MS ? LANE_SLICE_MS : (int)left;
+    while (n < max) {
+        int64_t left = (n > 0 ? deadline : end) - util_now_ms();
+        int timeout = left <= 0 ? 0 : (int)left;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, timeout);
-        if (m) {
-            int r = kafka_polled(k->rk, m);
-            if (r < 0)
-                return n;
-            if (r > 0) {
-                if (n == 0) /* lingering; once it is over, only what is already fetched joins */
-                    deadline = util_now_ms() + linger_ms;
-                out[n++] = m;
-            }
+        if (!m) {
+            if (timeout == 0 || util_now_ms() >= (n > 0 ? deadline : end))
+                break;
             continue;
         }
-        if (kafka_lane_fill(k) < 0)
-            return n;
-        if (n > 0 ? timeout == 0 : lane_buffered(k->lane) > 0 || util_now_ms() >= end)
+        int r = kafka_polled(k->rk, m);
+        if (r < 0)
             break;
+        if (r > 0) {
+            if (n == 0) /* lingering; once it is over, only what is already fetched joins */
+                deadline = util_now_ms() + linger_ms;
+            out[n++] = m;
+        }
     }
-    /* the bulk lane: a batch of its own, or its share of the interactive lane's */
-    size_t want = n > 0 ? (max - n < share ? max - n : share) : max;
-    return n + lane_take(k->lane, (void **)(out + n), want);
+    atomic_store(&k->saturated, n == max);
+    atomic_fetch_add(&k->batches, 1);
+    return n;
+}
+
+/* The bulk lane: waits up to wait_ms for the lane to hold something, then takes up to
+ * max in turn from its partitions; while the interactive lane is saturated, a share,
+ * and not before an interactive batch went by since the last. */
+static size_t kafka_poll_bulk(struct kafka_in *k, rd_kafka_message_t **out, size_t max,
+                              int wait_ms)
+{
+    int64_t end = util_now_ms() + wait_ms;
+    for (;;) {
+        if (kafka_lane_fill(k) < 0)
+            return 0;
+        int saturated = atomic_load(&k->saturated);
+        unsigned long batches = atomic_load(&k->batches);
+        if (lane_buffered(k->lane) && (!saturated || batches != k->bulk_seen)) {
+            k->bulk_seen = batches;
+            size_t share = max / BULK_SHARE ? max / BULK_SHARE : 1;
+            return lane_take(k->lane, (void **)out, saturated ? share : max);
+        }
+        int64_t left = end - util_now_ms();
+        if (left <= 0)
+            return 0;
+        if (lane_buffered(k->lane))
+            util_sleep_ms(left < LANE_SLICE_MS ? (int)left : LANE_SLICE_MS);
+        else { /* waits for the bulk consumer's next message, which joins the lane */
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(k->bulk, left < LANE_SLICE_MS ? (int)left
+                                                                                        : LANE_SLICE_MS);
+            if (m) {
+                int r = kafka_polled(k->bulk, m);
+                if (r < 0)
+                    return 0;
+                if (r > 0)
+                    lane_push(k->lane, m->partition, m);
+            }
+        }
+    }
+}
+
+size_t kafka_in_poll(struct kafka_in *k, enum kafka_lane lane, rd_kafka_message_t **out,
+                     size_t max, int wait_ms, int linger_ms)
+{
+    return lane == KAFKA_LANE_BULK ? kafka_poll_bulk(k, out, max, wait_ms)
+                                   : kafka_poll_interactive(k, out, max, wait_ms, linger_ms);
 }
 
 /* Commits, through rk, for each partition of its topics in msgs, the offset after its

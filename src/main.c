@@ -1,6 +1,8 @@
 /* main: the b2bd daemon: consume commands, apply them, publish what changed. */
 #include <getopt.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -210,44 +212,84 @@ static int low_watermark(void *ctx, const char *topic, int32_t partition, int64_
     return kafka_in_low_watermark(ctx, topic, partition, low, err);
 }
 
-/* The command pipeline: consume, apply, commit offsets, until a stop is asked; counted
- * in db's metrics. */
-static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
-                       const struct email_template *tmpl, struct b2bd_relay *relay)
+/* One lane's pipeline (README "Two lanes"): consume, apply, commit offsets, until a stop
+ * is asked or the other lane ends; counted in its connection's metrics. The interactive
+ * lane runs on the main thread (and takes reloads), the bulk lane on a thread of its
+ * own, with connections of its own: an interactive command never waits for a bulk
+ * batch. */
+struct lane_run {
+    enum kafka_lane lane;
+    struct b2bd_config *cfg;
+    struct kafka_in *in;
+    struct b2bd_relay *relay;
+    struct b2bd_db *db;                 /* its first worker's connection */
+    const struct email_template *tmpl;
+    struct lane_totals *totals;
+};
+
+/* Both lanes' counts (the progress and stopping lines), and how they end. */
+struct lane_totals {
+    pthread_mutex_t lock;
+    struct apply_stats by_lane[2];      /* each lane's counts so far, by enum kafka_lane */
+    atomic_size_t batch_max;            /* cfg->batch_max, as the main thread last read it */
+    atomic_int quit;                    /* a lane ended: the other ends too */
+};
+
+static void lane_totals_set(struct lane_totals *t, enum kafka_lane lane, const struct apply_stats *st)
 {
-    struct b2bd_metrics *metrics = db->metrics;
-    struct b2bd_applier ap = {.db = db, .cfg = cfg, .email_default = tmpl,
-                              .low_watermark = low_watermark, .low_watermark_ctx = in};
+    pthread_mutex_lock(&t->lock);
+    t->by_lane[lane] = *st;
+    pthread_mutex_unlock(&t->lock);
+}
+
+static struct apply_stats lane_totals_get(struct lane_totals *t)
+{
+    struct apply_stats st = {0};
+    pthread_mutex_lock(&t->lock);
+    apply_stats_add(&st, &t->by_lane[0]);
+    apply_stats_add(&st, &t->by_lane[1]);
+    pthread_mutex_unlock(&t->lock);
+    return st;
+}
+
+static void lane_loop(struct lane_run *L)
+{
+    struct b2bd_config *cfg = L->cfg;
+    struct b2bd_metrics *metrics = L->db->metrics;
+    struct b2bd_applier ap = {.db = L->db, .cfg = cfg, .email_default = L->tmpl,
+                              .low_watermark = low_watermark, .low_watermark_ctx = L->in};
     struct workers *workers = workers_new((size_t)cfg->apply_workers, &ap);
     struct apply_stats st = {0};
-    size_t max = (size_t)cfg->batch_max;
-    rd_kafka_message_t **batch = calloc(max, sizeof *batch);
-    rd_kafka_message_t **done = calloc(max, sizeof *done);
-    struct b2bd_msg *msgs = calloc(max, sizeof *msgs);
-    unsigned char *ok = calloc(max, 1);
-    if (!batch || !done || !msgs || !ok)
-        abort();
+    bool main_lane = L->lane == KAFKA_LANE_INTERACTIVE;
+    size_t max = atomic_load(&L->totals->batch_max);
+    rd_kafka_message_t **batch = NULL, **done = NULL;
+    struct b2bd_msg *msgs = NULL;
+    unsigned char *ok = NULL;
+    size_t cap = 0;
     int64_t next_report = util_now_ms() + 10000;
-    while (!stop_requested && !kafka_dead(in, relay)) {
-        if (reload_requested) {
+    while (!stop_requested && !kafka_dead(L->in, L->relay) && !atomic_load(&L->totals->quit)) {
+        if (main_lane && reload_requested) {
             reload(cfg, "consuming commands");
-            if ((size_t)cfg->batch_max != max) { /* empty between rounds: sized anew */
-                max = (size_t)cfg->batch_max;
-                free(batch);
-                free(done);
-                free(msgs);
-                free(ok);
-                batch = calloc(max, sizeof *batch);
-                done = calloc(max, sizeof *done);
-                msgs = calloc(max, sizeof *msgs);
-                ok = calloc(max, 1);
-                if (!batch || !done || !msgs || !ok)
-                    abort();
-            }
+            atomic_store(&L->totals->batch_max, (size_t)cfg->batch_max);
         }
-        sdnotify_watchdog();
-        size_t n = kafka_in_poll(in, batch, max, 200, (int)cfg->batch_linger_ms);
-        if (kafka_in_fatal(in)) {
+        max = atomic_load(&L->totals->batch_max);
+        if (max != cap) { /* empty between rounds: sized anew */
+            free(batch);
+            free(done);
+            free(msgs);
+            free(ok);
+            batch = calloc(max, sizeof *batch);
+            done = calloc(max, sizeof *done);
+            msgs = calloc(max, sizeof *msgs);
+            ok = calloc(max, 1);
+            if (!batch || !done || !msgs || !ok)
+                abort();
+            cap = max;
+        }
+        if (main_lane)
+            sdnotify_watchdog();
+        size_t n = kafka_in_poll(L->in, L->lane, batch, max, 200, (int)cfg->batch_linger_ms);
+        if (kafka_in_fatal(L->in)) {
             /* nothing of this batch applied or committed: the next process takes it */
             for (size_t i = 0; i < n; i++)
                 rd_kafka_message_destroy(batch[i]);
@@ -280,29 +322,68 @@ static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd
                 if (ok[i])
                     done[n_done++] = batch[i];
             metrics_record_batch(metrics, &before, &st, n_done, metrics_clock() - started);
-            kafka_in_commit(in, done, n_done, stop_requested);
+            kafka_in_commit(L->in, done, n_done, stop_requested);
             if (n_done < n)
                 log_warn("main", "batch_abandoned", LOG_UINT("messages", n - n_done),
                          LOG_STR("note", "not committed: applied after the restart"));
+            lane_totals_set(L->totals, L->lane, &st);
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(batch[i]);
-        if (util_now_ms() >= next_report) {
-            log_info("main", "progress", LOG_UINT("applied", st.applied),
-                     LOG_UINT("rejected", st.rejected), LOG_UINT("duplicates", st.duplicates),
-                     LOG_UINT("dead_letters", st.dead_letters), LOG_UINT("skipped", st.skipped),
-                     LOG_UINT("published", relay_published(relay)));
+        if (main_lane && util_now_ms() >= next_report) {
+            struct apply_stats all = lane_totals_get(L->totals);
+            log_info("main", "progress", LOG_UINT("applied", all.applied),
+                     LOG_UINT("rejected", all.rejected), LOG_UINT("duplicates", all.duplicates),
+                     LOG_UINT("dead_letters", all.dead_letters), LOG_UINT("skipped", all.skipped),
+                     LOG_UINT("published", relay_published(L->relay)));
             next_report = util_now_ms() + 10000;
         }
     }
-    log_info("main", "stopping", LOG_UINT("applied", st.applied), LOG_UINT("rejected", st.rejected),
-             LOG_UINT("duplicates", st.duplicates), LOG_UINT("dead_letters", st.dead_letters),
-             LOG_UINT("bulk", st.bulk_commands), LOG_UINT("bulk_fallbacks", st.bulk_fallbacks));
+    atomic_store(&L->totals->quit, 1);
     workers_free(workers);
     free(batch);
     free(done);
     free(msgs);
     free(ok);
+}
+
+static void *bulk_lane_main(void *arg)
+{
+    lane_loop(arg);
+    return NULL;
+}
+
+/* The command pipelines: the interactive lane here, the bulk lane on its own thread and
+ * connections; both end when a stop is asked, or when either ends. */
+static void run_worker(struct b2bd_config *cfg, struct kafka_in *in, struct b2bd_db *db,
+                       const struct email_template *tmpl, struct b2bd_relay *relay)
+{
+    struct lane_totals totals = {0};
+    pthread_mutex_init(&totals.lock, NULL);
+    atomic_store(&totals.batch_max, (size_t)cfg->batch_max);
+    struct b2bd_db bulk_db;
+    db_init(&bulk_db, cfg->pg_dsn, cfg->pg_password);
+    bulk_db.metrics = db->metrics; /* counted as the first connection is */
+    struct lane_run interactive = {.lane = KAFKA_LANE_INTERACTIVE, .cfg = cfg, .in = in,
+                                   .relay = relay, .db = db, .tmpl = tmpl, .totals = &totals};
+    struct lane_run bulk = interactive;
+    bulk.lane = KAFKA_LANE_BULK;
+    bulk.db = &bulk_db;
+    pthread_t thread;
+    bool threaded = pthread_create(&thread, NULL, bulk_lane_main, &bulk) == 0;
+    if (!threaded)
+        log_error("main", "bulk_lane_failed", LOG_STR("note", "no thread for the bulk lane: stopping"));
+    else
+        lane_loop(&interactive);
+    atomic_store(&totals.quit, 1);
+    if (threaded)
+        pthread_join(thread, NULL);
+    struct apply_stats st = lane_totals_get(&totals);
+    log_info("main", "stopping", LOG_UINT("applied", st.applied), LOG_UINT("rejected", st.rejected),
+             LOG_UINT("duplicates", st.duplicates), LOG_UINT("dead_letters", st.dead_letters),
+             LOG_UINT("bulk", st.bulk_commands), LOG_UINT("bulk_fallbacks", st.bulk_fallbacks));
+    db_free(&bulk_db);
+    pthread_mutex_destroy(&totals.lock);
 }
 
 static int run(struct b2bd_config *cfg)

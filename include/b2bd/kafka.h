@@ -35,13 +35,20 @@ struct b2bd_metrics;
 struct kafka_in *kafka_in_new(const struct b2bd_config *cfg, struct b2bd_metrics *metrics,
                               struct b2bd_err *err);
 
-/* Waits up to wait_ms for a first message, then takes more until max messages or
- * linger_ms have passed, and then those already fetched (up to max): with linger_ms
- * 0, a lone message goes at once and a burst still makes one batch. Returns how many were put in out (the caller destroys them
+/* The two lanes (README "Two lanes"): the command topics of their own, and the bulk
+ * topic. Each is polled by one thread, its own. */
+enum kafka_lane { KAFKA_LANE_INTERACTIVE, KAFKA_LANE_BULK };
+
+/* A batch of one lane. The interactive lane waits up to wait_ms for a first message,
+ * then takes more until max messages or linger_ms have passed, and then those already
+ * fetched (up to max): with linger_ms 0, a lone message goes at once and a burst still
+ * makes one batch. The bulk lane waits up to wait_ms, and takes up to max from its
+ * partitions in turn; while the interactive lane's batches are full, a tenth of max,
+ * once per interactive batch. Returns how many were put in out (the caller destroys them
  * with rd_kafka_message_destroy); error events are logged and not returned, and a fatal
  * error ends the poll at once (check kafka_in_fatal). */
-size_t kafka_in_poll(struct kafka_in *k, rd_kafka_message_t **out, size_t max, int wait_ms,
-                     int linger_ms);
+size_t kafka_in_poll(struct kafka_in *k, enum kafka_lane lane, rd_kafka_message_t **out,
+                     size_t max, int wait_ms, int linger_ms);
 
 /* Commits, for each partition in msgs, the offset after its last message (async
  * unless sync). */

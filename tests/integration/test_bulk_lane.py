@@ -227,11 +227,11 @@ class Lanes(B2bTestCase):
         wait_until(lambda: self.done(importer) == len(rows), timeout=300, what="the import applied")
         print("interactive waits (s): %s; import rows applied meanwhile: %s of %d"
               % (" ".join("%.3f" % w for w in waits), " ".join(map(str, between)), len(rows)))
-        # at most the bulk work in hand: the batch being applied when the command was
-        # sent (counted from before it began, as the count is read first), one taken
-        # before the command was fetched (batch_max 500), and the share a batch with
-        # interactive work gives the bulk lane (50); a slow fetch under load may add one
-        # more batch. Never the backlog.
+        # the lanes are applied side by side: what the bulk lane applies while the
+        # command goes from the producer to its commit (its fetch, its own batch) is a
+        # batch or two (batch_max 500), counted from before the one in hand began (as the
+        # count is read first); a slow fetch under load may add one more. Never the
+        # backlog.
         self.assertLessEqual(max(between), 3 * 500 + 50, "an interactive command waited behind the backlog")
 
     def test_bulk_lane_advances_while_the_other_topics_are_saturated(self):
@@ -260,8 +260,8 @@ class Lanes(B2bTestCase):
         self.assertLess(marks[1][1], len(bulk), "the import was done before the window closed")
         print("bulk rows applied while %d assigns on the assign topic were: %d"
               % (marks[1][0] - marks[0][0], during))
-        # a tenth of each batch (batch_max 500) is the bulk lane's while both have work:
-        # about 6,000 / 450 * 50 = 670 rows
+        # while the assign topic's batches are full, the bulk lane takes a tenth of
+        # batch_max (500) once per such batch: about 6,000 / 500 * 50 = 600 rows
         self.assertGreater(during, 150, "the bulk lane starved while the other topics were busy")
         wait_until(lambda: self.done(importer) == len(bulk), timeout=300, what="the import applied")
 
