@@ -235,6 +235,22 @@ static void seq_remember(struct seq *s, enum b2bd_topic t, char *msg)
     s->sent_topic[s->n_sent++] = t;
 }
 
+/* Appends n commands of type to batch b (and remembers them), each with a fresh id and
+ * a payload made by make. */
+static void seq_burst(struct seq *s, struct dbt_batch *b, const char *type, enum b2bd_topic t,
+                      json_t *(*make)(void), int n)
+{
+    for (int k = 0; k < n; k++) {
+        char id[37];
+        rnd_uuid(id);
+        json_t *q = make();
+        char *msg = dump_command(type, s->shop, id, q);
+        json_decref(q);
+        dbt_batch_add(b, t, 0, s->key, msg);
+        seq_remember(s, t, msg);
+    }
+}
+
 /* Appends one random command to batch b (and remembers it). */
 static void rnd_command(struct seq *s, struct dbt_batch *b)
 {
@@ -276,15 +292,7 @@ static void rnd_command(struct seq *s, struct dbt_batch *b)
         t = TOPIC_REVOKE;
         if (chance(30)) {
             /* a burst of revokes (a location's clean-up): a run for b2bd_revoke_bulk */
-            for (int k = 1 + pick(4); k > 0; k--) {
-                char more_id[37];
-                rnd_uuid(more_id);
-                json_t *q = rnd_revoke();
-                char *more = dump_command("revoke", s->shop, more_id, q);
-                json_decref(q);
-                dbt_batch_add(b, TOPIC_REVOKE, 0, s->key, more);
-                seq_remember(s, TOPIC_REVOKE, more);
-            }
+            seq_burst(s, b, "revoke", TOPIC_REVOKE, rnd_revoke, 1 + pick(4));
         }
     } else if (r < 44) {
         const char *type = chance(60) ? "suspend" : "resume";
@@ -297,15 +305,7 @@ static void rnd_command(struct seq *s, struct dbt_batch *b)
          * for b2bd_assign_bulk, each judged without the others (seats included) */
         int burst = chance(12) ? 2 + pick(5) : 0;
         dry_burst = burst > 0;
-        for (int k = 0; k < burst; k++) {
-            char more_id[37];
-            rnd_uuid(more_id);
-            json_t *q = rnd_assign();
-            char *more = dump_command("assign", s->shop, more_id, q);
-            json_decref(q);
-            dbt_batch_add(b, TOPIC_ASSIGN, 0, s->key, more);
-            seq_remember(s, TOPIC_ASSIGN, more);
-        }
+        seq_burst(s, b, "assign", TOPIC_ASSIGN, rnd_assign, burst);
         json_t *p = rnd_assign();
         msg = dump_command("assign", s->shop, id, p);
         dry_burst = 0;
