@@ -14,10 +14,9 @@ CREATE OR REPLACE FUNCTION b2bd_access_of(p_shop text, p_customer text)
 RETURNS TABLE (companies text, any_role boolean) LANGUAGE sql STABLE AS $$
     SELECT '[' || coalesce(string_agg(c.doc, ',' ORDER BY c.company_id), '') || ']',
            coalesce(bool_or(c.has_role AND NOT c.suspended), false)
-      FROM (SELECT k.company_id, count(o.location_id) > 0 AS has_role,
-                   k.suspended OR coalesce(co.suspended, false) AS suspended,
+      FROM (SELECT k.company_id, count(o.location_id) > 0 AS has_role, s.suspended,
                    '{"company_id":' || to_json(k.company_id)::text
-                   || ',"access":' || CASE WHEN k.suspended OR coalesce(co.suspended, false) THEN '"suspended"'
+                   || ',"access":' || CASE WHEN s.suspended THEN '"suspended"'
                                            WHEN count(o.location_id) > 0 THEN '"locations"'
                                            ELSE '"no_access"' END
                    || ',"locations":['
@@ -27,11 +26,19 @@ RETURNS TABLE (companies text, any_role boolean) LANGUAGE sql STABLE AS $$
                                    FILTER (WHERE o.location_id IS NOT NULL), '')
                    || ']}' AS doc
               FROM contacts k
-              LEFT JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id
+              -- the company's suspension by the partial index companies_suspended (0020):
+              -- the companies row, which every assign of the company updates (its seat
+              -- count, or its lock), is read only for a suspended company (company_id || ''
+              -- keeps companies_pkey out of it)
+              CROSS JOIN LATERAL (SELECT k.suspended
+                                         OR EXISTS (SELECT 1 FROM companies co
+                                                     WHERE co.shop_id = k.shop_id AND co.suspended
+                                                       AND co.company_id || '' = k.company_id)
+                                         AS suspended) s
               LEFT JOIN roles o ON o.shop_id = k.shop_id AND o.company_id = k.company_id
                                AND o.customer_id = k.customer_id
              WHERE k.shop_id = p_shop AND k.customer_id = p_customer
-             GROUP BY k.company_id, k.suspended, co.suspended) c
+             GROUP BY k.company_id, s.suspended) c
 $$;
 
 -- The access event's text (CONTRACT.md, "Access event", its keys in that order), from its parts.

@@ -15,7 +15,7 @@ RETURNS TABLE (roles text) LANGUAGE sql STABLE AS $$
 $$;
 
 -- The result object of an assign (CONTRACT.md): p_roles from b2bd_roles_of, p_suspended
--- from b2bd_suspended_in ("suspended": true only while the contact is suspended in the
+-- from b2bd_suspension_of ("suspended": true only while the contact is suspended in the
 -- company, CONTRACT.md "Suspension"). Its notification_ids are empty; the one-by-one path
 -- fills them when the command asks.
 CREATE OR REPLACE FUNCTION b2bd_assign_result(p_customer text, p_created boolean, p_contact_created boolean,
@@ -261,10 +261,10 @@ BEGIN
     END IF;
     RETURN (SELECT json_build_object('result', b2bd_assign_result(r.customer, r.create_customer,
                                                                   r.contact_created, o.roles,
-                                                                  b2bd_suspended_in(p_shop, p_company,
-                                                                                    r.customer))::json,
+                                                                  su.suspended)::json,
                                      'changed', r.changed)
-              FROM b2bd_roles_of(p_shop, p_company, r.customer) o);
+              FROM b2bd_roles_of(p_shop, p_company, r.customer) o,
+                   b2bd_suspension_of(p_shop, p_company, r.customer) su);
 END
 $$;
 
@@ -318,10 +318,10 @@ BEGIN
                coalesce(r.stored,
                         b2bd_result_text(gen_random_uuid(), r.command_id, 'assign', r.shop, r.import_id,
                                          b2bd_assign_result(r.customer, r.create_customer, r.contact_created,
-                                                            o.roles,
-                                                            b2bd_suspended_in(r.shop, r.company, r.customer)),
+                                                            o.roles, su.suspended),
                                          r.code, r.message, r.field, p_now)) AS text
-          FROM unnest(p_rows) r CROSS JOIN LATERAL b2bd_roles_of(r.shop, r.company, r.customer) o),
+          FROM unnest(p_rows) r CROSS JOIN LATERAL b2bd_roles_of(r.shop, r.company, r.customer) o
+               CROSS JOIN LATERAL b2bd_suspension_of(r.shop, r.company, r.customer) su),
     inbox AS (
         INSERT INTO commands (command_id, shop_id, type, payload_hash, import_id, result, actor, issued_at)
         SELECT s.command_id::uuid, s.shop, 'assign', s.hash, s.import_id, s.text, s.actor, s.issued_at

@@ -5,13 +5,24 @@
 -- "access": "suspended" (b2bd_access_of, access.sql).
 
 -- Whether the customer is a contact of the company suspended there (by the company or on
--- its own); false for no contact. A single expression: inlined where it is used.
+-- its own); false for no contact. A set-returning function of one row, so that the
+-- planner inlines it where it is joined (a scalar SQL function with a subquery is not
+-- inlined: it was run, and planned, for every command). The company's suspension by the
+-- partial index companies_suspended (0020): the companies row, which every assign of the
+-- company updates, is read only for a suspended company.
+CREATE OR REPLACE FUNCTION b2bd_suspension_of(p_shop text, p_company text, p_customer text)
+RETURNS TABLE (suspended boolean) LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM contacts k
+                    WHERE k.shop_id = p_shop AND k.company_id = p_company AND k.customer_id = p_customer
+                      AND (k.suspended OR EXISTS (SELECT 1 FROM companies co
+                                                   WHERE co.shop_id = p_shop AND co.suspended
+                                                     AND co.company_id || '' = p_company)))
+$$;
+
+-- The same as a value (the notifier's statements, src/apply_notify.c).
 CREATE OR REPLACE FUNCTION b2bd_suspended_in(p_shop text, p_company text, p_customer text)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM contacts k
-                     JOIN companies co ON co.shop_id = k.shop_id AND co.company_id = k.company_id
-                    WHERE k.shop_id = p_shop AND k.company_id = p_company AND k.customer_id = p_customer
-                      AND (k.suspended OR co.suspended))
+    SELECT s.suspended FROM b2bd_suspension_of(p_shop, p_company, p_customer) s
 $$;
 
 -- Suspends (p_suspend) or resumes a company (p_customer NULL) or one contact of it, for
