@@ -324,16 +324,17 @@ def lanes(n, rate, tmpdir, companies=20, partitions=12):
     return out[0][0], out[1][0], out[1][1]
 
 
-def revokes(prefix, dsn, shop, n):
-    """n contacts of one location (written with COPY), then n revokes of their role
-    there, one command each: removing every contact of a location."""
+def contacts_by_copy(dsn, shop, tag, n, locations):
+    """n contacts of company c-0 (customers tag-0 .. tag-(n-1)), each with an
+    ordering_only role at one of its first `locations` locations in turn, written with
+    COPY; the seat count set to match."""
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         bufs = {k: io.StringIO() for k in ("customers", "contacts", "roles")}
         for i in range(n):
-            cid = "r-%d" % i
+            cid = "%s-%d" % (tag, i)
             bufs["customers"].write("%s\t%s\t%s@example.com\n" % (shop, cid, cid))
             bufs["contacts"].write("%s\tc-0\t%s\n" % (shop, cid))
-            bufs["roles"].write("%s\tc-0\tl-0-0\t%s\tordering_only\n" % (shop, cid))
+            bufs["roles"].write("%s\tc-0\tl-0-%d\t%s\tordering_only\n" % (shop, i % locations, cid))
         for b in bufs.values():
             b.seek(0)
         cur.copy_expert("COPY customers (shop_id, customer_id, email) FROM STDIN", bufs["customers"])
@@ -341,6 +342,12 @@ def revokes(prefix, dsn, shop, n):
         cur.copy_expert("COPY roles (shop_id, company_id, location_id, customer_id, role) FROM STDIN", bufs["roles"])
         cur.execute("UPDATE companies SET contact_count = %s WHERE shop_id = %s AND company_id = 'c-0'", (n, shop))
         cur.execute("ANALYZE")
+
+
+def revokes(prefix, dsn, shop, n):
+    """n contacts of one location (written with COPY), then n revokes of their role
+    there, one command each: removing every contact of a location."""
+    contacts_by_copy(dsn, shop, "r", n, 1)
     cmds = [harness.command("revoke", shop, {"company_id": "c-0", "customer_id": "r-%d" % i, "scope": "locations",
                                              "location_ids": ["l-0-0"]}) for i in range(n)]
     secs, _ = run_stream(prefix, dsn, cmds, {})
@@ -354,20 +361,7 @@ def suspension(prefix, dsn, shop, n):
     seconds, resume seconds), each command's time as
     b2bd's batch took it (b2bd_batch_duration_seconds_sum: apply and COMMIT), not the
     relay's publishing of the events afterwards."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        bufs = {k: io.StringIO() for k in ("customers", "contacts", "roles")}
-        for i in range(n):
-            cid = "s-%d" % i
-            bufs["customers"].write("%s\t%s\t%s@example.com\n" % (shop, cid, cid))
-            bufs["contacts"].write("%s\tc-0\t%s\n" % (shop, cid))
-            bufs["roles"].write("%s\tc-0\tl-0-%d\t%s\tordering_only\n" % (shop, i % 2, cid))
-        for b in bufs.values():
-            b.seek(0)
-        cur.copy_expert("COPY customers (shop_id, customer_id, email) FROM STDIN", bufs["customers"])
-        cur.copy_expert("COPY contacts (shop_id, company_id, customer_id) FROM STDIN", bufs["contacts"])
-        cur.copy_expert("COPY roles (shop_id, company_id, location_id, customer_id, role) FROM STDIN", bufs["roles"])
-        cur.execute("UPDATE companies SET contact_count = %s WHERE shop_id = %s AND company_id = 'c-0'", (n, shop))
-        cur.execute("ANALYZE")
+    contacts_by_copy(dsn, shop, "s", n, 2)
     out = []
     for type in ("suspend", "resume"):
         cmd = harness.command(type, shop, {"company_id": "c-0"})
