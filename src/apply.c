@@ -687,8 +687,9 @@ static int apply_begin(struct b2bd_applier *a, struct part_pos *pos, size_t n, c
     return rc;
 }
 
-/* Saves the consumed positions that moved, wakes the relays and commits: one round
- * trip. */
+/* Saves the consumed positions that moved and commits (one round trip), then wakes the
+ * relays (outbox_wake_committed: a NOTIFY in this transaction would make the other lane's
+ * commits wait for this one's flush). */
 static int apply_commit(struct b2bd_applier *a, const struct part_pos *pos, size_t n,
                         struct b2bd_err *err)
 {
@@ -710,9 +711,14 @@ static int apply_commit(struct b2bd_applier *a, const struct part_pos *pos, size
         v[i][3] = next[i];
         stmts[k++] = (struct db_stmt){.sql = SQL_OFFSET_SET, .n = 4, .values = v[i]};
     }
-    stmts[k++] = outbox_wake_stmt();
     stmts[k++] = (struct db_stmt){.sql = "COMMIT", .simple = 1};
     int rc = db_pipeline(a->db, stmts, (int)k, NULL, err);
+    if (rc == 0) {
+        /* committed: a failed wake is not the batch's (the relays poll; a lost connection
+         * is met by the next batch) */
+        struct b2bd_err ignored;
+        (void)outbox_wake_committed(a->db, &ignored);
+    }
     free(stmts);
     free(part);
     free(next);

@@ -13,6 +13,8 @@ static const char SQL_APPEND[] =
     " nullif(coalesce($4::jsonb, '[]') || coalesce(nullif(current_setting('b2bd.trace', true), '')::jsonb, '[]'),"
     " '[]'))";
 static const char SQL_WAKE[] = "SELECT pg_notify('" OUTBOX_CHANNEL "', '')";
+static const char SQL_WAKE_COMMITTED[] =
+    "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('" OUTBOX_CHANNEL "', ''); COMMIT";
 
 struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void *key,
                           size_t key_len, const void *value, size_t value_len,
@@ -47,7 +49,8 @@ int outbox_wake(struct b2bd_db *db, struct b2bd_err *err)
     return 0;
 }
 
-struct db_stmt outbox_wake_stmt(void)
+
+int outbox_wake_committed(struct b2bd_db *db, struct b2bd_err *err)
 {
-    return (struct db_stmt){.sql = SQL_WAKE};
+    return db_exec(db, SQL_WAKE_COMMITTED, err);
 }

@@ -4,10 +4,12 @@ keys, idempotency across the two topics, no WRONG_TOPIC); a command on another t
 applied while a bulk backlog waits, not behind it; and two imports on two bulk partitions
 advance in turn."""
 import json
+import select
 import time
 import unittest
 
 import harness
+import psycopg2
 from b2btest import B2bTestCase, wait_until
 
 BULK = harness.BULK_TOPIC
@@ -153,6 +155,44 @@ class AcrossTopics(B2bTestCase):
         self.assertEqual(self.roles_in_db("cust-2"), [("loc-2", "location_admin")])
         self.assertEqual(len(self.access_events("cust-1")), 1, "applied once")
         self.assertEqual(len(self.access_events("cust-2")), 1, "applied once")
+
+
+class RelayWake(B2bTestCase):
+    """Each lane wakes the relays with a NOTIFY once its batch has committed (in a
+    transaction of its own: a NOTIFY inside the batch's transaction would make the other
+    lane's commits queue behind this one's WAL flush, PostgreSQL serialising notifying
+    commits), so a result goes out at once, not at the relay's next poll."""
+
+    def setUp(self):
+        super().setUp()
+        self.make_company()
+        self.make_customer("cust-1")
+        self.make_customer("cust-2")
+
+    def test_each_lane_wakes_the_relay_after_its_commit(self):
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        try:
+            cur = conn.cursor()
+            cur.execute("LISTEN b2bd_outbox")
+            for customer, topic in (("cust-1", "commands.assign"), ("cust-2", BULK)):
+                cmd = harness.command("assign", self.shop, self.assign(customer, [("loc-1", "ordering_only")]))
+                del conn.notifies[:]
+                self.bus.send(cmd, topic_suffix=topic)
+                self.bus.flush()
+                deadline, committed = time.monotonic() + 20, None
+                while committed is None and time.monotonic() < deadline:
+                    select.select([conn], [], [], 0.5)
+                    conn.poll()
+                    if conn.notifies:  # a wake: is the command's transaction committed by now?
+                        del conn.notifies[:]
+                        cur.execute("SELECT count(*) FROM commands WHERE command_id = %s", (cmd["command_id"],))
+                        if cur.fetchone()[0]:
+                            committed = True
+                self.assertTrue(committed, "no NOTIFY on b2bd_outbox after the %s command committed" % topic)
+                self.assertEqual(self.bus.wait_result(cmd["command_id"])["status"], "applied")
+        finally:
+            conn.close()
 
 
 def import_rows(shop, companies, per_company, tag):
