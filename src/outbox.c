@@ -49,7 +49,6 @@ int outbox_wake(struct b2bd_db *db, struct b2bd_err *err)
     return 0;
 }
 
-
 int outbox_wake_committed(struct b2bd_db *db, struct b2bd_err *err)
 {
     return db_exec(db, SQL_WAKE_COMMITTED, err);
