@@ -688,7 +688,7 @@ static int apply_begin(struct b2bd_applier *a, struct part_pos *pos, size_t n, c
 }
 
 /* Saves the consumed positions that moved and commits (one round trip), then wakes the
- * relays (outbox_wake_committed: a NOTIFY in this transaction would make the other lane's
+ * relays (outbox_wake: a NOTIFY in this transaction would make the other lane's
  * commits wait for this one's flush). */
 static int apply_commit(struct b2bd_applier *a, const struct part_pos *pos, size_t n,
                         struct b2bd_err *err)
@@ -717,7 +717,7 @@ static int apply_commit(struct b2bd_applier *a, const struct part_pos *pos, size
         /* committed: a failed wake is not the batch's (the relays poll; a lost connection
          * is met by the next batch) */
         struct b2bd_err ignored;
-        (void)outbox_wake_committed(a->db, &ignored);
+        (void)outbox_wake(a->db, &ignored);
     }
     free(stmts);
     free(part);

@@ -133,8 +133,6 @@ static int emit_event(struct b2bd_db *db, PGresult *row, const char *status, int
     int rc = outbox_append(db, OUTBOX_NOTIFICATIONS, key.s, key.len, text, strlen(text), trace, err);
     sbuf_free(&key);
     free(text);
-    if (rc == 0)
-        rc = outbox_wake(db, err);
     return rc;
 }
 
@@ -258,8 +256,11 @@ static void record_outcome(struct b2bd_notifier *n, struct b2bd_db *db, PGresult
             else if (rc != 0 && db_connected(db))
                 db_exec(db, "ROLLBACK", &err);
         }
-        if (rc == 0)
+        if (rc == 0) {
+            struct b2bd_err ignored; /* committed: the relays also poll */
+            (void)outbox_wake(db, &ignored);
             return;
+        }
         if (rc == 1) {
             log_warn("notifier", "lease_lost", LOG_STR("notification_id", id),
                      LOG_STR("note", "the notification was taken over or erased: its outcome is "

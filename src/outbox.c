@@ -12,8 +12,7 @@ static const char SQL_APPEND[] =
     "INSERT INTO outbox (id, topic, key, value, headers) VALUES (nextval('outbox_id_seq'), $1, $2, $3,"
     " nullif(coalesce($4::jsonb, '[]') || coalesce(nullif(current_setting('b2bd.trace', true), '')::jsonb, '[]'),"
     " '[]'))";
-static const char SQL_WAKE[] = "SELECT pg_notify('" OUTBOX_CHANNEL "', '')";
-static const char SQL_WAKE_COMMITTED[] =
+static const char SQL_WAKE[] =
     "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('" OUTBOX_CHANNEL "', ''); COMMIT";
 
 struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void *key,
@@ -42,14 +41,5 @@ int outbox_append(struct b2bd_db *db, const char *topic, const void *key, size_t
 
 int outbox_wake(struct b2bd_db *db, struct b2bd_err *err)
 {
-    PGresult *res = db_query(db, SQL_WAKE, 0, NULL, NULL, NULL, err);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
-}
-
-int outbox_wake_committed(struct b2bd_db *db, struct b2bd_err *err)
-{
-    return db_exec(db, SQL_WAKE_COMMITTED, err);
+    return db_exec(db, SQL_WAKE, err);
 }

@@ -102,8 +102,8 @@ static int relay_connect(struct b2bd_relay *r)
         if (db_exec(&r->db, "LISTEN " OUTBOX_CHANNEL, &err) < 0)
             return -1;
         /* The relay's deletes need not wait for a WAL flush: one lost to a crash only
-         * publishes its rows again, as a crash between delivery and delete always could
-         * (consumers deduplicate by event_id). Flushing each one made the applying lanes'
+         * publishes its rows again (the same messages, the same event_id), as a crash
+         * between delivery and delete always could. Flushing each one made the applying lanes'
          * commits queue behind them. */
         if (db_exec(&r->db, "SET synchronous_commit = off", &err) < 0)
             return -1;

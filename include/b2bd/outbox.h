@@ -25,15 +25,14 @@ struct db_stmt outbox_row(struct outbox_row *row, const char *topic, const void 
                           size_t key_len, const void *value, size_t value_len,
                           const char *headers);
 
-/* Wakes the relays once the open transaction commits (NOTIFY). */
-int outbox_wake(struct b2bd_db *db, struct b2bd_err *err);
-/* Wakes the relays after a commit, in a transaction of its own whose commit does not
- * wait for a WAL flush. PostgreSQL serialises the commits of transactions that notify
+/* Wakes the relays (NOTIFY): called after the commit of what they are to publish, not
+ * inside it; the wake is a transaction of its own whose commit does not wait for a WAL
+ * flush. PostgreSQL serialises the commits of transactions that notify
  * (one lock, held through the commit's flush): a NOTIFY inside a large transaction makes
  * every other connection's notifying commit wait for that transaction's flush. The rows
  * are durable before the wake is sent; a wake lost to a crash costs a relay its poll
  * interval, nothing else. Returns 0 or -1 with err. */
-int outbox_wake_committed(struct b2bd_db *db, struct b2bd_err *err);
+int outbox_wake(struct b2bd_db *db, struct b2bd_err *err);
 
 /* The channel outbox_wake notifies. */
 #define OUTBOX_CHANNEL "b2bd_outbox"
