@@ -12,7 +12,7 @@ import unittest
 import uuid
 
 import harness
-from b2btest import B2bTestCase
+from b2btest import B2bTestCase, wait_until
 from test_ops import scrape
 
 COMPANY = "c-1"
@@ -127,6 +127,11 @@ class IsolationBase(B2bTestCase):
         d = self.start_daemon(extra_env=dict(env or {}, B2BD_BATCH_LINGER_MS="300"))
         results = self.bus.wait_results([c["command_id"] for c, _ in sends], timeout=60)
         port = int(re.search(r"event=http_listening .*port=(\d+)", d.log()).group(1))
+        # a batch is counted once all its workers are done, which can be after its results
+        # went out (each worker wakes the relay after its commit): wait until every message
+        # sent is counted in some batch, then there must have been one
+        wait_until(lambda: scrape(port).get("b2bd_batch_size_messages_sum") >= len(sends), timeout=10,
+                   what="every message counted in a batch")
         m = scrape(port)
         self.assertEqual(m.get("b2bd_batch_size_messages_count"), 1.0,
                          "the commands were not read in one batch")
