@@ -7,7 +7,7 @@ one by one and in a set-based run."""
 import unittest
 
 import harness
-from b2btest import B2bTestCase
+from b2btest import B2bTestCase, wait_until
 
 DRY_TYPES = ("assign", "revoke", "migrate", "suspend", "resume")
 
@@ -161,6 +161,10 @@ class DryRunBulkTest(DryRunBase):
         d = self.start_daemon(extra_env={"B2BD_BULK_ASSIGN": bulk, "B2BD_BATCH_LINGER_MS": "200",
                                          "B2BD_HTTP_LISTEN": "127.0.0.1:0"})
         results = [self.bus.wait_result(c["command_id"], timeout=60, nth=nth) for c in cmds]
+        # a batch is counted once all its workers are done, which can be after its results
+        # went out: wait until every command sent is counted in some batch
+        wait_until(lambda: d.metrics().total("b2bd_batch_size_messages_sum") >= len(cmds), timeout=10,
+                   what="every command counted in a batch")
         m = d.metrics()
         d.stop()
         return results, m

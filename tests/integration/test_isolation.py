@@ -130,7 +130,7 @@ class IsolationBase(B2bTestCase):
         # a batch is counted once all its workers are done, which can be after its results
         # went out (each worker wakes the relay after its commit): wait until every message
         # sent is counted in some batch, then there must have been one
-        wait_until(lambda: scrape(port).get("b2bd_batch_size_messages_sum") >= len(sends), timeout=10,
+        wait_until(lambda: scrape(port).total("b2bd_batch_size_messages_sum") >= len(sends), timeout=10,
                    what="every message counted in a batch")
         m = scrape(port)
         self.assertEqual(m.get("b2bd_batch_size_messages_count"), 1.0,
