@@ -17,7 +17,10 @@ bash scripts/deps.sh
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DB2BD_SANITIZE=OFF -DB2BD_TESTS=OFF >/dev/null
 cmake --build "$build" -j2 --target b2bd b2bctl b2b-kafka-mock apply_bench >/dev/null
 trap 'bash scripts/localenv.sh stop "$build/localenv" "$build" >/dev/null 2>&1 || true' EXIT
-# a durable PostgreSQL (fsync, synchronous commit): each commit costs what it does in production
-B2BD_LOCALENV_DURABLE=${B2BD_BENCH_DURABLE:-1} bash scripts/localenv.sh start "$build/localenv" "$build" >/dev/null
+# a durable PostgreSQL (fsync, synchronous commit): each commit costs what it does in
+# production; commit timestamps kept, so that the lanes workload can tell when a command
+# was applied (its transaction's commit) without counting an observer's wake-up
+B2BD_LOCALENV_DURABLE=${B2BD_BENCH_DURABLE:-1} B2BD_LOCALENV_PG_CONF="track_commit_timestamp = on" \
+  bash scripts/localenv.sh start "$build/localenv" "$build" >/dev/null
 export B2BD_BUILD_DIR=$build B2BD_LOCALENV_DIR=$build/localenv B2BD_SOURCE_DIR=$root
 /usr/bin/python3 bench/assign_bench.py --out "$build/bench.json" "$@"

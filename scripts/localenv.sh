@@ -15,7 +15,10 @@
 # The PostgreSQL data and socket directories live in a mktemp -d /tmp/b2bd-pg.XXXXXX
 # owned by the postgres user (DIR may sit in a folder that user cannot enter);
 # its path is kept in DIR/pg_root. Environment: PG_BIN overrides the server's
-# bin directory (default: the newest /usr/lib/postgresql/*/bin).
+# bin directory (default: the newest /usr/lib/postgresql/*/bin);
+# B2BD_LOCALENV_DURABLE=1 keeps fsync and synchronous commit on (the benchmark's);
+# B2BD_LOCALENV_PG_CONF holds lines added to postgresql.conf (the benchmark's
+# track_commit_timestamp).
 set -euo pipefail
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -187,6 +190,9 @@ shared_buffers = 64MB
 log_min_messages = warning
 log_line_prefix = '%m [%p] %u@%d '
 EOF
+  if [ -n "${B2BD_LOCALENV_PG_CONF:-}" ]; then
+    printf '%s\n' "$B2BD_LOCALENV_PG_CONF" >> "$root/data/postgresql.conf"
+  fi
 
   for try in 1 2 3 4 5; do
     port=$(free_port)
