@@ -20,7 +20,7 @@ trap 'bash scripts/localenv.sh stop "$build/localenv" "$build" >/dev/null 2>&1 |
 # a durable PostgreSQL (fsync, synchronous commit): each commit costs what it does in
 # production; commit timestamps kept, so that the lanes workload can tell when a command
 # was applied (its transaction's commit) without counting an observer's wake-up
-B2BD_LOCALENV_DURABLE=${B2BD_BENCH_DURABLE:-1} B2BD_LOCALENV_PG_CONF="track_commit_timestamp = on" \
+B2BD_LOCALENV_DURABLE=${B2BD_BENCH_DURABLE:-1} B2BD_LOCALENV_PG_CONF="${B2BD_BENCH_PG_CONF-track_commit_timestamp = on}" \
   bash scripts/localenv.sh start "$build/localenv" "$build" >/dev/null
 export B2BD_BUILD_DIR=$build B2BD_LOCALENV_DIR=$build/localenv B2BD_SOURCE_DIR=$root
 /usr/bin/python3 bench/assign_bench.py --out "$build/bench.json" "$@"
