@@ -9,6 +9,9 @@
 # Prints a table; writes build-bench/bench.json.
 #   bench/run.sh [--quick] [--only W,...]   (--quick: smaller sizes, for a smoke run;
 #                                            --only: some workloads, see assign_bench.py)
+# B2BD_BENCH_DURABLE=0 runs PostgreSQL without fsync; B2BD_BENCH_PG_CONF replaces the lines
+# added to its postgresql.conf (default: track_commit_timestamp = on, which the lanes
+# workload needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
