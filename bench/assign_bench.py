@@ -270,9 +270,9 @@ def lanes(n, rate, tmpdir, companies=20, partitions=12, pairs=4):
     out = []
     # first a run that is not counted: on a new cluster the first import's WAL goes to
     # new segments (PostgreSQL creates and fills each), the later ones' to recycled ones
-    runs = [None] + [x for p in range(pairs) for x in ((False, True) if p % 2 == 0 else (True, False))]
-    for interactive in runs:
-        warm_up, interactive = interactive is None, bool(interactive)
+    runs = [(True, False)] + [(False, x) for p in range(pairs)
+                              for x in ((False, True) if p % 2 == 0 else (True, False))]
+    for warm_up, interactive in runs:
         prefix, _, dsn, shop = world_empty(companies, 2, partitions)
         other = "bench-admin"
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
@@ -290,7 +290,7 @@ def lanes(n, rate, tmpdir, companies=20, partitions=12, pairs=4):
                 f.write(json.dumps(c) + "\n")
         d = harness.Daemon(prefix, dsn, extra_env={"B2BD_KAFKA__FETCH_WAIT_MAX_MS": "1"}).start()
         settle(d)
-        samples, sent, stop = [], [], threading.Event()
+        samples, stop = [], threading.Event()  # (sent, seen: monotonic; command id, sent: wall clock)
 
         def admin():
             bus = harness.Bus(prefix, fetch_wait_ms=1)
@@ -316,8 +316,7 @@ def lanes(n, rate, tmpdir, companies=20, partitions=12, pairs=4):
                         continue
                     select.select([conn], [], [], 0.1)
                     conn.poll()
-                samples.append((t0, time.monotonic()))
-                sent.append((c["command_id"], wall))
+                samples.append((t0, time.monotonic(), c["command_id"], wall))
                 i += 1
                 time.sleep(max(0, 1.0 / rate - (time.monotonic() - t0)))
             conn.close()
@@ -335,17 +334,17 @@ def lanes(n, rate, tmpdir, companies=20, partitions=12, pairs=4):
             t.join(60)
         lanes.metrics = d.metrics()
         d.stop()
+        if warm_up:
+            continue
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
             cur.execute("SELECT command_id::text, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8"
                         " FROM commands WHERE shop_id = %s", (other,))
             committed = dict(cur.fetchall())
-        during = [i for i, (a, _) in enumerate(samples) if t0 <= a <= t1]
-        if any(committed.get(sent[i][0]) is None for i in during):
+        during = [s for s in samples if t0 <= s[0] <= t1]
+        if any(committed.get(cid) is None for _, _, cid, _ in during):
             raise SystemExit("lanes: an interactive command without its commit timestamp")
-        if warm_up:
-            continue
-        out.append((interactive, secs, [(samples[i][1] - samples[i][0]) * 1000 for i in during],
-                    [(committed[sent[i][0]] - sent[i][1]) * 1000 for i in during]))
+        out.append((interactive, secs, [(seen - sent) * 1000 for sent, seen, _, _ in during],
+                    [(committed[cid] - wall) * 1000 for _, _, cid, wall in during]))
     lanes.applied = sorted(ms for o in out for ms in o[3])
     return ([o[1] for o in out if not o[0]], [o[1] for o in out if o[0]],
             sorted(ms for o in out for ms in o[2]))
